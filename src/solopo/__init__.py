@@ -1,0 +1,2 @@
+"""SoLoPO reproduction pipeline."""
+__version__ = "0.1.0"

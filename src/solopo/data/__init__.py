@@ -1,0 +1,1 @@
+"""Training data: MuSiQue reader, toy world, RULER-style context synthesis."""

@@ -1,0 +1,104 @@
+"""A seeded toy world in MuSiQue-Ans schema, for the offline tiny preset.
+
+Each question gets freshly drawn facts (person -> city -> country -> leader -> spouse),
+so memorising facts is useless and only reading the context answers it. Paragraphs
+are compact ("P born C .") because a tiny model learns such one-step copies in
+minutes while verbose prose stays at chance (stack_probe.md, toy-world table).
+
+Records follow MuSiQue-Ans exactly: `id` (`2hop__…`, `3hop1__…`, `4hop1__…`),
+20 `paragraphs` with `idx`, `title`, `paragraph_text`, `is_supporting`,
+`question`, `question_decomposition` (`#1` references), `answer`, `answer_aliases`,
+`answerable`.
+"""
+from __future__ import annotations
+
+import random
+
+_SYL_A = ["ba", "ke", "lo", "mi", "nu", "ra", "si", "to", "vu", "za", "de", "fi", "go", "hu", "pe"]
+_SYL_B = ["rak", "len", "dor", "mis", "tan", "vel", "bor", "kin", "sul", "pex", "nom", "gat", "ril", "wen", "zot"]
+
+# (relation word in the paragraph, decomposition phrase, entity kind of the object)
+HOPS = [("born", "place of birth", "city"), ("in", "country", "country"), ("led", "head of state", "leader"),
+        ("wed", "spouse", "spouse")]
+QUESTION_TEMPLATES = {
+    2: "In which country was {p} born ?",
+    3: "Who leads the country where {p} was born ?",
+    4: "Who is the spouse of the leader of the country where {p} was born ?",
+}
+
+
+def entity_names(kind: str, count: int, seed: int = 0) -> list[str]:
+    """Distinct pseudo-word names (capitalised), fixed for a (kind, seed)."""
+    rng = random.Random(f"{kind}-{seed}")
+    pool = sorted({(a + b).capitalize() for a in _SYL_A for b in _SYL_B})
+    rng.shuffle(pool)
+    if count > len(pool):
+        raise ValueError(f"toy world: {count} {kind} names requested, at most {len(pool)} available")
+    return pool[:count]
+
+
+def default_entities(sizes: dict[str, int]) -> dict[str, list[str]]:
+    """Disjoint name lists per kind (people, city, country, leader, spouse)."""
+    kinds = ["person", "city", "country", "leader", "spouse"]
+    pool = entity_names("all", sum(sizes[k] for k in kinds))
+    out, start = {}, 0
+    for k in kinds:
+        out[k] = pool[start : start + sizes[k]]
+        start += sizes[k]
+    return out
+
+
+def fact_paragraph(subject: str, relation: str, obj: str) -> tuple[str, str]:
+    return subject, f"{subject} {relation} {obj} ."
+
+
+def cot_answer(chain: list[str], hops: int) -> str:
+    """The reasoning trace the tiny model is pre-trained to produce, ending in SoLoPO's format."""
+    steps = " ".join(f"{chain[i]} {HOPS[i][0]} {chain[i + 1]} ." for i in range(hops))
+    return f"{steps} The answer is: {chain[hops]}"
+
+
+def make_record(rng: random.Random, entities: dict[str, list[str]], hops: int, uid: int,
+                num_paragraphs: int = 20) -> dict:
+    """One MuSiQue-schema question with its own freshly drawn facts."""
+    kinds = ["person", "city", "country", "leader", "spouse"]
+    chain = [rng.choice(entities[k]) for k in kinds[: hops + 1]]
+    used = set(chain)
+    paragraphs = [fact_paragraph(chain[i], HOPS[i][0], chain[i + 1]) + (True,) for i in range(hops)]
+    # Non-supporting paragraphs state facts about other subjects (never contradict the chain).
+    while len(paragraphs) < num_paragraphs:
+        h = rng.randrange(len(HOPS))
+        subj = rng.choice(entities[kinds[h]])
+        if subj in used:
+            continue
+        used.add(subj)
+        paragraphs.append(fact_paragraph(subj, HOPS[h][0], rng.choice(entities[kinds[h + 1]])) + (False,))
+    rng.shuffle(paragraphs)
+    paras = [{"idx": i, "title": t, "paragraph_text": txt, "is_supporting": sup} for i, (t, txt, sup) in enumerate(paragraphs)]
+    support_idx = {p["title"]: p["idx"] for p in paras if p["is_supporting"]}
+    decomposition = []
+    for i in range(hops):
+        subject = chain[0] if i == 0 else f"#{i}"
+        decomposition.append({"id": 100 * uid + i, "question": f"{subject} >> {HOPS[i][1]}", "answer": chain[i + 1],
+                              "paragraph_support_idx": support_idx[chain[i]]})
+    shape = "2hop" if hops == 2 else f"{hops}hop1"
+    return {
+        "id": f"{shape}__{'_'.join(str(d['id']) for d in decomposition)}",
+        "paragraphs": paras,
+        "question": QUESTION_TEMPLATES[hops].format(p=chain[0]),
+        "question_decomposition": decomposition,
+        "answer": chain[hops],
+        "answer_aliases": [],
+        "answerable": True,
+        "cot": cot_answer(chain, hops),  # extra field: the gold reasoning trace (used only to pre-train the tiny model)
+    }
+
+
+def generate_records(n: int, seed: int, hop_weights: dict[int, float], sizes: dict[str, int],
+                     num_paragraphs: int = 20, id_offset: int = 0) -> list[dict]:
+    """`n` records; deterministic in (seed, arguments)."""
+    rng = random.Random(seed)
+    entities = default_entities(sizes)
+    hops_choices, weights = zip(*sorted(hop_weights.items()))
+    return [make_record(rng, entities, rng.choices(hops_choices, weights)[0], id_offset + i, num_paragraphs)
+            for i in range(n)]

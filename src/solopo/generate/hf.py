@@ -1,0 +1,67 @@
+"""HF `generate` backend (CPU/GPU). Deterministic per (seed, batch index)."""
+from __future__ import annotations
+
+import logging
+
+from solopo.generate import GenerationConfig
+from solopo.runtime import TORCH_RNG_LOCK, pick_device
+
+log = logging.getLogger(__name__)
+
+
+def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str = "auto",
+                             trust_remote_code: bool = False, rope_scaling: dict | None = None):
+    """Load a causal LM safely: safetensors only, no remote code unless asked for."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    device = pick_device(device)
+    torch_dtype = {"auto": (torch.bfloat16 if device.startswith("cuda") else torch.float32),
+                   "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    if rope_scaling:
+        config.rope_scaling = dict(rope_scaling)
+    model = AutoModelForCausalLM.from_pretrained(
+        model_path, config=config, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+    ).to(device)
+    model.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+class HFBackend:
+    def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto",
+                 trust_remote_code: bool = False, rope_scaling: dict | None = None, model=None, tokenizer=None):
+        if model is not None:
+            self.model, self.tokenizer = model, tokenizer
+        else:
+            self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype, trust_remote_code, rope_scaling)
+        self.device = next(self.model.parameters()).device
+
+    def generate(self, prompts: list[str], cfg: GenerationConfig, progress=None) -> list[list[str]]:
+        import torch
+
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        outputs: list[list[str]] = []
+        for b, start in enumerate(range(0, len(prompts), cfg.batch_size)):
+            chunk = prompts[start : start + cfg.batch_size]
+            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            kwargs = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
+                          eos_token_id=tok.eos_token_id, num_return_sequences=cfg.n)
+            if cfg.temperature > 0:
+                kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
+            else:
+                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            with TORCH_RNG_LOCK, torch.no_grad():
+                torch.manual_seed(cfg.seed * 1_000_003 + b)
+                out = self.model.generate(**enc, **kwargs)
+            new = out[:, enc["input_ids"].shape[1]:]
+            texts = tok.batch_decode(new, skip_special_tokens=True)
+            for i in range(len(chunk)):
+                outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
+            if progress is not None:
+                progress.update(len(chunk))
+        return outputs

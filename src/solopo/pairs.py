@@ -1,0 +1,107 @@
+"""sub-EM labelling and preference-pair construction (SoLoPO §3, spec §3).
+
+Each sampled CoT output is labelled correct when `sub_em(extract_answer(output), golds)`.
+Per input, one random correct output is the chosen and one random incorrect output the
+rejected; inputs whose samples are all correct or all wrong are discarded. The
+intersection rule prefers questions that yield a pair on both the short and the long
+context. Besides the yield, the statistics report the sampled accuracy against chance
+(a model at chance still yields pairs).
+"""
+from __future__ import annotations
+
+import random
+
+from solopo.eval.metrics import extract_answer, has_answer_marker, sub_em
+
+
+def label_sub_em(responses: list[str], golds: list[str]) -> list[bool]:
+    return [sub_em(extract_answer(r), golds) for r in responses]
+
+
+def make_pair(responses: list[str], labels: list[bool], rng: random.Random) -> tuple[str, str] | None:
+    """(chosen, rejected) picked at random among correct / incorrect outputs, or None for all-right/all-wrong."""
+    right = [r for r, ok in zip(responses, labels) if ok]
+    wrong = [r for r, ok in zip(responses, labels) if not ok]
+    if not right or not wrong:
+        return None
+    return rng.choice(right), rng.choice(wrong)
+
+
+def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]], seed: int, num_pairs: int,
+                chance: float | None = None, intersection: bool = True) -> tuple[list[dict], dict]:
+    """Pair records keyed by question id, plus statistics.
+
+    `samples[ctx]` are sampling rows ({id, responses, answers}); `contexts[ctx]` the prompts.
+    Each output row: {id, question, answers, x_short, x_long, short: {chosen, rejected} | None,
+    long: {chosen, rejected} | None}. Selection: questions with pairs on both contexts first
+    (intersection rule), then the rest, up to `num_pairs` per pair set.
+    """
+    prompts = {ctx: {r["id"]: r for r in rows} for ctx, rows in contexts.items()}
+    stats: dict = {"chance_accuracy": chance}
+    per_ctx: dict[str, dict[str, dict | None]] = {}
+    for ctx, rows in samples.items():
+        pairs, n_right, n_total, n_marker, yields = {}, 0, 0, 0, 0
+        for row in rows:
+            labels = label_sub_em(row["responses"], row["answers"])
+            rng = random.Random(f"{seed}-{ctx}-{row['id']}")
+            pair = make_pair(row["responses"], labels, rng)
+            pairs[row["id"]] = None if pair is None else {"chosen": pair[0], "rejected": pair[1]}
+            n_right += sum(labels)
+            n_total += len(labels)
+            n_marker += sum(has_answer_marker(r) for r in row["responses"])
+            yields += pair is not None
+        per_ctx[ctx] = pairs
+        stats[ctx] = {
+            "inputs": len(rows), "samples": n_total,
+            "sampled_accuracy": round(n_right / max(1, n_total), 4),
+            "accuracy_over_chance": round(n_right / max(1, n_total) / chance, 2) if chance else None,
+            "answer_format_rate": round(n_marker / max(1, n_total), 4),
+            "all_right": sum(1 for r in rows if all(label_sub_em(r["responses"], r["answers"]))),
+            "yield": round(yields / max(1, len(rows)), 4), "pairs": yields,
+        }
+    ids = [r["id"] for r in contexts["short"]]
+    both = [i for i in ids if per_ctx["short"].get(i) and per_ctx["long"].get(i)]
+    rest = [i for i in ids if i not in set(both)]
+    order = both + rest if intersection else ids
+    out, counts = [], {"short": 0, "long": 0}
+    for i in order:
+        row = {"id": i, "question": prompts["short"][i]["question"], "answers": prompts["short"][i]["answers"],
+               "x_short": prompts["short"][i]["prompt"], "x_long": prompts["long"][i]["prompt"],
+               "short": None, "long": None}
+        for ctx in ("short", "long"):
+            if per_ctx[ctx].get(i) and counts[ctx] < num_pairs:
+                row[ctx] = per_ctx[ctx][i]
+                counts[ctx] += 1
+        if row["short"] or row["long"]:
+            out.append(row)
+    stats["intersection"] = len(both)
+    stats["selected"] = counts
+    return out, stats
+
+
+DATASETS = ("short", "long", "expand", "solo", "sft_short", "sft_long", "sft_expand")
+
+
+def method_datasets(pairs: list[dict]) -> dict[str, list[dict]]:
+    """The per-method training sets (SoLoPO Table 2), as {x, y_w, y_l, x_long} rows.
+
+    - short: (x_short, y_w, y_l) sampled on x_short;  sft_short: its chosen only.
+    - long: (x_long, y_w^L, y_l^L) sampled on x_long;  sft_long: its chosen only.
+    - expand: short-sampled pairs with the long prompt (Expand-Long-PO); sft_expand: chosen only.
+    - solo: (x_short, x_long, y_w, y_l), short-sampled (SoLo-PO, SoLo-KL, LongPO).
+    """
+    out = {k: [] for k in DATASETS}
+    for r in pairs:
+        if r["short"]:
+            s = r["short"]
+            out["short"].append({"id": r["id"], "x": r["x_short"], "y_w": s["chosen"], "y_l": s["rejected"]})
+            out["sft_short"].append({"id": r["id"], "x": r["x_short"], "y_w": s["chosen"]})
+            out["expand"].append({"id": r["id"], "x": r["x_long"], "y_w": s["chosen"], "y_l": s["rejected"]})
+            out["sft_expand"].append({"id": r["id"], "x": r["x_long"], "y_w": s["chosen"]})
+            out["solo"].append({"id": r["id"], "x": r["x_short"], "x_long": r["x_long"], "y_w": s["chosen"],
+                                "y_l": s["rejected"]})
+        if r["long"]:
+            lp = r["long"]
+            out["long"].append({"id": r["id"], "x": r["x_long"], "y_w": lp["chosen"], "y_l": lp["rejected"]})
+            out["sft_long"].append({"id": r["id"], "x": r["x_long"], "y_w": lp["chosen"]})
+    return out

@@ -1,0 +1,479 @@
+"""Loss registry: SFT, DPO, SimPO, ORPO, their SoLoPO variants, and LongPO.
+
+Every loss is a pure function of per-sequence log-prob **sums** and response-token **counts**
+(1-D tensors of shape [B]), packed in `PolicyOutputs`, plus the hyper-parameters in `LossConfig`.
+It returns `(loss, metrics)`: a scalar tensor that carries the gradient, and a dict of detached
+0-dim tensors for logging (`loss`, the loss parts, `rewards/*`, `logps/*`).
+
+Conventions (LLaMA-Factory, the paper's training stack; spec §1.4, §1.7):
+
+- DPO uses the summed log-prob ``log pi(y|x) = sum_t log pi(y_t | x, y_<t)``.
+- SimPO and ORPO use the length-averaged log-prob ``avg(y|x) = log pi(y|x) / |y|`` (`SeqLogps.mean`).
+
+Field naming in `PolicyOutputs`: ``chosen`` / ``rejected`` are the pair on **the PO prompt**,
+whatever context it holds. For the vanilla short methods and for SoLoPO this is x_short; for the
+long and Expand-Long methods the trainer puts (x_long, y) there. ``long_chosen`` / ``long_rejected``
+are the extra long-context copies that SoLoPO (the RA term) and LongPO (the policy side) need.
+
+Expand-Long-PO (spec §1.6) needs no loss of its own: it is plain `dpo` / `simpo` / `orpo` (and `sft`
+for Expand-Long-SFT) on data whose PO prompt is x_long. `METHODS` maps every pipeline method to its
+(loss, dataset) pair.
+
+Losses (registry names, see `list_losses()`):
+
+- ``sft``                                  NLL of the chosen response on the PO prompt.
+- ``dpo``, ``simpo``, ``orpo``             the vanilla algorithms on the PO prompt.
+- ``solo_{dpo,simpo,orpo}``                short PO + alpha * chosen-only SoLo-RA (paper default, Eq. 9).
+- ``solo_{dpo,simpo,orpo}_both``           short PO + alpha * (RA on y_w + RA on y_l).
+- ``solo_kl_{dpo,simpo,orpo}``             short PO + alpha * SoLo-KL (Eq. 10, ablation).
+- ``longpo``                               LongPO as implemented in DAMO-NLP-SG/LongPO (spec §2.3).
+
+Choices the paper does not pin down (spec §1.4, marked [INF] there), made here:
+
+- SoLo-DPO drops the reference from the RA term: r = beta * log pi(y|x) (no reference forward on x_long).
+- SoLo-ORPO adds alpha * RA to the whole vanilla ORPO loss (NLL + lambda * OR); alpha is not scaled by lambda.
+- Gradients flow through both sides of |r(x_s, y) - r(x_l, y)| (no stop-gradient).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable, NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+Metrics = dict[str, torch.Tensor]
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs and hyper-parameters
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SeqLogps:
+    """Per-sequence summed response log-prob and number of response tokens, both of shape [B]."""
+
+    logps: torch.Tensor
+    counts: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.logps.shape != self.counts.shape or self.logps.dim() != 1:
+            raise ValueError(
+                f"SeqLogps: logps and counts must be 1-D of equal shape, got {tuple(self.logps.shape)} "
+                f"and {tuple(self.counts.shape)}"
+            )
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Length-averaged log-prob ``log pi(y|x) / |y|`` (counts clamped to >= 1, so empty responses give 0)."""
+        return self.logps / self.counts.clamp(min=1).to(self.logps.dtype)
+
+
+@dataclass
+class PolicyOutputs:
+    """The sequences a loss may need; a field is None when the trainer did not compute it.
+
+    ``chosen``/``rejected`` are the pair on the PO prompt (x_short for short/SoLo/SoLo-KL methods,
+    x_long for long/expand methods). ``long_*`` are the long-context copies used by SoLoPO and LongPO.
+    """
+
+    chosen: SeqLogps | None = None  # log pi(y_w | x_po)
+    rejected: SeqLogps | None = None  # log pi(y_l | x_po)
+    long_chosen: SeqLogps | None = None  # log pi(y_w | x_long)
+    long_rejected: SeqLogps | None = None  # log pi(y_l | x_long)
+    ref_chosen: torch.Tensor | None = None  # reference summed logps of y_w on x_po (DPO); on x_short (LongPO)
+    ref_rejected: torch.Tensor | None = None
+    long_chosen_full_nll: torch.Tensor | None = None  # LongPO: mean NLL over ALL tokens of (x_long, y_w), per sequence
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Hyper-parameters of every loss (defaults: LLaMA-Factory `pref_beta`/`simpo_gamma`, ORPO lambda, LongPO paper).
+
+    beta:            DPO/SimPO temperature (also SoLo-DPO/SimPO reward scale).
+    gamma:           SimPO target margin in reward units: -logsigmoid(beta * diff - gamma).
+    orpo_lambda:     weight of the ORPO odds-ratio term (NLL weight 1). Plays the role of TRL ORPOConfig.beta
+                     and LLaMA-Factory `pref_beta` for `pref_loss: orpo`.
+    alpha:           weight of the SoLo-RA / SoLo-KL term.
+    longpo_lambda:   weight of the LongPO DPO term (NLL weight 1).
+    longpo_beta:     LongPO DPO temperature.
+    label_smoothing: conservative-DPO label smoothing for the sigmoid losses (DPO, SimPO), in [0, 0.5).
+    """
+
+    beta: float = 0.1
+    gamma: float = 0.5
+    orpo_lambda: float = 0.1
+    alpha: float = 1.0
+    longpo_lambda: float = 0.01
+    longpo_beta: float = 0.1
+    label_smoothing: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in ("beta", "longpo_beta"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LossConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name in ("orpo_lambda", "alpha", "longpo_lambda"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"LossConfig.label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+
+
+def _require(out: PolicyOutputs, names: tuple[str, ...], loss: str) -> None:
+    missing = [n for n in names if getattr(out, n) is None]
+    if missing:
+        raise ValueError(f"loss '{loss}' needs PolicyOutputs fields {', '.join(missing)}, which are None")
+
+
+# --------------------------------------------------------------------------------------------------
+# Tensor-level building blocks
+# --------------------------------------------------------------------------------------------------
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """Numerically stable log(1 - exp(x)) for x < 0 (branch at -ln 2; same as TRL ORPO's `log1mexp`)."""
+    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+
+def sigmoid_pref_loss(logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Per-example (conservative) sigmoid preference loss.
+
+    l(z) = -(1 - eps) * log sigma(z) - eps * log sigma(-z)
+    """
+    return -F.logsigmoid(logits) * (1 - label_smoothing) - F.logsigmoid(-logits) * label_smoothing
+
+
+def dpo_reward(s: SeqLogps, beta: float) -> torch.Tensor:
+    """SoLo-DPO reward with the reference dropped (spec §1.4): r(x, y) = beta * log pi(y|x)."""
+    return beta * s.logps
+
+
+def simpo_reward(s: SeqLogps, beta: float) -> torch.Tensor:
+    """SimPO reward: r(x, y) = beta / |y| * log pi(y|x)."""
+    return beta * s.mean
+
+
+def orpo_reward(s: SeqLogps) -> torch.Tensor:
+    """ORPO reward, the log-odds of the length-normalised probability P = exp(avg):
+
+    r(x, y) = log(P / (1 - P)) = avg - log(1 - exp(avg)),  avg = log pi(y|x) / |y|   (at least float32)
+    """
+    avg = s.mean
+    avg = avg.to(torch.promote_types(avg.dtype, torch.float32))
+    return avg - log1mexp(avg)
+
+
+def summed_logp(s: SeqLogps) -> torch.Tensor:
+    """SoLo-KL "reward": the plain summed log-prob log pi(y|x) (no scaling)."""
+    return s.logps
+
+
+def solo_ra_term(short: SeqLogps, long: SeqLogps, reward_fn: Callable[[SeqLogps], torch.Tensor]) -> torch.Tensor:
+    """Short-to-long reward alignment (SoLo-RA), averaged over the batch:
+
+    RA = mean_i | r(x_short_i, y_i) - r(x_long_i, y_i) |
+
+    Gradients flow through both the short and the long side. With ``reward_fn=summed_logp`` this is
+    the SoLo-KL estimate mean_i |log pi(y_i|x_short_i) - log pi(y_i|x_long_i)| (Eq. 10).
+    """
+    return (reward_fn(short) - reward_fn(long)).abs().mean()
+
+
+def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor, prefix: str = "rewards") -> Metrics:
+    chosen, rejected = chosen.detach(), rejected.detach()
+    return {
+        f"{prefix}/chosen": chosen.mean(),
+        f"{prefix}/rejected": rejected.mean(),
+        f"{prefix}/margins": (chosen - rejected).mean(),
+        f"{prefix}/accuracies": (chosen > rejected).float().mean(),
+    }
+
+
+def _logp_metrics(out: PolicyOutputs) -> Metrics:
+    metrics: Metrics = {}
+    for name in ("chosen", "rejected", "long_chosen", "long_rejected"):
+        s = getattr(out, name)
+        if s is not None:
+            metrics[f"logps/{name}"] = s.logps.detach().mean()
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------------
+# Vanilla losses (on the PO prompt)
+# --------------------------------------------------------------------------------------------------
+
+
+def sft_loss(out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
+    """Supervised fine-tuning on the chosen response (per-sequence length-averaged NLL):
+
+    L_SFT = -mean_i [ log pi(y_w_i | x_i) / |y_w_i| ]
+
+    x is the PO prompt: x_short (sft_short), x_long (sft_long, sft_expand).
+    """
+    _require(out, ("chosen",), "sft")
+    nll = -out.chosen.mean.mean()
+    return nll, {"loss": nll.detach(), "nll": nll.detach(), **_logp_metrics(out)}
+
+
+def dpo_loss(out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
+    """DPO with summed log-probs (TRL `loss_type="sigmoid"`; conservative DPO when label_smoothing > 0):
+
+    z   = beta * [ (log pi(y_w|x) - log pi_ref(y_w|x)) - (log pi(y_l|x) - log pi_ref(y_l|x)) ]
+    L   = mean_i [ -(1 - eps) log sigma(z_i) - eps log sigma(-z_i) ]
+
+    Metrics: rewards = beta * (log pi - log pi_ref).
+    """
+    _require(out, ("chosen", "rejected", "ref_chosen", "ref_rejected"), "dpo")
+    chosen_lr = out.chosen.logps - out.ref_chosen
+    rejected_lr = out.rejected.logps - out.ref_rejected
+    loss = sigmoid_pref_loss(cfg.beta * (chosen_lr - rejected_lr), cfg.label_smoothing).mean()
+    metrics = {"loss": loss.detach(), "po_loss": loss.detach()}
+    metrics |= _reward_metrics(cfg.beta * chosen_lr, cfg.beta * rejected_lr)
+    return loss, metrics | _logp_metrics(out)
+
+
+def simpo_loss(out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
+    """SimPO with length-averaged log-probs (TRL CPOTrainer `loss_type="simpo"`, `cpo_alpha=0`):
+
+    z   = beta / |y_w| * log pi(y_w|x) - beta / |y_l| * log pi(y_l|x) - gamma
+    L   = mean_i [ -(1 - eps) log sigma(z_i) - eps log sigma(-z_i) ]
+
+    Metrics: rewards = beta / |y| * log pi(y|x).
+    """
+    _require(out, ("chosen", "rejected"), "simpo")
+    r_w, r_l = simpo_reward(out.chosen, cfg.beta), simpo_reward(out.rejected, cfg.beta)
+    loss = sigmoid_pref_loss(r_w - r_l - cfg.gamma, cfg.label_smoothing).mean()
+    metrics = {"loss": loss.detach(), "po_loss": loss.detach()}
+    return loss, metrics | _reward_metrics(r_w, r_l) | _logp_metrics(out)
+
+
+def orpo_loss(out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
+    """ORPO with length-averaged log-probs (LLaMA-Factory `sft_loss + beta * odds_ratio_loss`):
+
+    avg(y)   = log pi(y|x) / |y|,   r(y) = avg(y) - log(1 - exp(avg(y)))        (log-odds, >= float32)
+    NLL      = -mean_i avg(y_w_i)
+    L_OR     = -mean_i log sigma( r(y_w_i) - r(y_l_i) )
+    L        = NLL + lambda * L_OR
+
+    Metrics: rewards = log-odds r(y); `nll`, `or_loss`. Note that TRL's ORPOTrainer computes its NLL
+    over prompt + response tokens; here (as in LLaMA-Factory) it is the response-averaged NLL.
+    """
+    _require(out, ("chosen", "rejected"), "orpo")
+    r_w, r_l = orpo_reward(out.chosen), orpo_reward(out.rejected)
+    nll = -out.chosen.mean.mean()
+    or_loss = -F.logsigmoid(r_w - r_l).mean()
+    loss = nll + cfg.orpo_lambda * or_loss
+    metrics = {"loss": loss.detach(), "po_loss": loss.detach(), "nll": nll.detach(), "or_loss": or_loss.detach()}
+    return loss, metrics | _reward_metrics(r_w, r_l) | _logp_metrics(out)
+
+
+_VANILLA: dict[str, Callable[[PolicyOutputs, LossConfig], tuple[torch.Tensor, Metrics]]] = {
+    "dpo": dpo_loss,
+    "simpo": simpo_loss,
+    "orpo": orpo_loss,
+}
+
+
+def _ra_reward_fn(family: str, cfg: LossConfig) -> Callable[[SeqLogps], torch.Tensor]:
+    if family == "dpo":
+        return partial(dpo_reward, beta=cfg.beta)
+    if family == "simpo":
+        return partial(simpo_reward, beta=cfg.beta)
+    if family == "orpo":
+        return orpo_reward
+    raise ValueError(f"unknown PO family '{family}': allowed values are dpo, orpo, simpo")
+
+
+# --------------------------------------------------------------------------------------------------
+# SoLoPO
+# --------------------------------------------------------------------------------------------------
+
+
+def solo_loss(
+    out: PolicyOutputs, cfg: LossConfig, *, family: str, both: bool = False
+) -> tuple[torch.Tensor, Metrics]:
+    """SoLoPO (Eq. 9): short-context PO plus short-to-long reward alignment.
+
+    chosen-only (default):  L = L_PO(x_s, y_w, y_l) + alpha * mean_i | r(x_s, y_w) - r(x_l, y_w) |
+    both:                   L = ... + alpha * mean_i | r(x_s, y_l) - r(x_l, y_l) |   (added)
+
+    L_PO is the vanilla `family` loss on ``chosen``/``rejected`` (which hold x_short). Rewards r:
+      dpo:   beta * log pi(y|x)                    (reference dropped, spec §1.4)
+      simpo: beta / |y| * log pi(y|x)
+      orpo:  avg - log(1 - exp(avg)), avg = log pi(y|x) / |y|
+    """
+    reward_fn = _ra_reward_fn(family, cfg)
+    needs = ("long_chosen", "long_rejected") if both else ("long_chosen",)
+    _require(out, needs, f"solo_{family}{'_both' if both else ''}")
+    po, metrics = _VANILLA[family](out, cfg)
+    ra = solo_ra_term(out.chosen, out.long_chosen, reward_fn)
+    metrics["ra_term/chosen"] = ra.detach()
+    if both:
+        ra_rejected = solo_ra_term(out.rejected, out.long_rejected, reward_fn)
+        metrics["ra_term/rejected"] = ra_rejected.detach()
+        ra = ra + ra_rejected
+    loss = po + cfg.alpha * ra
+    metrics |= {"loss": loss.detach(), "po_loss": po.detach(), "ra_term": ra.detach()}
+    metrics["ra_rewards/short_chosen"] = reward_fn(out.chosen).detach().mean()
+    metrics["ra_rewards/long_chosen"] = reward_fn(out.long_chosen).detach().mean()
+    return loss, metrics | _logp_metrics(out)
+
+
+def solo_kl_loss(out: PolicyOutputs, cfg: LossConfig, *, family: str) -> tuple[torch.Tensor, Metrics]:
+    """SoLo-KL (Eq. 10, ablation): short-context PO plus the absolute single-sample KL estimate at y_w:
+
+    L = L_PO(x_s, y_w, y_l) + alpha * mean_i | log pi(y_w|x_s) - log pi(y_w|x_l) |      (summed log-probs)
+    """
+    if family not in _VANILLA:
+        raise ValueError(f"unknown PO family '{family}': allowed values are {', '.join(_VANILLA)}")
+    _require(out, ("long_chosen",), f"solo_kl_{family}")
+    po, metrics = _VANILLA[family](out, cfg)
+    kl = solo_ra_term(out.chosen, out.long_chosen, summed_logp)
+    loss = po + cfg.alpha * kl
+    metrics |= {"loss": loss.detach(), "po_loss": po.detach(), "ra_term": kl.detach()}
+    return loss, metrics | _logp_metrics(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# LongPO
+# --------------------------------------------------------------------------------------------------
+
+
+def longpo_loss(out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
+    """LongPO as implemented (DAMO-NLP-SG/LongPO `LongPOMTLMUlyssesTrainer`; spec §2.3, Eq. 12-14):
+
+    z     = beta' * [ (log pi(y_w|x_l) - log pi(y_l|x_l)) - (log pi_ref(y_w|x_s) - log pi_ref(y_l|x_s)) ]
+    L_DPO = mean_i -log sigma(z_i)
+    L     = mean_i NLL_full(x_l, y_w)_i + lambda' * L_DPO
+
+    The policy sees x_long (``long_chosen``/``long_rejected``); the reference sees x_short
+    (``ref_chosen``/``ref_rejected``); NLL_full averages over all tokens of the long chosen sequence,
+    prompt included. beta' = longpo_beta, lambda' = longpo_lambda.
+    """
+    _require(out, ("long_chosen", "long_rejected", "ref_chosen", "ref_rejected", "long_chosen_full_nll"), "longpo")
+    chosen_lr = out.long_chosen.logps - out.ref_chosen
+    rejected_lr = out.long_rejected.logps - out.ref_rejected
+    dpo = -F.logsigmoid(cfg.longpo_beta * (chosen_lr - rejected_lr)).mean()
+    nll = out.long_chosen_full_nll.mean()
+    loss = nll + cfg.longpo_lambda * dpo
+    metrics = {"loss": loss.detach(), "po_loss": dpo.detach(), "nll": nll.detach()}
+    metrics |= _reward_metrics(cfg.longpo_beta * chosen_lr, cfg.longpo_beta * rejected_lr)
+    return loss, metrics | _logp_metrics(out)
+
+
+# --------------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------------
+
+LossFn = Callable[[PolicyOutputs, LossConfig], tuple[torch.Tensor, Metrics]]
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """A registered loss: its function, the `PolicyOutputs` fields it reads, whether it needs a reference model."""
+
+    name: str
+    fn: LossFn
+    needs: tuple[str, ...]
+    needs_ref: bool
+    family: str  # "sft" | "dpo" | "simpo" | "orpo" | "longpo"
+    variant: str = "vanilla"  # "vanilla" | "solo" | "solo_both" | "solo_kl" | "longpo"
+    config_keys: tuple[str, ...] = field(default=())  # LossConfig fields the loss reads
+
+    def __call__(self, out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
+        return self.fn(out, cfg)
+
+
+_PAIR = ("chosen", "rejected")
+_REF = ("ref_chosen", "ref_rejected")
+_FAMILY_KEYS = {
+    "dpo": ("beta", "label_smoothing"),
+    "simpo": ("beta", "gamma", "label_smoothing"),
+    "orpo": ("orpo_lambda",),
+}
+
+
+def _build_registry() -> dict[str, LossSpec]:
+    reg: dict[str, LossSpec] = {"sft": LossSpec("sft", sft_loss, ("chosen",), False, "sft")}
+    for fam, fn in _VANILLA.items():
+        ref = fam == "dpo"
+        base = _PAIR + (_REF if ref else ())
+        keys = _FAMILY_KEYS[fam]
+        reg[fam] = LossSpec(fam, fn, base, ref, fam, "vanilla", keys)
+        reg[f"solo_{fam}"] = LossSpec(
+            f"solo_{fam}", partial(solo_loss, family=fam, both=False), base + ("long_chosen",), ref, fam, "solo",
+            keys + ("alpha",),
+        )
+        reg[f"solo_{fam}_both"] = LossSpec(
+            f"solo_{fam}_both", partial(solo_loss, family=fam, both=True), base + ("long_chosen", "long_rejected"),
+            ref, fam, "solo_both", keys + ("alpha",),
+        )
+        reg[f"solo_kl_{fam}"] = LossSpec(
+            f"solo_kl_{fam}", partial(solo_kl_loss, family=fam), base + ("long_chosen",), ref, fam, "solo_kl",
+            keys + ("alpha",),
+        )
+    reg["longpo"] = LossSpec(
+        "longpo", longpo_loss, ("long_chosen", "long_rejected") + _REF + ("long_chosen_full_nll",), True, "longpo",
+        "longpo", ("longpo_beta", "longpo_lambda"),
+    )
+    return dict(sorted(reg.items()))
+
+
+LOSSES: dict[str, LossSpec] = _build_registry()
+
+
+def list_losses() -> list[str]:
+    """Sorted names of all registered losses."""
+    return list(LOSSES)
+
+
+def get_loss(name: str) -> LossSpec:
+    """The `LossSpec` registered under ``name``; ValueError naming the allowed values otherwise."""
+    try:
+        return LOSSES[name]
+    except KeyError:
+        raise ValueError(f"unknown loss '{name}': allowed values are {', '.join(LOSSES)}") from None
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods of the pipeline -> (loss, dataset)
+# --------------------------------------------------------------------------------------------------
+
+
+class MethodSpec(NamedTuple):
+    """A training method of the pipeline: the loss it optimises and the dataset it trains on."""
+
+    loss: str
+    dataset: str
+
+
+def _build_methods() -> dict[str, MethodSpec]:
+    methods = {f"sft_{d}": MethodSpec("sft", f"sft_{d}") for d in ("short", "long", "expand")}
+    for fam in _VANILLA:
+        methods |= {f"{fam}_{d}": MethodSpec(fam, d) for d in ("short", "long", "expand")}
+        methods[f"solo_{fam}"] = MethodSpec(f"solo_{fam}", "solo")
+        methods[f"solo_{fam}_both"] = MethodSpec(f"solo_{fam}_both", "solo")
+        methods[f"solo_kl_{fam}"] = MethodSpec(f"solo_kl_{fam}", "solo")
+    methods["longpo"] = MethodSpec("longpo", "solo")
+    return methods
+
+
+METHODS: dict[str, MethodSpec] = _build_methods()
+
+
+def get_method(name: str) -> MethodSpec:
+    """The (loss, dataset) of pipeline method ``name``; ValueError naming the allowed values otherwise."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown method '{name}': allowed values are {', '.join(METHODS)}") from None
+
+
+__all__ = [
+    "LOSSES", "METHODS", "LossConfig", "LossSpec", "MethodSpec", "PolicyOutputs", "SeqLogps", "dpo_loss",
+    "dpo_reward", "get_loss", "get_method", "list_losses", "log1mexp", "longpo_loss", "orpo_loss", "orpo_reward",
+    "sft_loss", "sigmoid_pref_loss", "simpo_loss", "simpo_reward", "solo_kl_loss", "solo_loss", "solo_ra_term",
+    "summed_logp",
+]

@@ -1,0 +1,263 @@
+"""NIAH-Plus: released-schema reader, needle insertion at token depths, scoring, tiny-model evaluate."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from solopo.artifacts import DataError  # noqa: E402
+from solopo.eval import niah_plus  # noqa: E402
+
+_SYL = ["ka", "lo", "mir", "ten", "vas", "dor", "pel", "quin", "ra", "sul", "tem", "zo", "bri", "fan", "gol", "hex"]
+
+
+def _name(rng, k=3):
+    return "".join(rng.choice(_SYL) for _ in range(k)).capitalize()
+
+
+def _toy_records(n=9, n_other=4, seed=0):
+    """MuSiQue-Ans-schema 2-hop records about fictional entities (answers unambiguous)."""
+    rng = random.Random(seed)
+    recs = []
+    for k in range(n):
+        person, town, region = _name(rng), _name(rng), _name(rng, 2)
+        paras = [
+            {"title": person, "is_supporting": True,
+             "paragraph_text": f"{person} is a painter who was born in {town}. {person} painted rivers and hills. "
+                               f"Critics praised the early work of {person}."},
+            {"title": town, "is_supporting": True,
+             "paragraph_text": f"{town} is a small town in the {region} valley. It was founded in {1500 + k}. "
+                               f"The town of {town} is known for its bridges."},
+        ]
+        for _ in range(n_other):
+            t, o = _name(rng), _name(rng)
+            paras.append({"title": t, "is_supporting": False,
+                          "paragraph_text": f"{t} is a village near {o}. The people of {t} grow apples. "
+                                            f"Its market opens on {rng.choice(['Monday', 'Friday'])}."})
+        order = list(range(len(paras)))
+        rng.shuffle(order)
+        paragraphs = [dict(paras[j], idx=i) for i, j in enumerate(order)]
+        sup = {p["title"]: p["idx"] for p in paragraphs if p["is_supporting"]}
+        recs.append({
+            "id": f"2hop__{k}1_{k}2",
+            "paragraphs": paragraphs,
+            "question": f"In which valley was {person} born?",
+            "question_decomposition": [
+                {"id": k * 10 + 1, "question": f"{person} >> place of birth", "answer": town,
+                 "paragraph_support_idx": sup[person]},
+                {"id": k * 10 + 2, "question": "#1 >> located in the valley", "answer": region,
+                 "paragraph_support_idx": sup[town]},
+            ],
+            "answer": region,
+            "answer_aliases": [f"{region} valley"] if k % 3 == 0 else [],
+            "answerable": True,
+        })
+    return recs
+
+
+def _tiny_tokenizer(records):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [p["paragraph_text"] for r in records for p in r["paragraphs"]] + [r["question"] for r in records]
+    corpus += [niah_plus.TASK_DESCRIPTIONS["needle_squad"], "The answer is: yes. Think step by step. Question: Answer:"] * 3
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
+                                 eos_token="<|im_end|>", pad_token="<pad>")
+    hf.chat_template = ("{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}"
+                        "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
+    return hf
+
+
+def _tiny_lm(tok):
+    """A random 1-layer Qwen2 on the tiny tokenizer, wrapped as the HF backend."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from solopo.generate.hf import HFBackend
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                      intermediate_size=64, vocab_size=len(tok), tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = Qwen2ForCausalLM(cfg).eval()
+    return HFBackend(None, model=model, tokenizer=tok)
+
+
+TOL = 0.1
+FIX_CFG = {"lengths": [256, 384], "single_depths": [0, 50, 100], "multi_depth_pairs": [[0, 100], [33, 66]],
+           "samples_per_cell": 2, "length_tolerance": TOL, "boundary": "sentence", "prompt": "solopo_cot",
+           "max_new_tokens": 4, "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    recs = _toy_records()
+    tok = _tiny_tokenizer(recs)
+    out = tmp_path_factory.mktemp("niah")
+    paths = niah_plus.build_fixture(recs, out, FIX_CFG, seed=3, tokenizer=tok)
+    return recs, tok, paths
+
+
+def _filler_sentences(n=200):
+    rng = random.Random(5)
+    docs = []
+    for d in range(n // 10):
+        docs.append(" ".join(f"Filler line {d * 10 + k} mentions {_name(rng, 2)}." for k in range(10)))
+    return docs
+
+
+def _depth_of(tok, context, needle):
+    """(filler tokens before the needle) / (all filler tokens), from a fresh tokenisation."""
+    start = context.index(needle)
+    total = niah_plus.count_tokens(tok, context)
+    before = niah_plus.count_tokens(tok, context[:start].rstrip())
+    return 100 * before / (total - niah_plus.count_tokens(tok, needle))
+
+
+def test_fixture_schema_counts_and_lengths(world):
+    recs, tok, paths = world
+    single = niah_plus.load_items(paths["single_doc"])
+    multi = niah_plus.load_items(paths["multi_doc"])
+    both = niah_plus.load_items(paths["single_doc"].parent)
+    assert len(single) == 2 * 3 * 2 and len(multi) == 2 * 2 * 2 and len(both) == len(single) + len(multi)
+    for it in single + multi:
+        n = niah_plus.count_tokens(tok, it["context"])
+        assert n == it["measured_length"]
+        assert it["context_length"] * (1 - TOL) <= n <= it["context_length"]
+    rec = {r["id"]: r for r in recs}
+    for it in single:
+        r = rec[it["needle_id"]]
+        assert set(it) >= {"id", "context", "context_length", "depth_percent", "input", "answers", "dataset"}
+        assert it["dataset"] == "needle_squad" and it["answers"][0] == r["answer"] and it["input"] == r["question"]
+        for p in r["paragraphs"]:
+            if p["is_supporting"]:
+                assert p["paragraph_text"] in it["context"]
+            elif p["title"] not in {q["title"] for q in r["paragraphs"] if q["is_supporting"]}:
+                assert p["paragraph_text"] not in it["context"]  # own non-supporting paragraphs are not filler
+    for it in multi:
+        assert it["dataset"] == "needle_hotpotqa" and "depth_percent1" in it and "depth_percent2" in it
+
+
+def test_single_needle_depth_and_length_within_tolerance():
+    docs = _filler_sentences()
+    recs = _toy_records(3)
+    tok = _tiny_tokenizer(recs + [{"paragraphs": [{"paragraph_text": d} for d in docs], "question": ""}])
+    needle = {"id": "n1", "question": "Where?", "answers": ["Zokal"],
+              "docs": ["Special note\nThe hidden treasure of Zokal lies under the old mill."]}
+    depths = [0, 25, 50, 75, 100]
+    items = niah_plus.build_items([needle], docs, tok, [600, 1000], depths, kind="single", seed=0, tolerance=0.05)
+    assert len(items) == 10
+    for it in items:
+        n = niah_plus.count_tokens(tok, it["context"])
+        assert 0.95 * it["context_length"] <= n <= it["context_length"]
+        got = _depth_of(tok, it["context"], needle["docs"][0])
+        assert abs(got - it["depth_percent"]) <= 3.0, (it["context_length"], it["depth_percent"], got)
+        assert abs(got - it["measured_depths"][0]) <= 1.5
+    assert items[0]["context"].startswith("Special note") and items[4]["context"].endswith("old mill.")
+
+
+def test_multi_needles_in_depth_order():
+    docs = _filler_sentences()
+    recs = _toy_records(3)
+    tok = _tiny_tokenizer(recs + [{"paragraphs": [{"paragraph_text": d} for d in docs], "question": ""}])
+    a, b = "Alpha fact: Quin owns the red boat.", "Beta fact: the red boat is moored at Hexdor."
+    needle = {"id": "m1", "question": "Where is Quin's boat moored?", "answers": ["Hexdor"], "docs": [a, b]}
+    pairs = [[0, 33], [33, 100], [66, 100]]
+    items = niah_plus.build_items([needle], docs, tok, [800], pairs, kind="multi", seed=1, tolerance=0.05)
+    for it, (d1, d2) in zip(items, pairs):
+        ctx = it["context"]
+        assert ctx.index(a) < ctx.index(b) and (it["depth_percent1"], it["depth_percent2"]) == (d1, d2)
+        assert abs(it["measured_depths"][0] - d1) <= 3 and abs(it["measured_depths"][1] - d2) <= 3
+        assert 0.95 * 800 <= niah_plus.count_tokens(tok, ctx) <= 800
+
+
+def test_deterministic_and_too_long_needle_raises(world):
+    recs, tok, paths = world
+    again = niah_plus.build_fixture(recs, paths["single_doc"].parent / "again", FIX_CFG, seed=3, tokenizer=tok)
+    assert again["single_doc"].read_text() == paths["single_doc"].read_text()
+    with pytest.raises(ValueError, match="more than the target length 20"):
+        niah_plus.build_items([{"id": "x", "question": "q", "answers": ["a"], "docs": ["word " * 50]}],
+                              ["filler text."], tok, [20], [50], kind="single")
+
+
+def test_load_items_raises_data_error_with_file_line(tmp_path, world):
+    _, _, paths = world
+    good = paths["single_doc"].read_text().splitlines()[0]
+    p = tmp_path / "needle_squad.jsonl"
+    bad = json.loads(good)
+    del bad["depth_percent"]
+    p.write_text(good + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(p))}:2: missing field\(s\) depth_percent"):
+        niah_plus.load_items(p)
+    p.write_text(good + "\n\n" + json.dumps(dict(bad, depth_percent=10, dataset="needle_x")) + "\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(p))}:3: field 'dataset'"):
+        niah_plus.load_items(p)
+    p.write_text("{oops\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(p))}:1: invalid JSON"):
+        niah_plus.load_items(tmp_path)
+    with pytest.raises(DataError, match="does not exist"):
+        niah_plus.load_items(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no \\*.jsonl"):
+        niah_plus.load_items(tmp_path / "empty")
+
+
+class _FixedBackend:
+    def __init__(self, outputs):
+        self.outputs, self.tokenizer = outputs, None
+
+    def generate(self, prompts, cfg):
+        assert cfg.temperature == 0.0
+        return [[self.outputs[i]] for i in range(len(prompts))]
+
+
+def test_scoring_grid_and_extraction():
+    def s(L, d, ans):
+        return {"id": f"s{L}{d}", "dataset": "needle_squad", "context": "c", "context_length": L,
+                "depth_percent": d, "input": "q", "answers": ans}
+
+    def m(L, d1, d2, ans):
+        return {"id": f"m{L}{d1}", "dataset": "needle_hotpotqa", "context": "c", "context_length": L,
+                "depth_percent1": d1, "depth_percent2": d2, "input": "q", "answers": ans}
+
+    items = [s(1000, 0, ["Zokal"]), s(1000, 11.111111, ["Zokal"]), s(2000, 0, ["yes"]), s(2000, 0, ["Quin"]),
+             m(1000, 0, 33, ["Hexdor"]), m(1000, 0, 33, ["Tem"])]
+    outs = ["Zokal is a town, but the answer is Lo.\nThe answer is: Lo.",  # only whole-output would hit
+            "The answer is: the Zokal.",  # normalised sub-EM hit
+            "The answer is: Yes.",
+            "",  # empty prediction never scores
+            "The answer is: Hexdor",
+            "Reasoning.\nThe answer is: Temple"]  # one-directional containment: gold 'tem' in 'temple'
+    result, preds = niah_plus.evaluate(_FixedBackend(outs), items, {"prompt": "solopo_cot"})
+    assert result["subsets"] == {"single_doc": 50.0, "multi_doc": 100.0} and result["score"] == 75.0
+    assert result["grid"]["single_doc"] == {"1000": {"0": 0.0, "11.11": 100.0}, "2000": {"0": 50.0}}
+    assert result["grid"]["multi_doc"] == {"1000": {"0-33": 100.0}}
+    assert [p["correct"] for p in preds] == [False, True, True, False, True, True]
+    off, _ = niah_plus.evaluate(_FixedBackend(outs), items, {"prompt": "official"})
+    assert off["grid"]["single_doc"]["1000"]["0"] == 100.0  # no extraction: the whole output is matched
+    prompt = niah_plus.user_prompt(items[4], "official")
+    assert prompt.startswith(niah_plus.TASK_DESCRIPTIONS["needle_hotpotqa"]) and prompt.endswith("Question: q\nAnswer:")
+
+
+def test_evaluate_end_to_end_tiny_model(world):
+    _, tok, paths = world
+    items = niah_plus.load_items(paths["single_doc"].parent)[::2]
+    backend = _tiny_lm(tok)
+    result, preds = niah_plus.evaluate(backend, items, FIX_CFG, seed=0)
+    assert result["benchmark"] == "niah_plus" and result["n"] == len(preds) == len(items)
+    assert set(result["grid"]["single_doc"]) == {"256", "384"}
+    assert set(result["grid"]["multi_doc"]["256"]) == {"0-100", "33-66"}
+    assert set(result["grid"]["single_doc"]["384"]) == {"0", "50", "100"}
+    assert 0 <= result["score"] <= 100 and result["settings"]["max_new_tokens"] == 4

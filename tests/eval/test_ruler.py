@@ -1,0 +1,286 @@
+"""RULER QA: readers, length-fitted synthesis, scoring, and one tiny-model evaluate."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+from solopo.artifacts import DataError  # noqa: E402
+from solopo.eval import ruler  # noqa: E402
+
+_SYL = ["ka", "lo", "mir", "ten", "vas", "dor", "pel", "quin", "ra", "sul", "tem", "zo", "bri", "fan", "gol", "hex"]
+
+
+def _name(rng, k=3):
+    return "".join(rng.choice(_SYL) for _ in range(k)).capitalize()
+
+
+def _toy_records(n=9, n_other=4, seed=0):
+    """MuSiQue-Ans-schema 2-hop records about fictional entities (answers unambiguous)."""
+    rng = random.Random(seed)
+    recs = []
+    for k in range(n):
+        person, town, region = _name(rng), _name(rng), _name(rng, 2)
+        paras = [
+            {"title": person, "is_supporting": True,
+             "paragraph_text": f"{person} is a painter who was born in {town}. {person} painted rivers and hills. "
+                               f"Critics praised the early work of {person}."},
+            {"title": town, "is_supporting": True,
+             "paragraph_text": f"{town} is a small town in the {region} valley. It was founded in {1500 + k}. "
+                               f"The town of {town} is known for its bridges."},
+        ]
+        for _ in range(n_other):
+            t, o = _name(rng), _name(rng)
+            paras.append({"title": t, "is_supporting": False,
+                          "paragraph_text": f"{t} is a village near {o}. The people of {t} grow apples. "
+                                            f"Its market opens on {rng.choice(['Monday', 'Friday'])}."})
+        order = list(range(len(paras)))
+        rng.shuffle(order)
+        paragraphs = [dict(paras[j], idx=i) for i, j in enumerate(order)]
+        sup = {p["title"]: p["idx"] for p in paragraphs if p["is_supporting"]}
+        recs.append({
+            "id": f"2hop__{k}1_{k}2",
+            "paragraphs": paragraphs,
+            "question": f"In which valley was {person} born?",
+            "question_decomposition": [
+                {"id": k * 10 + 1, "question": f"{person} >> place of birth", "answer": town,
+                 "paragraph_support_idx": sup[person]},
+                {"id": k * 10 + 2, "question": "#1 >> located in the valley", "answer": region,
+                 "paragraph_support_idx": sup[town]},
+            ],
+            "answer": region,
+            "answer_aliases": [f"{region} valley"] if k % 3 == 0 else [],
+            "answerable": True,
+        })
+    return recs
+
+
+def _tiny_tokenizer(records):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [p["paragraph_text"] for r in records for p in r["paragraphs"]] + [r["question"] for r in records]
+    corpus += [ruler.RULER_QA_TEMPLATE, "Document 1:\nThe answer is: yes. Think step by step."] * 3
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
+                                 eos_token="<|im_end|>", pad_token="<pad>")
+    hf.chat_template = ("{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}"
+                        "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
+    return hf
+
+
+def _tiny_lm(tok):
+    """A random 1-layer Qwen2 on the tiny tokenizer, wrapped as the HF backend."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from solopo.generate.hf import HFBackend
+
+    torch.manual_seed(0)
+    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
+                      intermediate_size=64, vocab_size=len(tok), tie_word_embeddings=True,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = Qwen2ForCausalLM(cfg).eval()
+    return HFBackend(None, model=model, tokenizer=tok)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    recs = _toy_records()
+    tok = _tiny_tokenizer(recs)
+    out = tmp_path_factory.mktemp("ruler_src")
+    sources = ruler.build_fixture(recs, out, {"fixture_more_paragraphs": 2}, seed=1)
+    return recs, tok, sources
+
+
+CFG = {"sets": ["squad", "hotpotqa", "musique"], "lengths": [512, 768], "num_samples": 3, "prompt": "solopo_cot",
+       "tokens_to_generate": 32, "max_new_tokens": 4, "context_mode": "all", "batch_size": 8}
+
+
+@pytest.fixture(scope="module")
+def items(world):
+    _, tok, sources = world
+    return ruler.build_items(sources, tok, CFG, seed=7)
+
+
+def test_fixture_sources_follow_released_schemas(world):
+    recs, _, sources = world
+    squad = json.loads(sources["squad"].read_text())
+    assert squad["version"] == "v2.0"
+    n_answerable = 0
+    for art in squad["data"]:
+        for para in art["paragraphs"]:
+            for qa in para["qas"]:
+                for a in qa["answers"]:
+                    assert para["context"][a["answer_start"]:a["answer_start"] + len(a["text"])] == a["text"]
+                n_answerable += not qa["is_impossible"]
+    qas, docs = ruler.read_squad(sources["squad"])
+    assert len(qas) == n_answerable == 3  # the unanswerable question is dropped
+    assert docs == sorted(set(docs)) and all(q["more_context"] and q["context"][0] not in q["more_context"] for q in qas)
+    hot = json.loads(sources["hotpotqa"].read_text())
+    assert all(h["type"] == "bridge" and h["level"] == "hard" and len(h["supporting_facts"]) == 2 for h in hot)
+    hq, hdocs = ruler.read_hotpotqa(sources["hotpotqa"])
+    assert all(len(q["context"]) == 6 for q in hq)
+    title, sents = hot[0]["context"][0]
+    assert f"{title}\n{''.join(sents)}" in hdocs
+    mq, _ = ruler.read_musique(sources["musique"])
+    ids = {q["id"] for q in mq} | {h["_id"][7:] for h in hot} | {q["id"][6:] for q in qas}
+    assert len(ids) == len(recs)  # three disjoint thirds
+    hs, _ = ruler.read_hotpotqa(sources["hotpotqa"], context_mode="supporting")
+    assert all(len(q["context"]) == 2 and len(q["more_context"]) == 4 for q in hs)
+
+
+def test_synthesis_fits_contains_gold_and_numbers_documents(world, items):
+    _, tok, sources = world
+    assert len(items) == 3 * 2 * 3
+    docs = {s: ruler.read_source(s, p)[1] for s, p in sources.items()}
+    qas = {s: ruler.read_source(s, p)[0] for s, p in sources.items()}
+    for it in items:
+        full = ruler.count_tokens(tok, it["input"] + it["answer_prefix"]) + 32
+        assert full == it["length_w_model_temp"] <= it["target_length"]
+        assert it["length"] < it["length_w_model_temp"]
+        nums = [int(x) for x in re.findall(r"^Document (\d+):$", it["input"], flags=re.M)]
+        assert nums == list(range(1, it["num_docs"] + 1))
+        qa = qas[it["set"]][it["index"]]
+        for g in qa["context"]:
+            assert docs[it["set"]][g] in it["input"]
+        assert it["outputs"] == qa["outputs"] and qa["query"] in it["input"]
+        assert it["input"].startswith("<|im_start|>user\n") and it["input"].endswith("<|im_start|>assistant\n")
+        # the search is tight: one more (longest) document would not have fitted
+        if it["num_docs"] < len(docs[it["set"]]):
+            longest = max(ruler.count_tokens(tok, d) for d in docs[it["set"]])
+            assert it["length_w_model_temp"] > it["target_length"] - longest - 12
+    by = {(it["set"], it["index"]): [] for it in items}
+    for it in items:
+        by[(it["set"], it["index"])].append(it["num_docs"])
+    assert all(a <= b for a, b in by.values())  # longer target, at least as many docs
+
+
+def test_deterministic_and_per_sample_gold_positions(world, items):
+    _, tok, sources = world
+    again = ruler.build_items(sources, tok, CFG, seed=7)
+    assert again == items
+    other = ruler.build_items(sources, tok, CFG, seed=8)
+    assert [i["input"] for i in other] != [i["input"] for i in items]
+    squad = [tuple(it["gold_doc_positions"]) for it in items if it["set"] == "squad"]
+    assert len(set(squad)) > 1  # RULER's fixed-seed shuffle would put every gold doc at one index
+
+
+def test_search_raises_when_gold_does_not_fit(world):
+    _, tok, sources = world
+    with pytest.raises(ValueError, match=r"ruler musique sample 0 .*do not fit max_seq_length 200"):
+        ruler.build_items({"musique": sources["musique"]}, tok, dict(CFG, sets=["musique"], lengths=[200]), seed=0)
+    # supporting-only gold makes the short target feasible
+    its = ruler.build_items({"musique": sources["musique"]}, tok,
+                            dict(CFG, sets=["musique"], lengths=[300], context_mode="supporting"), seed=0)
+    assert all(i["length_w_model_temp"] <= 300 and len(i["gold_doc_positions"]) == 2 for i in its)
+
+
+def test_ruler_native_prompt(world):
+    _, tok, sources = world
+    its = ruler.build_items({"squad": sources["squad"]}, tok, dict(CFG, sets=["squad"], lengths=[400], prompt="ruler"),
+                            seed=0)
+    it = its[0]
+    assert it["answer_prefix"] == " Answer:"
+    assert "Only give me the answer and do not output any other words." in it["input"]
+    assert it["input"].endswith("<|im_start|>assistant\n")
+    assert it["length_w_model_temp"] == ruler.count_tokens(tok, it["input"] + " Answer:") + 32 <= 400
+    with pytest.raises(ValueError, match="allowed values"):
+        ruler.build_items({"squad": sources["squad"]}, tok, dict(CFG, sets=["squad"], prompt="nope"), seed=0)
+
+
+def test_generate_input_output(world):
+    _, tok, sources = world
+    qas, docs = ruler.read_squad(sources["squad"])
+    synth = ruler._Synth("squad", qas, docs, tok, "solopo_cot", 32, 0)
+    ctx = ruler.generate_input_output(synth, 0, 4)
+    assert ctx.count("Document ") == 4 and docs[qas[0]["context"][0]] in ctx
+
+
+def test_readers_raise_data_error_with_location(tmp_path, world):
+    recs = world[0]
+    p = tmp_path / "m.jsonl"
+    bad = dict(recs[0])
+    del bad["answer"]
+    p.write_text(json.dumps(recs[1]) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(p))}:2: field 'answer'"):
+        ruler.read_musique(p)
+    p.write_text(json.dumps(recs[1]) + "\n{broken\n")
+    with pytest.raises(DataError, match=rf"{re.escape(str(p))}:2: invalid JSON"):
+        ruler.read_musique(p)
+    s = tmp_path / "squad.json"
+    s.write_text(json.dumps({"data": [{"title": "x", "paragraphs": [{"qas": []}]}]}))
+    with pytest.raises(DataError, match=r"squad.json: data\[0\].paragraphs\[0\]: paragraph needs a 'context'"):
+        ruler.read_squad(s)
+    s.write_text('{"data": [\n  {"title": \n')
+    with pytest.raises(DataError, match=r"squad.json:3: invalid JSON"):
+        ruler.read_squad(s)
+    h = tmp_path / "hot.json"
+    h.write_text(json.dumps([{"_id": "a1", "question": "q", "answer": "x", "context": [["T", "not a list"]]}]))
+    with pytest.raises(DataError, match=r"hot.json: item 0 \(_id='a1'\) context\[0\]"):
+        ruler.read_hotpotqa(h)
+
+
+class _FixedBackend:
+    def __init__(self, outputs):
+        self.outputs, self.tokenizer = outputs, None
+
+    def generate(self, prompts, cfg):
+        assert cfg.temperature == 0.0
+        return [[self.outputs[i % len(self.outputs)]] for i in range(len(prompts))]
+
+
+def test_scoring_extracted_vs_whole_output():
+    items = [
+        {"set": "squad", "target_length": 256, "index": 0, "outputs": ["Paris"]},
+        {"set": "squad", "target_length": 256, "index": 1, "outputs": ["Rome", "Roma"]},
+        {"set": "musique", "target_length": 256, "index": 0, "outputs": ["Oslo"]},
+        {"set": "squad", "target_length": 512, "index": 0, "outputs": ["Paris"]},
+    ]
+    for it in items:
+        it.update(input="q", answer_prefix="")
+    outs = ["Paris is in France, but the capital asked for is Lyon.\nThe answer is: Lyon.",  # whole only
+            "Step one.\nThe answer is: ROMA.",  # both (case-insensitive, alias)
+            "Hmm\x07 no idea",  # neither
+            "The answer is: paris"]  # both
+    result, preds = ruler.evaluate(_FixedBackend(outs), items, {"max_new_tokens": 8})
+    assert result["subsets"] == {"squad_256": 50.0, "musique_256": 0.0, "squad_512": 100.0}
+    assert result["by_length"] == {"256": 25.0, "512": 100.0}
+    assert result["score"] == 62.5 and result["by_set"] == {"squad": 75.0, "musique": 0.0}
+    assert result["whole_output"]["subsets"]["squad_256"] == 100.0
+    assert result["whole_output"]["score"] == 75.0
+    assert preds[0]["extracted"] == "Lyon" and preds[0]["correct_whole_output"] and not preds[0]["correct_extracted"]
+    assert preds[2]["pred"] == "Hmm\n no idea"  # RULER post-processing
+    assert result["n"] == 4 and result["benchmark"] == "ruler"
+    lenient, _ = ruler.evaluate(_FixedBackend(outs), items, {"primary": "whole_output"})
+    assert lenient["score"] == 75.0 and lenient["extracted"]["score"] == 62.5
+
+
+def test_download_refuses_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError, match="offline"):
+        ruler.download(tmp_path, {})
+    assert not any(tmp_path.iterdir())
+
+
+def test_evaluate_end_to_end_tiny_model(world, items):
+    _, tok, _ = world
+    backend = _tiny_lm(tok)
+    sub = [it for it in items if it["target_length"] == 512]
+    result, preds = ruler.evaluate(backend, sub, CFG, seed=0)
+    assert set(result["subsets"]) == {"squad_512", "hotpotqa_512", "musique_512"}
+    assert result["n"] == len(preds) == 9 and set(result["by_length"]) == {"512"}
+    assert 0.0 <= result["score"] <= 100.0 and result["settings"]["max_new_tokens"] == 4
+    again, _ = ruler.evaluate(backend, sub, CFG, seed=0)
+    assert again == result  # greedy
