@@ -64,7 +64,7 @@ def _example(rng: random.Random, entities, hop_weights, pool_docs, max_distracto
     titles = {p["title"] for p in rec["paragraphs"]}
     own = [format_document(p["title"], p["paragraph_text"]) for p in rec["paragraphs"] if not p["is_supporting"]]
     # Skewed towards few distractors: reading short contexts is learnt first and best.
-    k = min(max_distractors, int(max_distractors * rng.random() ** 1.5))
+    k = min(max_distractors, int(max_distractors * rng.random() ** 2))
     extra = [d for d in rng.sample(pool_docs, min(len(pool_docs), 2 * k + 5)) if d.split("\n", 1)[0] not in titles]
     distractors = (own + extra)[:k]
     return _render(gold, distractors, rec["question"], str(rng.random())), rec["cot"]

@@ -68,6 +68,36 @@ from typing import Any
 
 import yaml
 
+
+def _thread_safe_math_verify() -> None:
+    """math-verify's parse/verify time out with signal.alarm, which only works on the main
+    thread; the tiny preset runs jobs as threads. Off the main thread, run them without the
+    timeout (lm-eval's MATH utils bind `from math_verify import parse, verify` when loaded)."""
+    import functools
+    import threading
+
+    try:
+        import math_verify
+    except ImportError:
+        return
+    if getattr(math_verify, "_solopo_patched", False):
+        return
+
+    def wrap(fn, key):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            if threading.current_thread() is not threading.main_thread():
+                kwargs.setdefault(key, None)
+            return fn(*args, **kwargs)
+        return inner
+
+    math_verify.parse = wrap(math_verify.parse, "parsing_timeout")
+    math_verify.verify = wrap(math_verify.verify, "timeout_seconds")
+    math_verify._solopo_patched = True
+
+
+_thread_safe_math_verify()
+
 SUBSETS = ("mmlu_pro", "ifeval", "bbh", "math", "gpqa")
 
 # Paper preset: lm-eval's installed task / group names.

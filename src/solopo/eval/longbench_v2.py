@@ -164,6 +164,8 @@ def _check_item(item, where: str) -> dict:
 def load_items(path, cfg: dict) -> list[dict]:
     """Read the released `data.json` (a JSON list), validating each item; `limit` keeps the first N."""
     path = Path(path)
+    if path.is_dir():
+        path = path / "data.json"
     if not path.is_file():
         raise DataError(f"{path}: missing (LongBench v2 data.json)")
     try:

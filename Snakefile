@@ -1,0 +1,3 @@
+# SoLoPO reproduction pipeline. The workflow lives in workflow/; this file lets
+# `snakemake` find it from the repository root.
+include: "workflow/Snakefile"

@@ -1,0 +1,142 @@
+"""Configuration: schema validation with one-line errors, and the run table.
+
+`validate_config` checks the JSON schema in `workflow/schemas/config.schema.yaml` and the
+rules a schema cannot express (short < long, lambdas only for trained SoLo methods, a
+local model folder that exists, ...). Any problem raises `ConfigError` with one line:
+`config error: <key>: <what is wrong>; allowed: <what is allowed>`.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _key(path) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "<top level>"
+
+
+def _allowed(schema: dict) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(map(str, schema["enum"]))
+    parts = []
+    t = schema.get("type")
+    if t:
+        parts.append(" or ".join(t) if isinstance(t, list) else t)
+    for k, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
+        if k in schema:
+            parts.append(f"{sym} {schema[k]}")
+    if "minItems" in schema:
+        parts.append(f"at least {schema['minItems']} item(s)")
+    if "pattern" in schema:
+        parts.append(f"matching {schema['pattern']}")
+    if "propertyNames" in schema and "enum" in schema["propertyNames"]:
+        parts.append("keys among " + ", ".join(schema["propertyNames"]["enum"]))
+    return " ".join(parts) or "see workflow/schemas/config.schema.yaml"
+
+
+def _schema_error(config: dict) -> str | None:
+    import jsonschema
+
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), str(e.path)))
+    if not errors:
+        return None
+    e = errors[0]
+    if e.validator == "required":
+        missing = e.message.split("'")[1]
+        return f"{_key(list(e.path) + [missing])}: missing; required key"
+    if e.validator == "additionalProperties":
+        return f"{_key(e.path)}: {e.message}; allowed keys: {', '.join(e.schema.get('properties', {}))}"
+    if e.validator == "propertyNames":
+        return f"{_key(e.path)}: unknown key {e.instance!r}; allowed: {_allowed(e.schema)}"
+    return f"{_key(e.path)}: {e.instance!r} is not valid; allowed: {_allowed(e.schema)}"
+
+
+def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
+    """Raise ConfigError (one line) on the first problem."""
+    problem = _schema_error(config)
+    if problem:
+        raise ConfigError(f"config error: {problem}")
+    d = config["data"]
+    if d["short_tokens"] >= d["long_tokens"]:
+        raise ConfigError(f"config error: data.short_tokens: {d['short_tokens']} must be smaller than "
+                          f"data.long_tokens ({d['long_tokens']}); allowed: short_tokens < long_tokens")
+    names = [b["name"] for b in config["backbones"]]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config error: backbones: duplicate names {names}; allowed: unique names")
+    for i, b in enumerate(config["backbones"]):
+        local = b["model"].startswith((".", "/", "results/")) or b.get("build")
+        if local and not b.get("build") and not (Path(root) / b["model"]).exists():
+            raise ConfigError(f"config error: backbones[{i}].model: local path {b['model']!r} does not exist; "
+                              "allowed: an existing model folder or a hub id like Qwen/Qwen2.5-7B-Instruct")
+        if b.get("build") == "tiny_model" and "tiny_model" not in config:
+            raise ConfigError(f"config error: tiny_model: missing; required when backbones[{i}].build is tiny_model")
+    if d["source"] == "toy" and "toy" not in d:
+        raise ConfigError("config error: data.toy: missing; required when data.source is toy")
+    if d["source"] == "local":
+        for split in ("train_file",):
+            f = (d.get("musique") or {}).get(split)
+            if not f or not Path(f).exists():
+                raise ConfigError(f"config error: data.musique.{split}: {f!r} is not an existing file; "
+                                  "allowed: a MuSiQue-Ans JSONL path when data.source is local")
+    methods = set(config["train"]["methods"])
+    for m in config["train"].get("lambdas", {}):
+        if m not in methods:
+            raise ConfigError(f"config error: train.lambdas.{m}: method {m} is not in train.methods; "
+                              f"allowed: lambdas only for trained SoLo methods ({', '.join(sorted(x for x in methods if x.startswith('solo_'))) or 'none'})")
+    o = config["train"]["optim"]
+    if o["batch_size"] % o["micro_batch_size"]:
+        raise ConfigError(f"config error: train.optim.batch_size: {o['batch_size']} is not a multiple of "
+                          f"micro_batch_size {o['micro_batch_size']}; allowed: a multiple of micro_batch_size")
+
+
+@dataclass(frozen=True)
+class Run:
+    name: str
+    backbone: str
+    method: str
+    lam: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _fmt_lam(v: float) -> str:
+    return f"{float(v):g}" if float(v) != int(v) else f"{float(v):.1f}"
+
+
+def run_table(config: dict) -> dict[str, Run]:
+    """Every training run of the config, keyed by run name.
+
+    Primary backbone: `{method}` (SoLo methods at their default lambda, the first of
+    `train.lambdas[method]`) and `{method}_lam{v}` for the other lambdas; other backbones
+    prefix `{backbone}__`. `base` (and `{backbone}__base`) is the untrained backbone.
+    """
+    runs: dict[str, Run] = {}
+    for i, b in enumerate(config["backbones"]):
+        prefix = "" if i == 0 else f"{b['name']}__"
+        methods = b.get("methods") or config["train"]["methods"]
+        lambdas = {**config["train"].get("lambdas", {}), **(b.get("lambdas") or {})}
+        if config["eval"].get("runs_include_base", True):
+            runs[f"{prefix}base"] = Run(f"{prefix}base", b["name"], "base")
+        for m in methods:
+            if m.startswith("solo_"):
+                values = lambdas.get(m) or [1.0]
+                runs[f"{prefix}{m}"] = Run(f"{prefix}{m}", b["name"], m, float(values[0]))
+                for v in values[1:]:
+                    name = f"{prefix}{m}_lam{_fmt_lam(v)}"
+                    runs[name] = Run(name, b["name"], m, float(v))
+            else:
+                runs[f"{prefix}{m}"] = Run(f"{prefix}{m}", b["name"], m)
+    return runs

@@ -1,0 +1,305 @@
+"""The pipeline's stages as plain functions, one per Snakemake rule.
+
+Each rule's `run:` block is one call to a function here, inside `job(...)`, which sets up the
+job's log file, times it and writes the manifests. On the tiny preset Snakemake runs these
+in threads of one process (`--force-use-threads`), so torch/transformers load once.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from solopo import artifacts
+from solopo.artifacts import atomic_path, read_jsonl, write_json, write_jsonl, write_manifest
+
+log = logging.getLogger("solopo")
+
+
+class _ThreadFilter(logging.Filter):
+    def __init__(self):
+        super().__init__()
+        self.thread = threading.get_ident()
+
+    def filter(self, record):
+        return record.thread == self.thread
+
+
+@contextlib.contextmanager
+def job(log_path: str, name: str):
+    """Route this thread's `solopo` log records to the rule's log file; log the wall time."""
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path, mode="w")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_ThreadFilter())
+    root = logging.getLogger("solopo")
+    root.setLevel(logging.INFO)
+    root.addHandler(handler)
+    t0 = time.time()
+    log.info("start %s", name)
+    try:
+        yield t0
+        log.info("done %s in %.1f s", name, time.time() - t0)
+    except Exception:
+        log.exception("failed %s after %.1f s", name, time.time() - t0)
+        raise
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+
+
+def _bar(total: int, desc: str, log_path: str | None = None):
+    # Progress goes to the job log (threads would interleave bars on the terminal).
+    fh = open(log_path, "a") if log_path else None
+    return tqdm(total=total, desc=desc, file=fh, mininterval=5, disable=fh is None)
+
+
+# --------------------------------------------------------------------------- data
+def toy_world(out_train: str, out_dev: str, cfg: dict, seed: int, log_path: str) -> None:
+    from solopo.data.toy_world import generate_records
+
+    with job(log_path, "toy_world") as t0:
+        tm = cfg["tiny_model"]
+        hop = {int(k): float(v) for k, v in tm["hop_weights"].items()}
+        toy = cfg["data"]["toy"]
+        train = generate_records(toy["train_questions"], seed + 11, hop, tm["entities"])
+        dev = generate_records(toy["dev_questions"], seed + 23, hop, tm["entities"], id_offset=10**6)
+        for path, rows in ((out_train, train), (out_dev, dev)):
+            write_manifest(path, {"tiny_model": tm, "toy": toy, "seed": seed}, [], t0, {"records": len(rows)})
+            write_jsonl(path, rows)
+
+
+def fetch_musique(out_train: str, out_dev: str, cfg: dict, log_path: str) -> None:
+    from solopo.data.musique import download_musique, read_musique
+
+    with job(log_path, "fetch_musique") as t0:
+        d = cfg["data"]
+        for split, out in (("train", out_train), ("dev", out_dev)):
+            src = (d.get("musique") or {}).get(f"{split}_file") if d["source"] == "local" else None
+            path = Path(src) if src else download_musique(d["musique"]["hub_id"], split)
+            recs, skipped = read_musique(path, allow_skip=d.get("skip_malformed", False))
+            if d.get("num_questions") and split == "train":
+                recs = recs[: d["num_questions"]]
+            write_manifest(out, {"data": d}, [str(path)], t0, {"records": len(recs), "skipped": skipped})
+            write_jsonl(out, recs)
+
+
+def tiny_model(out_dir: str, cfg: dict, seed: int, log_path: str) -> None:
+    from solopo.tiny_model import train_tiny_model
+
+    with job(log_path, "tiny_model") as t0:
+        with atomic_path(out_dir) as tmp:
+            stats = train_tiny_model(tmp, cfg["tiny_model"], seed, progress=_bar(cfg["tiny_model"]["steps"], "pretrain", log_path))
+            log.info("tiny model: %s", stats)
+            write_json(Path(tmp) / "pretrain_stats.json", stats)
+            Path(tmp, "manifest.json").write_text(json.dumps(
+                artifacts.build_manifest(out_dir, {"tiny_model": cfg["tiny_model"], "seed": seed}, [], t0, {"stats": stats}), indent=2))
+
+
+# --------------------------------------------------------------------------- contexts, sampling, pairs
+def _tokenizer(model: str, trust_remote_code: bool = False):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+
+
+def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg: dict, seed: int, log_path: str,
+             trust_remote_code: bool = False) -> None:
+    from solopo.data.contexts import build_contexts, paragraph_pool
+
+    with job(log_path, "contexts") as t0:
+        d = cfg["data"]
+        recs = read_jsonl(musique_train)
+        if d.get("num_questions"):
+            recs = recs[: d["num_questions"]]
+        tok = _tokenizer(model, trust_remote_code)
+        count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
+        out, stats = build_contexts(recs, paragraph_pool(recs), count, {"short": d["short_tokens"], "long": d["long_tokens"]},
+                                    seed, d.get("use_aliases", True), d.get("skip_unfittable", False),
+                                    progress=_bar(len(recs), "contexts", log_path))
+        log.info("contexts: %s", stats)
+        for path, ctx in ((out_short, "short"), (out_long, "long")):
+            write_manifest(path, {"data": d, "seed": seed, "model": model}, [musique_train], t0, {"stats": stats})
+            write_jsonl(path, out[ctx])
+
+
+def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_path: str, backend_kwargs: dict) -> None:
+    from solopo.generate import load_backend
+    from solopo.sample import sample_responses
+
+    with job(log_path, "sample") as t0:
+        s = cfg["sampling"]
+        rows = read_jsonl(contexts_path)
+        backend = load_backend(s["backend"], model, **backend_kwargs)
+        done = sample_responses(backend, rows, out + ".tmp-samples", s["n"], s["temperature"], s.get("top_p", 1.0),
+                                s["max_new_tokens"], seed, s.get("shard_size", 64), s.get("batch_size", 8),
+                                progress=_bar(len(rows), "sample", log_path))
+        write_manifest(out, {"sampling": s, "seed": seed, "model": model}, [contexts_path], t0, {"inputs": len(done)})
+        Path(out + ".tmp-samples").replace(out)
+
+
+def chance_accuracy(cfg: dict) -> float | None:
+    """Accuracy of guessing an entity of the right kind uniformly (toy world); None for real data."""
+    if cfg["data"]["source"] != "toy":
+        return None
+    ent, hop = cfg["tiny_model"]["entities"], {int(k): float(v) for k, v in cfg["tiny_model"]["hop_weights"].items()}
+    kinds = {2: "country", 3: "leader", 4: "spouse"}
+    z = sum(hop.values())
+    return sum(w / z / ent[kinds[h]] for h, w in hop.items())
+
+
+def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, out_pairs: str, out_stats: str,
+          cfg: dict, seed: int, log_path: str) -> None:
+    from solopo.pairs import build_pairs
+
+    with job(log_path, "pairs") as t0:
+        samples = {"short": read_jsonl(samples_short), "long": read_jsonl(samples_long)}
+        ctxs = {"short": read_jsonl(ctx_short), "long": read_jsonl(ctx_long)}
+        rows, stats = build_pairs(samples, ctxs, seed, cfg["pairs"]["num_pairs"], chance_accuracy(cfg),
+                                  cfg["pairs"].get("intersection", True))
+        log.info("pair statistics: %s", stats)
+        inputs = [samples_short, samples_long, ctx_short, ctx_long]
+        for path in (out_pairs, out_stats):
+            write_manifest(path, {"pairs": cfg["pairs"], "seed": seed, "data": cfg["data"]}, inputs, t0)
+        write_json(out_stats, stats)
+        write_jsonl(out_pairs, rows)
+
+
+def datasets(pairs_path: str, outputs: dict[str, str], cfg: dict, log_path: str) -> None:
+    from solopo.pairs import method_datasets
+
+    with job(log_path, "datasets") as t0:
+        sets = method_datasets(read_jsonl(pairs_path))
+        for name, path in outputs.items():
+            write_manifest(path, {"pairs": cfg["pairs"]}, [pairs_path], t0, {"rows": len(sets[name])})
+            write_jsonl(path, sets[name])
+            log.info("dataset %s: %d rows", name, len(sets[name]))
+
+
+def ref_logps(dataset_path: str, model: str, out: str, cfg: dict, log_path: str) -> None:
+    from solopo.generate.hf import load_model_and_tokenizer
+    from solopo.train.trainer import compute_reference_logps
+
+    with job(log_path, "ref_logps") as t0:
+        rows = read_jsonl(dataset_path)
+        o = cfg["train"]["optim"]
+        m, tok = load_model_and_tokenizer(model, "auto", o.get("dtype", "auto"))
+        ref = compute_reference_logps(m, tok, rows, o["max_length"], o["micro_batch_size"],
+                                      progress=_bar(len(rows), "ref", log_path))
+        write_manifest(out, {"optim": o, "model": model}, [dataset_path], t0, {"rows": len(ref)})
+        write_jsonl(out, ref)
+
+
+# --------------------------------------------------------------------------- training
+def loss_config(cfg: dict, method: str, lam: float | None):
+    from solopo.train.losses import LossConfig
+
+    lc = cfg["train"]["loss"]
+    simpo = "simpo" in method
+    return LossConfig(beta=lc["simpo_beta"] if simpo else lc["beta"], gamma=lc["gamma"], orpo_lambda=lc["orpo_lambda"],
+                      alpha=lam if lam is not None else 0.0, longpo_beta=lc["longpo_beta"],
+                      longpo_lambda=lc["longpo_lambda"])
+
+
+def train_config(cfg: dict, method: str):
+    from solopo.train.trainer import TrainConfig
+
+    o = cfg["train"]["optim"]
+    return TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
+                       epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
+                       warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
+                       save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),
+                       gradient_checkpointing=o.get("gradient_checkpointing", False))
+
+
+def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run: str, method: str, lam: float | None,
+          cfg: dict, seed: int, log_path: str) -> None:
+    from solopo.train.trainer import train as train_loop
+
+    with job(log_path, f"train {run}") as t0:
+        rows = read_jsonl(dataset_path)
+        if not rows:
+            raise ValueError(f"{dataset_path}: no training rows for run {run} (the pair yield was zero)")
+        ref = read_jsonl(ref_path) if ref_path else None
+        ckpt = Path("results/checkpoints") / run
+        lcfg, tcfg = loss_config(cfg, method, lam), train_config(cfg, method)
+        with atomic_path(out_dir) as tmp:
+            stats = train_loop(model, rows, method, lcfg, tcfg, seed, tmp, ckpt, ref,
+                               progress=_bar(0, f"train {run}", log_path))
+            log.info("train %s: %s", run, stats)
+            Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
+                out_dir, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed},
+                [dataset_path] + ([ref_path] if ref_path else []), t0, {"stats": stats}), indent=2))
+
+
+# --------------------------------------------------------------------------- benchmarks
+def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str) -> None:
+    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper)."""
+    from solopo.eval import longbench_v1, longbench_v2, niah_plus, ruler
+
+    with job(log_path, f"bench_data {bench}") as t0:
+        bcfg = cfg["eval"][bench]
+        source = bcfg.get("source", "fixture")
+        records = read_jsonl(dev_path) if dev_path else []
+        with atomic_path(out) as tmp:
+            tmp.mkdir(parents=True)
+            if bench == "longbench_v1":
+                (longbench_v1.build_fixture(records, tmp, bcfg, seed) if source == "fixture" else longbench_v1.download(tmp, bcfg))
+            elif bench == "longbench_v2":
+                (longbench_v2.build_fixture(records, tmp, bcfg, seed) if source == "fixture" else longbench_v2.download(tmp, bcfg))
+            elif bench == "ruler":
+                src_dir = tmp / "sources"
+                sources = ruler.build_fixture(records, src_dir, bcfg, seed) if source == "fixture" else ruler.download(src_dir, bcfg)
+                items = ruler.build_items(sources, _tokenizer(model), bcfg, seed)
+                write_jsonl(tmp / "items.jsonl", items)
+            elif bench == "niah_plus":
+                if bcfg.get("source") == "synthetic":
+                    niah_plus.build_fixture(records, tmp, bcfg, seed, _tokenizer(model))
+                else:
+                    src = Path(bcfg["data_dir"])
+                    if not src.exists():
+                        raise FileNotFoundError(f"eval.niah_plus.data_dir {src}: NIAH-Plus is distributed only as a Google-Drive "
+                                                "archive (zuucan/NeedleInAHaystack-PLUS README); unpack it there")
+                    for f in src.glob("*.jsonl"):
+                        (tmp / f.name).write_bytes(f.read_bytes())
+            Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
+                out, {bench: bcfg, "seed": seed, "model": model}, [dev_path] if dev_path else [], t0), indent=2))
+
+
+def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, run: str, cfg: dict, seed: int,
+             log_path: str, backend_kwargs: dict) -> None:
+    from solopo.eval import leaderboard, longbench_v1, longbench_v2, niah_plus, ruler
+    from solopo.generate import load_backend
+
+    with job(log_path, f"eval {run} {bench}") as t0:
+        bcfg = dict(cfg["eval"][bench])
+        if bench == "leaderboard":
+            with atomic_path(out_json + ".work") as work:
+                result, preds = leaderboard.evaluate(model_dir, bcfg, Path(work))
+        else:
+            kw = dict(backend_kwargs)
+            if bench == "longbench_v2" and kw.pop("yarn", False):
+                kw["rope_scaling"] = longbench_v2.rope_scaling_for({**bcfg, "yarn": True})
+            kw.pop("yarn", None)
+            backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
+            mod = {"longbench_v1": longbench_v1, "longbench_v2": longbench_v2, "ruler": ruler, "niah_plus": niah_plus}[bench]
+            if bench == "ruler":
+                items = read_jsonl(Path(data_dir) / "items.jsonl")
+            elif bench == "niah_plus":
+                items = niah_plus.load_items(data_dir)
+            else:
+                items = mod.load_items(data_dir, bcfg)
+            result, preds = mod.evaluate(backend, items, bcfg, seed=seed)
+        result["run"] = run
+        log.info("%s %s: score %s", run, bench, result.get("score"))
+        pred_path = out_json.replace(".json", ".predictions.jsonl")
+        write_jsonl(pred_path, preds)
+        inputs = [model_dir] + ([data_dir] if data_dir else [])
+        write_manifest(out_json, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0,
+                       {"predictions": pred_path})
+        write_json(out_json, result)

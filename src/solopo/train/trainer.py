@@ -1,0 +1,258 @@
+"""One trainer for every method: SFT, DPO/SimPO/ORPO (short, long, expand), SoLo-X
+(chosen-only and both), SoLo-KL and LongPO.
+
+A batch carries just the sequences its loss needs (`LossSpec.needs`):
+- `chosen` = (x, y_w), `rejected` = (x, y_l) on the method's PO prompt x;
+- `long_chosen` = (x_long, y_w), `long_rejected` = (x_long, y_l) for SoLoPO and LongPO.
+The PO-prompt pair goes through the policy in one concatenated forward and the long
+sequence(s) in a separate one (the paper's two-stage forward, App. G.4), so the short
+pair is never padded to the long length; gradients flow through both.
+
+Reference log-probs (DPO family, LongPO) are not computed here: `compute_reference_logps`
+runs once per (backbone, dataset) in its own rule and the trainer reads that artifact.
+
+Checkpoints (`save_steps`) hold the weights (safetensors), the optimizer and scheduler
+state (`torch.save`, reloaded with `weights_only=True`) and the step; the data order is a
+function of the seed alone, so a run killed at any point and restarted from its last
+checkpoint ends with the same weights as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from solopo.generate.chat import format_chat
+from solopo.train.losses import LossConfig, PolicyOutputs, SeqLogps, get_loss, get_method
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_FIELDS = {"chosen": ("x", "y_w"), "rejected": ("x", "y_l"),
+                   "long_chosen": ("x_long", "y_w"), "long_rejected": ("x_long", "y_l")}
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = 5e-4
+    epochs: int = 1
+    batch_size: int = 8  # total batch (micro_batch_size x grad_accum)
+    micro_batch_size: int = 4
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 1024  # per sequence (prompt + response); longer prompts are cut from the left
+    save_steps: int = 0  # 0 = only the final model
+    keep_checkpoints: bool = True  # keep all checkpoints of the epoch (checkpoint selection)
+    dtype: str = "auto"
+    device: str = "auto"
+    gradient_checkpointing: bool = False
+
+
+def tokenize_pair(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
+    """Token ids of chat(prompt) + response + eos, and the number of response tokens.
+
+    Over-long sequences lose prompt tokens from the left, never response tokens: the
+    response must be identical in the short and long copies (RA compares the same y)."""
+    p = tok(format_chat(tok, prompt), add_special_tokens=False)["input_ids"]
+    r = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    r = r[:max_length - 1]
+    p = p[max(0, len(p) + len(r) - max_length):]
+    return p + r, len(r)
+
+
+def _collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
+    width = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    resp = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, (s, n_resp) in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        resp[i, len(s) - n_resp : len(s)] = True
+    return {"input_ids": ids.to(device), "attention_mask": attn.to(device), "response_mask": resp.to(device)}
+
+
+def sequence_logps(model, batch: dict, full_nll: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-sequence summed log-prob of the response tokens, response-token counts and,
+    optionally, the mean NLL over all tokens (LongPO's NLL over the whole long sequence)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    targets = batch["input_ids"][:, 1:]
+    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+    resp = batch["response_mask"][:, 1:]
+    sums = (token_logps * resp).sum(-1)
+    counts = resp.sum(-1)
+    nll = None
+    if full_nll:
+        valid = batch["attention_mask"][:, 1:].bool()
+        nll = -(token_logps * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+    return sums, counts, nll
+
+
+def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_length: int, device,
+                   ref: list[dict] | None = None, full_nll: bool = False) -> PolicyOutputs:
+    """Run the two-stage forward for one micro-batch and pack the loss inputs."""
+    out = PolicyOutputs()
+    stages = [[n for n in ("chosen", "rejected") if n in needs], [n for n in ("long_chosen", "long_rejected") if n in needs]]
+    for stage in stages:
+        if not stage:
+            continue
+        seqs = [tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], max_length) for n in stage for r in rows]
+        want_nll = full_nll and stage[0] == "long_chosen"
+        sums, counts, nll = sequence_logps(model, _collate(seqs, tok.pad_token_id, device), want_nll)
+        for k, name in enumerate(stage):
+            sl = slice(k * len(rows), (k + 1) * len(rows))
+            setattr(out, name, SeqLogps(sums[sl], counts[sl]))
+            if want_nll and name == "long_chosen":
+                out.long_chosen_full_nll = nll[sl]
+    if ref is not None:
+        out.ref_chosen = torch.tensor([r["ref_chosen"] for r in ref], device=device)
+        out.ref_rejected = torch.tensor([r["ref_rejected"] for r in ref], device=device)
+    return out
+
+
+def compute_reference_logps(model, tok, rows: list[dict], max_length: int, batch_size: int = 8,
+                            progress=None) -> list[dict]:
+    """Summed log-probs of y_w and y_l on each row's PO prompt x under the frozen model."""
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            po = policy_outputs(model, tok, chunk, ("chosen", "rejected"), max_length, device)
+            out += [{"id": r["id"], "ref_chosen": float(c), "ref_rejected": float(rj)}
+                    for r, c, rj in zip(chunk, po.chosen.logps, po.rejected.logps)]
+            if progress is not None:
+                progress.update(len(chunk))
+    return out
+
+
+def _schedule(total: int, warmup_ratio: float):
+    warm = max(1, int(round(warmup_ratio * total)))
+    return lambda s: (s + 1) / warm if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm)))
+
+
+def _order(n: int, epochs: int, seed: int) -> list[int]:
+    order = []
+    for e in range(epochs):
+        idx = list(range(n))
+        random.Random(f"{seed}-epoch{e}").shuffle(idx)
+        order += idx
+    return order
+
+
+def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
+    done = sorted((p for p in ckpt_dir.glob("step-*") if (p / "COMPLETE").exists()), key=lambda p: int(p.name[5:]))
+    return done[-1] if done else None
+
+
+def _save_checkpoint(model, opt, sched, step: int, ckpt_dir: Path, history: list[dict]) -> None:
+    from safetensors.torch import save_file
+
+    final = ckpt_dir / f"step-{step}"
+    tmp = ckpt_dir / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # tied embeddings share storage; safetensors wants one copy
+    if getattr(model.config, "tie_word_embeddings", False):
+        state.pop("lm_head.weight", None)
+    save_file(state, tmp / "model.safetensors")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp / "trainer_state.pt")
+    (tmp / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    (tmp / "COMPLETE").write_text(str(step))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+
+
+def _load_checkpoint(model, opt, sched, path: Path) -> tuple[int, list[dict]]:
+    from safetensors.torch import load_file
+
+    missing, unexpected = model.load_state_dict(load_file(path / "model.safetensors"), strict=False)
+    if unexpected or [m for m in missing if m != "lm_head.weight"]:
+        raise RuntimeError(f"checkpoint {path} does not match the model: missing {missing}, unexpected {unexpected}")
+    if "lm_head.weight" in missing:
+        model.tie_weights()
+    state = torch.load(path / "trainer_state.pt", weights_only=True)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    history = [json.loads(x) for x in (path / "history.jsonl").read_text().splitlines() if x.strip()]
+    return int(state["step"]), history
+
+
+def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, cfg: TrainConfig, seed: int,
+          out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None = None, progress=None,
+          stop_after_step: int | None = None) -> dict:
+    """Train `method` on `rows`; write the final model to `out_dir` (a temporary folder the caller renames)."""
+    from solopo.generate.hf import load_model_and_tokenizer
+
+    t0 = time.time()
+    spec = get_loss(get_method(method).loss)
+    if spec.needs_ref:
+        if ref is None:
+            raise ValueError(f"method {method} needs reference log-probs (loss {spec.name})")
+        by_id = {r["id"]: r for r in ref}
+        ref = [by_id[r["id"]] for r in rows]
+    model, tok = load_model_and_tokenizer(model_path, cfg.device, cfg.dtype)
+    device = next(model.parameters()).device
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    grad_accum = max(1, cfg.batch_size // cfg.micro_batch_size)
+    order = _order(len(rows), cfg.epochs, seed)
+    total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
+    ckpt_dir = Path(ckpt_dir)
+    start, history = 0, []
+    latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
+    if latest is not None:
+        start, history = _load_checkpoint(model, opt, sched, latest)
+        log.info("resuming %s from %s (step %d of %d)", method, latest, start, total_steps)
+    if progress is not None:
+        progress.total = total_steps
+        progress.update(start)
+    needs = spec.needs
+    full_nll = "long_chosen_full_nll" in needs
+    for step in range(start, total_steps):
+        batch_idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        sums: dict[str, float] = {}
+        for m in range(0, len(batch_idx), cfg.micro_batch_size):
+            mb = batch_idx[m : m + cfg.micro_batch_size]
+            mrows = [rows[i] for i in mb]
+            po = policy_outputs(model, tok, mrows, needs, cfg.max_length, device,
+                                [ref[i] for i in mb] if spec.needs_ref else None, full_nll)
+            loss, metrics = spec.fn(po, loss_cfg)
+            (loss * len(mb) / len(batch_idx)).backward()
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(mb) / len(batch_idx)
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        record = {"step": step + 1, "lr": sched.get_last_lr()[0], "grad_norm": round(float(gnorm), 6),
+                  **{k: round(v, 6) for k, v in sums.items()}}
+        history.append(record)
+        if progress is not None:
+            progress.update(1)
+        if cfg.save_steps and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps):
+            _save_checkpoint(model, opt, sched, step + 1, ckpt_dir, history)
+        if stop_after_step is not None and step + 1 >= stop_after_step:
+            raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
+    model.eval()
+    out_dir = Path(out_dir)
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tok.save_pretrained(out_dir)
+    with open(out_dir / "train_log.jsonl", "w") as fh:
+        fh.writelines(json.dumps(h) + "\n" for h in history)
+    return {"method": method, "loss": spec.name, "steps": total_steps, "examples": len(rows),
+            "final_loss": history[-1]["loss"] if history else None, "resumed_from_step": start,
+            "train_seconds": round(time.time() - t0, 2),
+            "checkpoints": sorted(p.name for p in ckpt_dir.glob("step-*")) if ckpt_dir.exists() else []}

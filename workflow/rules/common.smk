@@ -1,0 +1,97 @@
+import os
+import sys
+
+from solopo.config import ConfigError, run_table, validate_config
+from solopo.eval import BENCHMARKS
+from solopo.pairs import DATASETS
+from solopo.train.losses import get_loss, get_method
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+try:
+    validate_config(config)
+except ConfigError as e:
+    sys.stderr.write(f"{e}\n")
+    sys.exit(1)
+
+RUNS = run_table(config)
+BACKBONES = {b["name"]: b for b in config["backbones"]}
+PRIMARY = config["backbones"][0]["name"]
+SEED = config["seed"]
+
+
+def _alt(values):
+    return "|".join(re.escape(v) for v in sorted(values, key=len, reverse=True))
+
+
+wildcard_constraints:
+    backbone=_alt(BACKBONES),
+    ctx="short|long",
+    dataset=_alt(DATASETS),
+    run=_alt(RUNS),
+    bench=_alt(BENCHMARKS),
+
+
+def model_path(backbone):
+    """A local folder or a hub id; the tiny backbone is built by rule tiny_model."""
+    return BACKBONES[backbone]["model"]
+
+
+def model_input(backbone):
+    b = BACKBONES[backbone]
+    return [b["model"]] if b.get("build") else []
+
+
+def backend_kwargs(backbone):
+    return {"trust_remote_code": BACKBONES[backbone].get("trust_remote_code", False)}
+
+
+def run_of(wildcards):
+    return RUNS[wildcards.run]
+
+
+def run_model_dir(run):
+    r = RUNS[run]
+    return model_path(r.backbone) if r.method == "base" else f"results/train/{run}/model"
+
+
+def train_inputs(wildcards):
+    r = run_of(wildcards)
+    spec = get_loss(get_method(r.method).loss)
+    dataset = get_method(r.method).dataset
+    inputs = {"data": f"results/datasets/{r.backbone}/{dataset}.jsonl", "model": model_input(r.backbone)}
+    if spec.needs_ref:
+        inputs["ref"] = f"results/ref_logps/{r.backbone}/{dataset}.jsonl"
+    return inputs
+
+
+def train_params(wildcards):
+    """The config slice a run depends on; a change reruns that run only (Snakemake params trigger)."""
+    r = run_of(wildcards)
+    return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"]}
+
+
+def bench_data_dir(bench, backbone):
+    if bench == "leaderboard":
+        return []
+    if bench in ("ruler", "niah_plus"):
+        return f"results/benchmarks/{backbone}/{bench}"
+    return f"results/benchmarks/{bench}"
+
+
+def eval_inputs(wildcards):
+    r = run_of(wildcards)
+    inputs = {"data": bench_data_dir(wildcards.bench, r.backbone)}
+    inputs["model"] = [] if r.method == "base" and not BACKBONES[r.backbone].get("build") else run_model_dir(wildcards.run)
+    return inputs
+
+
+def train_runs():
+    return [n for n, r in RUNS.items() if r.method != "base"]
+
+
+def get_final_output():
+    out = [f"results/pairs/{b}/pair_stats.json" for b in BACKBONES]
+    out += expand("results/eval/{run}_{bench}.json", run=list(RUNS), bench=config["eval"]["benchmarks"])
+    out += ["results/report/table3.md", "results/report/summary.csv"]
+    return out

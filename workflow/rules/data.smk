@@ -1,0 +1,58 @@
+if config["data"]["source"] == "toy":
+
+    rule toy_world:
+        output:
+            train="results/data/musique_train.jsonl",
+            dev="results/data/musique_dev.jsonl",
+        log:
+            "logs/data/toy_world.log",
+        run:
+            from solopo import pipeline
+
+            pipeline.toy_world(output.train, output.dev, config, SEED, log[0])
+
+else:
+
+    rule fetch_musique:
+        output:
+            train="results/data/musique_train.jsonl",
+            dev="results/data/musique_dev.jsonl",
+        log:
+            "logs/data/fetch_musique.log",
+        resources:
+            hf_download=1,
+        run:
+            from solopo import pipeline
+
+            pipeline.fetch_musique(output.train, output.dev, config, log[0])
+
+
+rule tiny_model:
+    output:
+        directory("results/models/tiny"),
+    log:
+        "logs/models/tiny_model.log",
+    params:
+        cfg=config.get("tiny_model"),
+    run:
+        from solopo import pipeline
+
+        pipeline.tiny_model(output[0], config, SEED, log[0])
+
+
+rule contexts:
+    input:
+        musique="results/data/musique_train.jsonl",
+        model=lambda wc: model_input(wc.backbone),
+    output:
+        short="results/contexts/{backbone}/short.jsonl",
+        long="results/contexts/{backbone}/long.jsonl",
+    log:
+        "logs/contexts/{backbone}.log",
+    params:
+        data=config["data"],
+    run:
+        from solopo import pipeline
+
+        pipeline.contexts(input.musique, model_path(wildcards.backbone), output.short, output.long,
+                          config, SEED, log[0], BACKBONES[wildcards.backbone].get("trust_remote_code", False))

@@ -1,0 +1,49 @@
+rule bench_data:
+    input:
+        dev="results/data/musique_dev.jsonl",
+    output:
+        directory("results/benchmarks/{bench}"),
+    log:
+        "logs/benchmarks/{bench}.log",
+    params:
+        cfg=lambda wc: config["eval"][wc.bench],
+    run:
+        from solopo import pipeline
+
+        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
+
+
+rule bench_data_tokenized:
+    input:
+        dev="results/data/musique_dev.jsonl",
+        model=lambda wc: model_input(wc.backbone),
+    output:
+        directory("results/benchmarks/{backbone}/{bench}"),
+    log:
+        "logs/benchmarks/{backbone}_{bench}.log",
+    params:
+        cfg=lambda wc: config["eval"][wc.bench],
+    run:
+        from solopo import pipeline
+
+        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0])
+
+
+rule evaluate:
+    input:
+        unpack(eval_inputs),
+    output:
+        "results/eval/{run}_{bench}.json",
+    log:
+        "logs/eval/{run}_{bench}.log",
+    params:
+        cfg=lambda wc: config["eval"][wc.bench],
+    resources:
+        gpu=1,
+    run:
+        from solopo import pipeline
+
+        r = RUNS[wildcards.run]
+        kw = backend_kwargs(r.backbone) | {"yarn": BACKBONES[r.backbone].get("yarn_for_longbench_v2", False)}
+        pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
+                          wildcards.run, config, SEED, log[0], kw)
