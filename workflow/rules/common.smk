@@ -95,3 +95,28 @@ def get_final_output():
     out += expand("results/eval/{run}_{bench}.json", run=list(RUNS), bench=config["eval"]["benchmarks"])
     out += ["results/report/table3.md", "results/report/summary.csv"]
     return out
+
+
+def run_contexts(input, output, wildcards, log):
+    from solopo import pipeline
+
+    b = BACKBONES[wildcards.backbone]
+    pipeline.contexts(input.musique, b["model"], output.short, output.long, config, SEED, log[0],
+                      b.get("trust_remote_code", False))
+
+
+def run_train(input, output, wildcards, log):
+    from solopo import pipeline
+
+    r = RUNS[wildcards.run]
+    pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method, r.lam,
+                   config, SEED, log[0])
+
+
+def run_evaluate(input, output, wildcards, log):
+    from solopo import pipeline
+
+    r = RUNS[wildcards.run]
+    kw = backend_kwargs(r.backbone) | {"yarn": BACKBONES[r.backbone].get("yarn_for_longbench_v2", False)}
+    pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
+                      wildcards.run, config, SEED, log[0], kw)

@@ -52,7 +52,4 @@ rule contexts:
     params:
         data=config["data"],
     run:
-        from solopo import pipeline
-
-        pipeline.contexts(input.musique, model_path(wildcards.backbone), output.short, output.long,
-                          config, SEED, log[0], BACKBONES[wildcards.backbone].get("trust_remote_code", False))
+        run_contexts(input, output, wildcards, log)

@@ -41,9 +41,4 @@ rule evaluate:
     resources:
         gpu=1,
     run:
-        from solopo import pipeline
-
-        r = RUNS[wildcards.run]
-        kw = backend_kwargs(r.backbone) | {"yarn": BACKBONES[r.backbone].get("yarn_for_longbench_v2", False)}
-        pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
-                          wildcards.run, config, SEED, log[0], kw)
+        run_evaluate(input, output, wildcards, log)

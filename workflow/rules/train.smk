@@ -28,8 +28,4 @@ rule train:
     resources:
         gpu=4 if config["preset"] == "paper" else 0,
     run:
-        from solopo import pipeline
-
-        r = RUNS[wildcards.run]
-        pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run,
-                       r.method, r.lam, config, SEED, log[0])
+        run_train(input, output, wildcards, log)

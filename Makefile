@@ -1,0 +1,28 @@
+# Two entry points; both create .venv on first use (scripts/bootstrap.sh).
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRL_EXPERIMENTAL_SILENCE := 1
+SNAKEMAKE := .venv/bin/snakemake
+
+.PHONY: tiny test test-all dryrun-paper lint report env clean
+
+env:
+	@./scripts/bootstrap.sh
+
+tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
+	$(SNAKEMAKE) --profile profiles/local --configfile config/tiny.yaml all
+
+test: env  ## the test suite (includes the tiny end-to-end run, marked slow)
+	.venv/bin/python -m pytest -q -m "slow or not slow" tests
+
+test-fast: env
+	.venv/bin/python -m pytest -q tests
+
+dryrun-paper: env  ## the paper preset's DAG, no cluster needed
+	$(SNAKEMAKE) --profile slurm all -n
+
+lint: env
+	$(SNAKEMAKE) --lint --configfile config/tiny.yaml
+
+clean:
+	rm -rf results logs .snakemake
