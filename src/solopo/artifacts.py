@@ -40,6 +40,10 @@ def hash_obj(obj) -> str:
 def hash_path(path: str | os.PathLike) -> str:
     """sha256 of a file, or of a folder's files (names and bytes, sorted; manifests excluded)."""
     p = Path(path)
+    if p.is_dir() and (p / "manifest.json").exists():
+        # a folder artifact (model, benchmark data) is identified by its manifest, which
+        # carries its own inputs' hashes: hashing multi-GB weights per job would dominate
+        return "m:" + hashlib.sha256((p / "manifest.json").read_bytes()).hexdigest()[:14]
     h = hashlib.sha256()
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith("manifest.json"))
     for f in files:

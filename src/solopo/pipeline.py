@@ -279,7 +279,9 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
     with job(log_path, f"eval {run} {bench}") as t0:
         bcfg = dict(cfg["eval"][bench])
         if bench == "leaderboard":
-            with atomic_path(out_json + ".work") as work:
+            import tempfile
+
+            with tempfile.TemporaryDirectory(prefix="lm_eval_tasks_") as work:
                 result, preds = leaderboard.evaluate(model_dir, bcfg, Path(work))
         else:
             kw = dict(backend_kwargs)
@@ -298,8 +300,9 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
         result["run"] = run
         log.info("%s %s: score %s", run, bench, result.get("score"))
         pred_path = out_json.replace(".json", ".predictions.jsonl")
-        write_jsonl(pred_path, preds)
         inputs = [model_dir] + ([data_dir] if data_dir else [])
+        write_manifest(pred_path, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0)
+        write_jsonl(pred_path, preds)
         write_manifest(out_json, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0,
                        {"predictions": pred_path})
         write_json(out_json, result)
