@@ -28,9 +28,9 @@ eval:
 
 
 def _sm(workdir, *args):
-    return subprocess.run([SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+    return subprocess.run([SNAKEMAKE, *args, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
                            "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/tiny.yaml"),
-                           str(workdir / "reduced.yaml"), *args], capture_output=True, text=True, timeout=1500)
+                           str(workdir / "reduced.yaml")], capture_output=True, text=True, timeout=1500)
 
 
 @pytest.mark.slow

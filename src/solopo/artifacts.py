@@ -154,21 +154,26 @@ def write_manifest(output, config_slice, inputs: Iterable[str] = (), started: fl
     return m
 
 
+def iter_jsonl(path):
+    """Yield (line number, object) of a JSONL file. A line that is not UTF-8 or not JSON raises
+    DataError naming the file and the line; blank lines are skipped."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}:{lineno}: not valid UTF-8 (byte {e.start} of the line): {e.reason}") from None
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
+
+
 def read_jsonl(path) -> list[dict]:
     """Read a JSONL file; a malformed line raises DataError naming file and line."""
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte offset {e.start}): {e.reason}") from None
-    return rows
+    return [obj for _, obj in iter_jsonl(path)]
 
 
 def read_manifest(output) -> dict:

@@ -92,11 +92,6 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
             if not f or not Path(f).exists():
                 raise ConfigError(f"config error: data.musique.{split}: {f!r} is not an existing file; "
                                   "allowed: a MuSiQue-Ans JSONL path when data.source is local")
-    methods = set(config["train"]["methods"])
-    for m in config["train"].get("lambdas", {}):
-        if m not in methods:
-            raise ConfigError(f"config error: train.lambdas.{m}: method {m} is not in train.methods; "
-                              f"allowed: lambdas only for trained SoLo methods ({', '.join(sorted(x for x in methods if x.startswith('solo_'))) or 'none'})")
     o = config["train"]["optim"]
     if o["batch_size"] % o["micro_batch_size"]:
         raise ConfigError(f"config error: train.optim.batch_size: {o['batch_size']} is not a multiple of "

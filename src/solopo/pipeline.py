@@ -281,7 +281,10 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
         if bench == "leaderboard":
             import tempfile
 
-            with tempfile.TemporaryDirectory(prefix="lm_eval_tasks_") as work:
+            from solopo.runtime import MODEL_LOAD_LOCK
+
+            # lm-eval loads the model itself; hold the load lock for the whole (short, tiny-preset) run
+            with tempfile.TemporaryDirectory(prefix="lm_eval_tasks_") as work, MODEL_LOAD_LOCK:
                 result, preds = leaderboard.evaluate(model_dir, bcfg, Path(work))
         else:
             kw = dict(backend_kwargs)

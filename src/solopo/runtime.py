@@ -11,6 +11,9 @@ import os
 import threading
 
 TORCH_RNG_LOCK = threading.RLock()
+# transformers 5 builds models under a process-wide meta-device context; two threads loading
+# at once corrupt each other's load ("Cannot copy out of meta tensor"). Loads take this lock.
+MODEL_LOAD_LOCK = threading.RLock()
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 

@@ -42,7 +42,7 @@ import random
 import zipfile
 from pathlib import Path
 
-from solopo.artifacts import DataError, atomic_path
+from solopo.artifacts import iter_jsonl, DataError, atomic_path
 from solopo.data.prompts import qa_prompt
 from solopo.eval.metrics import extract_answer, qa_f1_score
 from solopo.eval.truncation import middle_truncate, prompt_token_ids
@@ -159,20 +159,7 @@ def _check_item(row, where: str, name: str) -> dict:
 def _read_dataset(path: Path, name: str) -> list[dict]:
     if not path.is_file():
         raise DataError(f"{path}: missing (LongBench v1 dataset {name!r})")
-    rows = []
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-                rows.append(_check_item(row, f"{path}:{lineno}", name))
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte offset {e.start}): {e.reason}") from None
-    return rows
+    return [_check_item(row, f"{path}:{lineno}", name) for lineno, row in iter_jsonl(path)]
 
 
 def load_items(path, cfg: dict) -> list[dict]:

@@ -43,7 +43,7 @@ import random
 import re
 from pathlib import Path
 
-from solopo.artifacts import DataError
+from solopo.artifacts import iter_jsonl, DataError
 from solopo.data.prompts import format_document, qa_prompt
 from solopo.eval.metrics import extract_answer, ruler_postprocess, sub_em
 from solopo.generate import GenerationConfig
@@ -99,19 +99,9 @@ def load_items(path) -> list[dict]:
         raise DataError(f"{path}: no *.jsonl files (unpack the NIAH-Plus Drive archive here)")
     items = []
     for f in files:
-        try:
-            with open(f, encoding="utf-8") as fh:
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{f}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-                    validate_item(rec, f"{f}:{lineno}")
-                    items.append(rec)
-        except UnicodeDecodeError as e:
-            raise DataError(f"{f}: not valid UTF-8 (byte offset {e.start}): {e.reason}") from None
+        for lineno, rec in iter_jsonl(f):
+            validate_item(rec, f"{f}:{lineno}")
+            items.append(rec)
     return items
 
 

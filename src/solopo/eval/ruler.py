@@ -57,7 +57,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from solopo.artifacts import DataError
+from solopo.artifacts import iter_jsonl, DataError
 from solopo.data.prompts import format_context, format_document, qa_prompt
 from solopo.eval.metrics import extract_answer, ruler_postprocess, string_match_part
 from solopo.generate import GenerationConfig
@@ -189,18 +189,7 @@ def read_hotpotqa(path, context_mode: str = "all") -> tuple[list[dict], list[str
     return qas, docs
 
 
-def _read_jsonl_lines(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield lineno, json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg} at column {e.colno})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid UTF-8 (byte offset {e.start}): {e.reason}") from None
+_read_jsonl_lines = iter_jsonl
 
 
 def validate_musique(rec, where: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from solopo.generate import GenerationConfig
-from solopo.runtime import TORCH_RNG_LOCK, pick_device
+from solopo.runtime import MODEL_LOAD_LOCK, TORCH_RNG_LOCK, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -16,12 +16,24 @@ def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str =
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     device = pick_device(device)
+    with MODEL_LOAD_LOCK:
+        return _load(model_path, device, dtype, trust_remote_code, rope_scaling)
+
+
+def _load(model_path, device, dtype, trust_remote_code, rope_scaling):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     torch_dtype = {"auto": (torch.bfloat16 if device.startswith("cuda") else torch.float32),
                    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     if rope_scaling:
-        config.rope_scaling = dict(rope_scaling)
+        # transformers 5 keeps rope settings in `rope_parameters`; replacing `rope_scaling` on a
+        # loaded config drops rope_theta. Merge instead (YaRN for LongBench v2, spec §5).
+        rs = dict(rope_scaling)
+        kind = rs.pop("type", rs.pop("rope_type", None))
+        config.rope_parameters = {**(getattr(config, "rope_parameters", None) or {}), **rs, "rope_type": kind}
     model = AutoModelForCausalLM.from_pretrained(
         model_path, config=config, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     ).to(device)
