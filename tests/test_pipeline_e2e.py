@@ -44,9 +44,9 @@ def test_tiny_pipeline_end_to_end(tmp_path):
         s = stats[ctx]
         assert s["inputs"] == 24 and s["samples"] == 24 * 8
         assert 0 <= s["sampled_accuracy"] <= 1 and s["accuracy_over_chance"] is not None
-        assert s["yield"] == s["pairs"] / s["inputs"]
+        assert s["yield"] == pytest.approx(s["pairs"] / s["inputs"], abs=1e-4)
     assert stats["chance_accuracy"] == pytest.approx(1 / 15)
-    evals = sorted(res.glob("eval/*.json"))
+    evals = sorted(p for p in res.glob("eval/*.json") if not p.name.endswith("manifest.json"))
     assert len(evals) == 5 * 2
     for e in evals:
         r = json.loads(e.read_text())
