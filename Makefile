@@ -10,7 +10,7 @@ env:
 	@./scripts/bootstrap.sh
 
 tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
-	$(SNAKEMAKE) --profile profiles/local --configfile config/tiny.yaml all
+	$(SNAKEMAKE) all --profile profiles/local --configfile config/tiny.yaml
 
 test: env  ## the test suite (includes the tiny end-to-end run, marked slow)
 	.venv/bin/python -m pytest -q -m "slow or not slow" tests
