@@ -217,8 +217,28 @@ def train_config(cfg: dict, method: str):
                        gradient_checkpointing=o.get("gradient_checkpointing", False))
 
 
+def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict, seed: int) -> dict:
+    """Re-save `model_dir` with the epoch's checkpoint that scores best on LongBench v1 QA."""
+    from solopo.eval import longbench_v1
+    from solopo.generate.hf import HFBackend, load_model_and_tokenizer
+    from solopo.train.selection import select_checkpoint
+
+    bcfg = cfg["eval"]["longbench_v1"]
+    items = longbench_v1.load_items(bench_dir, bcfg)
+    model, tok = load_model_and_tokenizer(str(model_dir), "auto", "auto")
+    checkpoints = sorted((p for p in Path(ckpt_dir).glob("step-*") if (p / "COMPLETE").exists()),
+                         key=lambda p: int(p.name[5:]))
+    if not checkpoints:
+        return {"scores": {}, "selected": "final (no checkpoints: set train.optim.save_steps)"}
+    score = lambda m: longbench_v1.evaluate(HFBackend(None, model=m, tokenizer=tok), items, bcfg, seed=seed)[0]["avg"] or 0.0  # noqa: E731
+    result = select_checkpoint(model, checkpoints, score)
+    model.save_pretrained(model_dir, safe_serialization=True)
+    write_json(Path(model_dir) / "checkpoint_selection.json", result)
+    return result
+
+
 def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run: str, method: str, lam: float | None,
-          cfg: dict, seed: int, log_path: str) -> None:
+          cfg: dict, seed: int, log_path: str, bench_dir: str | None = None) -> None:
     from solopo.train.trainer import train as train_loop
 
     with job(log_path, f"train {run}") as t0:
@@ -228,13 +248,47 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
         ref = read_jsonl(ref_path) if ref_path else None
         ckpt = Path("results/checkpoints") / run
         lcfg, tcfg = loss_config(cfg, method, lam), train_config(cfg, method)
+        ds = cfg["train"].get("deepspeed", "none")
         with atomic_path(out_dir) as tmp:
-            stats = train_loop(model, rows, method, lcfg, tcfg, seed, tmp, ckpt, ref,
-                               progress=_bar(0, f"train {run}", log_path))
+            if ds != "none":
+                stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path)
+            else:
+                stats = train_loop(model, rows, method, lcfg, tcfg, seed, tmp, ckpt, ref,
+                                   progress=_bar(0, f"train {run}", log_path))
+            if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
+                stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
             log.info("train %s: %s", run, stats)
             Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
                 out_dir, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed},
                 [dataset_path] + ([ref_path] if ref_path else []), t0, {"stats": stats}), indent=2))
+
+
+def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path) -> dict:
+    """One process per visible GPU via `accelerate launch` (the job's GPUs come from the slurm profile)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from solopo.runtime import pick_device
+
+    pick_device("cuda")  # a clear error instead of a hang when the node has no GPU
+    n = torch.cuda.device_count()
+    args = {"dataset": dataset_path, "ref": ref_path, "model": model, "out_dir": str(out_dir), "ckpt_dir": str(ckpt),
+            "method": method, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed, "deepspeed": ds,
+            "stats_path": str(Path(out_dir).parent / f".{Path(out_dir).name}.stats.json")}
+    args_path = Path(str(ckpt) + ".args.json")
+    args_path.parent.mkdir(parents=True, exist_ok=True)
+    args_path.write_text(json.dumps(args))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n), "--num_machines", "1",
+           "--mixed_precision", "bf16", "-m", "solopo.train.launch", str(args_path)]
+    log.info("launching %s", " ".join(cmd))
+    with open(log_path, "a") as fh:
+        subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
+    stats_path = Path(args["stats_path"])
+    stats = json.loads(stats_path.read_text())
+    stats_path.unlink()
+    return stats
 
 
 # --------------------------------------------------------------------------- benchmarks

@@ -62,13 +62,16 @@ def train_inputs(wildcards):
     inputs = {"data": f"results/datasets/{r.backbone}/{dataset}.jsonl", "model": model_input(r.backbone)}
     if spec.needs_ref:
         inputs["ref"] = f"results/ref_logps/{r.backbone}/{dataset}.jsonl"
+    if config["train"].get("select_checkpoint", "final") == "longbench_v1":
+        inputs["bench"] = "results/benchmarks/longbench_v1"
     return inputs
 
 
 def train_params(wildcards):
     """The config slice a run depends on; a change reruns that run only (Snakemake params trigger)."""
     r = run_of(wildcards)
-    return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"]}
+    return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"],
+            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint")}
 
 
 def bench_data_dir(bench, backbone):
@@ -110,7 +113,7 @@ def run_train(input, output, wildcards, log):
 
     r = RUNS[wildcards.run]
     pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method, r.lam,
-                   config, SEED, log[0])
+                   config, SEED, log[0], input.get("bench"))
 
 
 def run_evaluate(input, output, wildcards, log):

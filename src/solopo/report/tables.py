@@ -1,31 +1,373 @@
-"""Tables from the eval JSONs alone: a summary (one row per run, one column per benchmark)
-and Table 3 in the paper's layout (LongBench v1 S-Doc/M-Doc/Avg, RULER per length/Avg)."""
+"""Tables in the paper's layout, from the eval JSONs alone.
+
+`build_tables(results, meta)` returns four tables, each a list of sections (run rows first,
+then the paper's own numbers from `solopo.report.reference`, marked `source = paper`):
+
+- `table3`: LongBench v1 QA (S-Doc, M-Doc, Avg) and RULER QA per length + Avg (paper Table 3);
+- `table4`: LongBench v2 (Overall, Easy, Hard, <32k, 32k-128k, >128k) and the Open LLM
+  Leaderboard (MMLU-Pro, IFEval, BBH, MATH, GPQA, Avg) (paper Table 4);
+- `ablations`: chosen-only vs both (solo_X vs solo_X_both, Fig. 2a), SoLo-RA vs SoLo-KL
+  (solo_X vs solo_kl_X, Fig. 2b), SoLo vs Expand-Long (solo_X vs X_expand, Fig. 2b / Tables 5
+  and 9) on LongBench v1, RULER and NIAH-Plus, and the NIAH-Plus gain over the Instruct model
+  (Table 5);
+- `lambda_sweep`: per SoLo method, one row per lambda (the SoLo-RA weight, alpha in the paper)
+  with each benchmark's score.
+
+`write_tables` writes each as `<name>.md`, `<name>.csv` and `<name>.html` (the HTML is what the
+Snakemake report shows) plus `summary.csv` (one row per run, one column per benchmark score).
+
+Run metadata (backbone, method, lambda) comes from `meta` when the caller has the config
+(`run_meta(config)`); without it, it is parsed from the run name (`[backbone__]method[_lam<v>]`)
+and a default run's lambda is read from its train manifest
+(`results/train/<run>/model/manifest.json`, `config.lambda`) when that file exists.
+"""
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import logging
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from solopo.artifacts import write_manifest, write_text
+from solopo.report import reference
 
 log = logging.getLogger(__name__)
 
+TABLE_NAMES = ("table3", "table4", "ablations", "lambda_sweep")
+FORMATS = ("md", "csv", "html")
+ALGOS = ("dpo", "simpo", "orpo")
 
+# paper order of Table 3 (Instruct, SFT, then {X-short, X-long, SoLo-X} per algorithm) and Table 4
+ORDER3 = ["base", "sft_short", "sft_long", "dpo_short", "dpo_long", "solo_dpo", "simpo_short", "simpo_long",
+          "solo_simpo", "orpo_short", "orpo_long", "solo_orpo"]
+ORDER4 = ["base", "sft_short", "sft_long", "orpo_short", "orpo_long", "solo_orpo", "dpo_short", "dpo_long",
+          "solo_dpo", "simpo_short", "simpo_long", "solo_simpo"]
+ORDER_REST = ["longpo", "sft_expand", "dpo_expand", "simpo_expand", "orpo_expand", "solo_dpo_both",
+              "solo_simpo_both", "solo_orpo_both", "solo_kl_dpo", "solo_kl_simpo", "solo_kl_orpo"]
+
+ALGO_LABEL = {"sft": "SFT", "dpo": "DPO", "simpo": "SimPO", "orpo": "ORPO"}
+
+# the score each benchmark contributes to the sweep table / summary, with its column label
+BENCH_LABEL = {"longbench_v1": "LB1 Avg", "ruler": "RULER Avg", "longbench_v2": "LB2 Overall",
+               "niah_plus": "NIAH-Plus Avg", "leaderboard": "Leaderboard Avg"}
+BENCH_ORDER = list(BENCH_LABEL)
+
+
+# --------------------------------------------------------------------------- inputs
 def load_results(paths: list[str]) -> dict[str, dict[str, dict]]:
-    """{run: {bench: result}} from eval JSON paths (other inputs are ignored)."""
+    """{run: {bench: result}} from eval JSON paths (other inputs are ignored). Each result gets
+    `_path` (where it was read) so a default run's lambda can be looked up beside it."""
     out: dict[str, dict[str, dict]] = {}
     for p in paths:
-        if "/eval/" not in p or not p.endswith(".json"):
+        p = str(p)
+        if not p.endswith(".json") or p.endswith(".manifest.json") or not Path(p).is_file():
             continue
         res = json.loads(Path(p).read_text())
+        if not isinstance(res, dict) or "benchmark" not in res or "run" not in res:
+            continue  # not an eval JSON (e.g. pair_stats.json)
+        res["_path"] = p
         out.setdefault(res["run"], {})[res["benchmark"]] = res
     return out
 
 
-def _fmt(x) -> str:
-    return "" if x is None else f"{float(x):.1f}"
+def run_meta(config: dict) -> dict:
+    """Run metadata from the config (the pipeline's run table): what the report rule passes."""
+    from solopo.config import run_table
+
+    runs = run_table(config)
+    primary = config["backbones"][0]["name"]
+    out = {}
+    for name, r in runs.items():
+        prefix = "" if r.backbone == primary else f"{r.backbone}__"
+        out[name] = {"backbone": r.backbone, "method": r.method, "lambda": r.lam,
+                     "default": name == prefix + r.method}
+    return {"runs": out, "backbones": {b["name"]: b["model"] for b in config["backbones"]},
+            "benchmarks": list(config["eval"]["benchmarks"])}
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    backbone: str
+    method: str
+    lam: float | None
+    default: bool
+
+
+_LAM = re.compile(r"^(?P<method>.+)_lam(?P<lam>[0-9][0-9.eE+-]*)$")
+
+
+def _train_manifest_lambda(run: str, results: dict) -> float | None:
+    for res in results.get(run, {}).values():
+        path = res.get("_path")
+        if not path:
+            continue
+        m = Path(path).resolve().parent.parent / "train" / run / "model" / "manifest.json"
+        if m.exists():
+            lam = json.loads(m.read_text()).get("config", {}).get("lambda")
+            return None if lam is None else float(lam)
+    return None
+
+
+def run_info(run: str, results: dict, meta: dict | None = None) -> RunInfo:
+    m = (meta or {}).get("runs", {}).get(run)
+    if m:
+        return RunInfo(run, m["backbone"], m["method"], m.get("lambda"), m.get("default", True))
+    backbone, rest = run.split("__", 1) if "__" in run else ("", run)
+    hit = _LAM.match(rest)
+    if hit:
+        return RunInfo(run, backbone, hit["method"], float(hit["lam"]), False)
+    lam = _train_manifest_lambda(run, results) if rest.startswith("solo_") else None
+    return RunInfo(run, backbone, rest, lam, True)
+
+
+def _fmt_lam(v) -> str:
+    return "" if v is None else f"{float(v):g}"
+
+
+def method_label(method: str, lam: float | None = None, default: bool = True) -> str:
+    """Paper-style name: SFT-short, DPO-long, Expand-Long-ORPO, SoLo-ORPO, SoLo-ORPO (both), SoLo-KL-ORPO."""
+    if method == "base":
+        return "Instruct"
+    if method == "longpo":
+        label = "LongPO"
+    elif method.startswith("solo_kl_"):
+        label = f"SoLo-KL-{ALGO_LABEL[method[8:]]}"
+    elif method.startswith("solo_") and method.endswith("_both"):
+        label = f"SoLo-{ALGO_LABEL[method[5:-5]]} (both)"
+    elif method.startswith("solo_"):
+        label = f"SoLo-{ALGO_LABEL[method[5:]]}"
+    else:
+        algo, _, data = method.rpartition("_")
+        algo_label = ALGO_LABEL.get(algo, algo.upper())
+        label = f"Expand-Long-{algo_label}" if data == "expand" and algo != "sft" else f"{algo_label}-{data}"
+    if method.startswith("solo_") and lam is not None:
+        label += f" (λ={_fmt_lam(lam)})"
+    return label
+
+
+def backbone_title(backbone: str, meta: dict | None) -> str:
+    model = (meta or {}).get("backbones", {}).get(backbone)
+    name = backbone or "primary backbone"
+    return f"{name} ({model})" if model else name
+
+
+# --------------------------------------------------------------------------- table model
+@dataclass
+class Section:
+    title: str
+    header: list[str]
+    rows: list[list]
+    labels: int = 2            # the first `labels` columns are text, the rest numbers
+    digits: list[int] | int = 1
+    source: str = "run"        # run | paper
+    note: str = ""
+
+    def digit(self, i: int) -> int:
+        return self.digits if isinstance(self.digits, int) else self.digits[i - self.labels]
+
+
+@dataclass
+class Table:
+    name: str
+    title: str
+    sections: list[Section] = field(default_factory=list)
+    note: str = ""
+
+
+def _fmt(x, digits: int = 1) -> str:
+    if x is None or x == "":
+        return ""
+    if isinstance(x, str):
+        return x
+    return f"{float(x):.{digits}f}"
+
+
+def _get(results: dict, run: str, bench: str, *keys):
+    r = results.get(run, {}).get(bench)
+    if r is None:
+        return None
+    for k in keys:
+        if not isinstance(r, dict) or r.get(k) is None:
+            return None
+        r = r[k]
+    return r
+
+
+def _order_key(order: list[str]):
+    rank = {m: i for i, m in enumerate(order + [m for m in ORDER_REST if m not in order])}
+
+    def key(info: RunInfo):
+        return (rank.get(info.method, len(rank)), info.method, not info.default,
+                info.lam if info.lam is not None else float("-inf"), info.name)
+    return key
+
+
+def _backbones(infos: list[RunInfo], meta: dict | None) -> list[str]:
+    known = list((meta or {}).get("backbones", {}))
+    seen = sorted({i.backbone for i in infos}, key=lambda b: (b not in known, known.index(b) if b in known else 0, b))
+    return seen
+
+
+def _len_label(n: int) -> str:
+    return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+
+
+def _paper_sections(table: str, label_header: list[str]) -> list[Section]:
+    data, cols, header = reference.TABLES[table]
+    out = []
+    for block, rows in data.items():
+        body = [[label, method] + [v.get(c) for c in cols] for label, method, _, v in rows]
+        digits = [2 if c in ("mmlu_pro", "ifeval", "bbh", "math", "gpqa", "avg") and table == "table4" else
+                  (2 if table == "table9" else 1) for c in cols]
+        out.append(Section(f"Paper: {block} (Table {table[5:]})", label_header + header, body, 2, digits, "paper",
+                           reference.SOURCE))
+    return out
+
+
+# --------------------------------------------------------------------------- the tables
+def table3(results: dict, meta: dict | None = None) -> Table:
+    infos = [run_info(r, results, meta) for r in results]
+    lengths = sorted({int(k) for r in results.values() for k in (r.get("ruler") or {}).get("by_length", {})})
+    header = ["run", "model", "S-Doc", "M-Doc", "LB1 Avg"] + [f"RULER {_len_label(n)}" for n in lengths] + ["RULER Avg"]
+    t = Table("table3", "Table 3: QA on LongBench v1 and RULER",
+              note="LongBench v1 QA F1 (S-Doc: NarrativeQA, Qasper, MultiFieldQA-en; M-Doc: HotpotQA, 2WikiMQA, "
+                   "MuSiQue) and RULER QA (mean over SQuAD, HotpotQA, MuSiQue) per context length.")
+    for b in _backbones(infos, meta):
+        rows = []
+        for i in sorted((i for i in infos if i.backbone == b), key=_order_key(ORDER3)):
+            rows.append([i.name, method_label(i.method, i.lam, i.default),
+                         _get(results, i.name, "longbench_v1", "s_doc"), _get(results, i.name, "longbench_v1", "m_doc"),
+                         _get(results, i.name, "longbench_v1", "avg")]
+                        + [_get(results, i.name, "ruler", "by_length", str(n)) for n in lengths]
+                        + [_get(results, i.name, "ruler", "score")])
+        t.sections.append(Section(f"Runs: {backbone_title(b, meta)}", header, rows))
+    t.sections += _paper_sections("table3", ["model", "method"])
+    return t
+
+
+def table4(results: dict, meta: dict | None = None) -> Table:
+    infos = [run_info(r, results, meta) for r in results]
+    lb2 = [("overall", "Overall"), ("easy", "Easy"), ("hard", "Hard"), ("short", "<32k"), ("medium", "32k-128k"),
+           ("long", ">128k")]
+    lead = [("mmlu_pro", "MMLU-Pro"), ("ifeval", "IFEval"), ("bbh", "BBH"), ("math", "MATH"), ("gpqa", "GPQA")]
+    header = ["run", "model"] + [h for _, h in lb2] + [h for _, h in lead] + ["Avg"]
+    digits = [1] * len(lb2) + [2] * (len(lead) + 1)
+    t = Table("table4", "Table 4: LongBench v2 and the Open LLM Leaderboard",
+              note="LongBench v2 accuracy (<32k, 32k-128k, >128k are its short/medium/long subsets) and the Open LLM "
+                   "Leaderboard tasks; Avg is the mean of the five leaderboard scores.")
+    for b in _backbones(infos, meta):
+        rows = []
+        for i in sorted((i for i in infos if i.backbone == b), key=_order_key(ORDER4)):
+            rows.append([i.name, method_label(i.method, i.lam, i.default)]
+                        + [_get(results, i.name, "longbench_v2", k) for k, _ in lb2]
+                        + [_get(results, i.name, "leaderboard", "subsets", k) for k, _ in lead]
+                        + [_get(results, i.name, "leaderboard", "score")])
+        t.sections.append(Section(f"Runs: {backbone_title(b, meta)}", header, rows, 2, digits))
+    t.sections += _paper_sections("table4", ["model", "method"])
+    return t
+
+
+ABLATION_METRICS = [("LB1 S-Doc", "longbench_v1", ("s_doc",)), ("LB1 M-Doc", "longbench_v1", ("m_doc",)),
+                    ("LB1 Avg", "longbench_v1", ("avg",)), ("RULER Avg", "ruler", ("score",)),
+                    ("NIAH S-Doc", "niah_plus", ("subsets", "single_doc")),
+                    ("NIAH M-Doc", "niah_plus", ("subsets", "multi_doc")), ("NIAH Avg", "niah_plus", ("score",))]
+
+ABLATIONS = [
+    # (title, [(variant label, method pattern)], what the delta row compares)
+    ("Chosen-only vs both (paper Fig. 2a)", [("chosen-only", "solo_{x}"), ("both", "solo_{x}_both")]),
+    ("SoLo-RA vs SoLo-KL (paper Fig. 2b)", [("SoLo-RA", "solo_{x}"), ("SoLo-KL", "solo_kl_{x}")]),
+    ("SoLo vs Expand-Long (paper Fig. 2b, Tables 5 and 9)", [("Expand-Long", "{x}_expand"), ("SoLo", "solo_{x}")]),
+]
+
+
+def ablations(results: dict, meta: dict | None = None) -> Table:
+    infos = {r: run_info(r, results, meta) for r in results}
+    header = ["algorithm", "variant", "run"] + [h for h, _, _ in ABLATION_METRICS]
+    t = Table("ablations", "SoLo ablations: chosen-only vs both, SoLo-RA vs SoLo-KL, SoLo vs Expand-Long",
+              note="Each block compares the default-lambda runs of one backbone; the Δ row is the first variant minus "
+                   "the second for chosen-only/both and RA/KL, and SoLo minus Expand-Long for the last block.")
+    backbones = _backbones(list(infos.values()), meta)
+
+    def find(b: str, method: str) -> str | None:
+        hits = [i.name for i in infos.values() if i.backbone == b and i.method == method and i.default]
+        return hits[0] if hits else None
+
+    def metrics(run):
+        return [_get(results, run, bench, *keys) for _, bench, keys in ABLATION_METRICS]
+
+    for title, variants in ABLATIONS:
+        for b in backbones:
+            rows = []
+            for x in ALGOS:
+                runs = [(label, find(b, pat.format(x=x))) for label, pat in variants]
+                present = [(label, r) for label, r in runs if r]
+                if not present:
+                    continue
+                for label, r in present:
+                    rows.append([ALGO_LABEL[x], label, r] + metrics(r))
+                if len(present) == 2:
+                    a, c = metrics(present[0][1]), metrics(present[1][1])
+                    if title.startswith("SoLo vs Expand"):
+                        a, c = c, a
+                        delta_label = "Δ SoLo − Expand-Long"
+                    else:
+                        delta_label = f"Δ {present[0][0]} − {present[1][0]}"
+                    rows.append([ALGO_LABEL[x], delta_label, ""]
+                                + [None if p is None or q is None else p - q for p, q in zip(a, c)])
+            if rows:
+                t.sections.append(Section(f"{title}: {backbone_title(b, meta)}", header, rows, 3))
+    # Table 5: NIAH-Plus gain over the Instruct model
+    for b in backbones:
+        base = find(b, "base")
+        rows = []
+        for x in ALGOS:
+            for label, pat in (("Expand-Long", "{x}_expand"), ("SoLo", "solo_{x}")):
+                r = find(b, pat.format(x=x))
+                if not r:
+                    continue
+                vals = []
+                for key in (("subsets", "single_doc"), ("subsets", "multi_doc"), ("score",)):
+                    v, v0 = _get(results, r, "niah_plus", *key), _get(results, base, "niah_plus", *key) if base else None
+                    vals.append(None if v is None or v0 is None else v - v0)
+                rows.append([ALGO_LABEL[x], label, r] + vals)
+        if rows and any(v is not None for row in rows for v in row[3:]):
+            t.sections.append(Section(f"NIAH-Plus gain over the Instruct model (paper Table 5): {backbone_title(b, meta)}",
+                                      ["algorithm", "variant", "run", "Δ S-Doc QA", "Δ M-Doc QA", "Δ AVG"], rows, 3, 2))
+    t.sections += _paper_sections("table9", ["model", "method"])
+    for block in reference.TABLE9:
+        rows = [[label, method] + [v[c] for c in reference.TABLE9_COLUMNS] for label, method, v in reference.table5(block)]
+        t.sections.append(Section(f"Paper: {block} (Table 5, gain over Instruct)", ["model", "method"]
+                                  + ["Δ " + h for h in reference.TABLE9_HEADER], rows, 2, 2, "paper", reference.SOURCE))
+    return t
+
+
+def lambda_sweep(results: dict, meta: dict | None = None) -> Table:
+    infos = [run_info(r, results, meta) for r in results]
+    benches = [b for b in BENCH_ORDER if any(b in r for r in results.values())]
+    benches += sorted({b for r in results.values() for b in r} - set(benches))
+    header = ["method", "λ", "run", "default"] + [BENCH_LABEL.get(b, b) for b in benches]
+    t = Table("lambda_sweep", "Lambda sweep: SoLo-RA weight (α in the paper) per SoLo method",
+              note="One row per lambda of each SoLo method (train.lambdas.<method> in the config); `default` marks "
+                   "the run with the plain method name (the first value of the list).")
+    for b in _backbones(infos, meta):
+        rows = []
+        for i in sorted((i for i in infos if i.backbone == b and i.method.startswith("solo_")),
+                        key=lambda i: (_order_key(ORDER3)(i)[0], i.method, i.lam if i.lam is not None else float("-inf"))):
+            rows.append([method_label(i.method), _fmt_lam(i.lam) or "default", i.name, "yes" if i.default else ""]
+                        + [_get(results, i.name, bench, "score") for bench in benches])
+        if rows:
+            t.sections.append(Section(f"Runs: {backbone_title(b, meta)}", header, rows, 4))
+    return t
+
+
+def build_tables(results: dict, meta: dict | None = None) -> dict[str, Table]:
+    return {"table3": table3(results, meta), "table4": table4(results, meta),
+            "ablations": ablations(results, meta), "lambda_sweep": lambda_sweep(results, meta)}
 
 
 def summary_rows(results: dict[str, dict[str, dict]]) -> tuple[list[str], list[list]]:
@@ -35,33 +377,127 @@ def summary_rows(results: dict[str, dict[str, dict]]) -> tuple[list[str], list[l
     return header, rows
 
 
-def table3_rows(results: dict[str, dict[str, dict]]) -> tuple[list[str], list[list]]:
-    lengths = sorted({int(k) for r in results.values() for k in r.get("ruler", {}).get("by_length", {})})
-    header = ["run", "S-Doc", "M-Doc", "LB1 Avg"] + [f"RULER {n}" for n in lengths] + ["RULER Avg"]
-    rows = []
-    for run in sorted(results):
-        lb = results[run].get("longbench_v1", {})
-        ru = results[run].get("ruler", {})
-        rows.append([run, lb.get("s_doc"), lb.get("m_doc"), lb.get("avg")]
-                    + [ru.get("by_length", {}).get(str(n)) for n in lengths] + [ru.get("score")])
-    return header, rows
-
-
-def markdown(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(r[0])] + [_fmt(x) for x in r[1:]]) + " |" for r in rows]
+# --------------------------------------------------------------------------- rendering
+def _md_table(sec: Section) -> str:
+    lines = ["| " + " | ".join(sec.header) + " |", "|" + "---|" * len(sec.header)]
+    for row in sec.rows:
+        cells = [str(c) for c in row[:sec.labels]] + [_fmt(x, sec.digit(j)) for j, x in enumerate(row[sec.labels:], sec.labels)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(inputs: list[str], table3_md: str, summary_csv: str, log_path: str | None = None) -> None:
+def to_markdown(t: Table) -> str:
+    out = [f"# {t.title}\n"]
+    if t.note:
+        out.append(t.note + "\n")
+    runs = [s for s in t.sections if s.source == "run"]
+    if not runs:
+        out.append("_No runs with these benchmarks yet._\n")
+    for s in runs:
+        out.append(f"## {s.title}\n\n" + _md_table(s))
+    paper = [s for s in t.sections if s.source == "paper"]
+    if paper:
+        out.append("# Paper reference numbers\n\n" + paper[0].note + "\n")
+        for s in paper:
+            out.append(f"## {s.title}\n\n" + _md_table(s))
+    return "\n".join(out)
+
+
+def to_csv(t: Table) -> str:
+    """Long CSV: one line per row, columns `section, source` and the union of the sections' headers."""
+    fields = ["section", "source"]
+    for s in t.sections:
+        fields += [h for h in s.header if h not in fields]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    for s in t.sections:
+        for row in s.rows:
+            rec = {"section": s.title, "source": s.source}
+            rec.update({h: ("" if v is None else (round(v, 4) if isinstance(v, float) else v)) for h, v in zip(s.header, row)})
+            w.writerow(rec)
+    return buf.getvalue()
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em}h2{font-size:1.05em;margin-top:1.6em}p.note{color:#555;max-width:60em}
+table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .6em}
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
+section.paper h2{color:#7a4b00}section.paper th{background:#fbf0dc}tr.delta td{font-style:italic;background:#fafafa}"""
+
+
+def _html_table(s: Section) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in s.header)
+    body = []
+    for row in s.rows:
+        cls = ' class="delta"' if str(row[1 if s.labels > 1 else 0]).startswith("Δ") else ""
+        cells = [f"<td>{html.escape(str(c))}</td>" for c in row[:s.labels]]
+        cells += [f'<td class="num">{_fmt(x, s.digit(j))}</td>' for j, x in enumerate(row[s.labels:], s.labels)]
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def to_html(t: Table) -> str:
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(t.title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{html.escape(t.title)}</h1>"]
+    if t.note:
+        parts.append(f"<p class='note'>{html.escape(t.note)}</p>")
+    runs = [s for s in t.sections if s.source == "run"]
+    if not runs:
+        parts.append("<p><em>No runs with these benchmarks yet.</em></p>")
+    for s in runs:
+        parts.append(f"<section class='run'><h2>{html.escape(s.title)}</h2>{_html_table(s)}</section>")
+    paper = [s for s in t.sections if s.source == "paper"]
+    if paper:
+        parts.append(f"<h1>Paper reference numbers</h1><p class='note'>{html.escape(paper[0].note)}</p>")
+    for s in paper:
+        parts.append(f"<section class='paper'><h2>{html.escape(s.title)}</h2>{_html_table(s)}</section>")
+    return "".join(parts) + "</body></html>\n"
+
+
+RENDER = {"md": to_markdown, "csv": to_csv, "html": to_html}
+
+
+def output_paths(out_dir: str) -> dict[str, str]:
+    """Every file `write_tables` writes: `{name}_{fmt}` (and `summary`) -> path."""
+    out = {f"{n}_{f}": str(Path(out_dir) / f"{n}.{f}") for n in TABLE_NAMES for f in FORMATS}
+    out["summary"] = str(Path(out_dir) / "summary.csv")
+    return out
+
+
+def report_slice(meta: dict | None, results: dict) -> dict:
+    """The config slice recorded in the report manifests (what `solopo check` recomputes)."""
+    if meta:
+        return {"runs": meta["runs"], "benchmarks": meta.get("benchmarks")}
+    return {"runs": sorted(results)}
+
+
+def write_tables(inputs: list[str], out_dir: str, meta: dict | None = None, log_path: str | None = None) -> dict[str, str]:
+    """Build every table from the eval JSONs among `inputs` and write md/csv/html + summary.csv into out_dir."""
     results = load_results(inputs)
-    h3, r3 = table3_rows(results)
-    write_manifest(table3_md, {"runs": sorted(results)}, [p for p in inputs if p.endswith(".json")])
-    write_text(table3_md, "# Table 3 layout: LongBench v1 QA and RULER QA\n\n" + markdown(h3, r3))
+    evals = [p for p in map(str, inputs) if p in {r["_path"] for rr in results.values() for r in rr.values()}]
+    paths = output_paths(out_dir)
+    slice_ = report_slice(meta, results)
+    for name, t in build_tables(results, meta).items():
+        for fmt in FORMATS:
+            p = paths[f"{name}_{fmt}"]
+            write_manifest(p, slice_, evals)
+            write_text(p, RENDER[fmt](t))
     hs, rs = summary_rows(results)
     buf = io.StringIO()
-    csv.writer(buf).writerows([hs] + [[r[0]] + ["" if x is None else x for x in r[1:]] for r in rs])
-    write_manifest(summary_csv, {"runs": sorted(results)}, [p for p in inputs if p.endswith(".json")])
-    write_text(summary_csv, buf.getvalue())
+    csv.writer(buf, lineterminator="\n").writerows([hs] + [[r[0]] + ["" if x is None else x for x in r[1:]] for r in rs])
+    write_manifest(paths["summary"], slice_, evals)
+    write_text(paths["summary"], buf.getvalue())
     if log_path:
-        Path(log_path).write_text(f"{len(results)} runs\n" + markdown(hs, rs))
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text(f"{len(results)} runs, {len(evals)} eval JSONs\n"
+                                  + to_markdown(Table("summary", "Summary", [Section("scores", hs, rs, 1)])))
+    return paths
+
+
+def write_report(inputs: list[str], table3_md: str, summary_csv: str, log_path: str | None = None) -> None:
+    """Backward-compatible entry point: every table is written into table3_md's folder."""
+    out_dir = str(Path(table3_md).parent)
+    paths = write_tables(inputs, out_dir, None, log_path)
+    if Path(paths["summary"]) != Path(summary_csv):
+        Path(summary_csv).write_text(Path(paths["summary"]).read_text())

@@ -187,19 +187,45 @@ def _load_checkpoint(model, opt, sched, path: Path) -> tuple[int, list[dict]]:
     return int(state["step"]), history
 
 
-def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, cfg: TrainConfig, seed: int,
-          out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None = None, progress=None,
-          stop_after_step: int | None = None) -> dict:
-    """Train `method` on `rows`; write the final model to `out_dir` (a temporary folder the caller renames)."""
-    from solopo.generate.hf import load_model_and_tokenizer
+DEEPSPEED_CONFIGS = ("zero2", "zero3", "zero3_offload")
 
-    t0 = time.time()
+
+def deepspeed_config(name: str, cfg: TrainConfig, world_size: int, bf16: bool) -> dict:
+    """The shipped ZeRO config `name` with its "auto" batch/clipping/precision values filled in."""
+    if name not in DEEPSPEED_CONFIGS:
+        raise ValueError(f"train.deepspeed {name!r}: allowed values are none, {', '.join(DEEPSPEED_CONFIGS)}")
+    ds = json.loads((Path(__file__).parent / "deepspeed" / f"{name}.json").read_text())
+    grad_accum = max(1, cfg.batch_size // (cfg.micro_batch_size * world_size))
+    ds.update(train_micro_batch_size_per_gpu=cfg.micro_batch_size, gradient_accumulation_steps=grad_accum,
+              train_batch_size=cfg.micro_batch_size * grad_accum * world_size, gradient_clipping=cfg.max_grad_norm,
+              bf16={"enabled": bf16})
+    return ds
+
+
+def _prepare(method: str, rows: list[dict], ref: list[dict] | None):
     spec = get_loss(get_method(method).loss)
     if spec.needs_ref:
         if ref is None:
             raise ValueError(f"method {method} needs reference log-probs (loss {spec.name})")
         by_id = {r["id"]: r for r in ref}
         ref = [by_id[r["id"]] for r in rows]
+    return spec, ref
+
+
+def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, cfg: TrainConfig, seed: int,
+          out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None = None, progress=None,
+          stop_after_step: int | None = None, deepspeed: str | None = None) -> dict:
+    """Train `method` on `rows`; write the final model to `out_dir` (a temporary folder the caller renames).
+
+    With `deepspeed` (a ZeRO config name) the loop runs through accelerate's DeepSpeed engine,
+    one process per GPU (launched by `accelerate launch`, see `solopo.train.launch`)."""
+    from solopo.generate.hf import load_model_and_tokenizer
+
+    if deepspeed and deepspeed != "none":
+        return train_deepspeed(model_path, rows, method, loss_cfg, cfg, seed, out_dir, ckpt_dir, ref, progress,
+                               stop_after_step, deepspeed)
+    t0 = time.time()
+    spec, ref = _prepare(method, rows, ref)
     model, tok = load_model_and_tokenizer(model_path, cfg.device, cfg.dtype)
     device = next(model.parameters()).device
     if cfg.gradient_checkpointing:
@@ -256,3 +282,86 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
             "final_loss": history[-1]["loss"] if history else None, "resumed_from_step": start,
             "train_seconds": round(time.time() - t0, 2),
             "checkpoints": sorted(p.name for p in ckpt_dir.glob("step-*")) if ckpt_dir.exists() else []}
+
+
+def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, cfg: TrainConfig, seed: int,
+                    out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None, progress, stop_after_step,
+                    ds_name: str) -> dict:
+    """The same loop under DeepSpeed ZeRO (paper preset: ZeRO-3 + CPU offload, bf16).
+
+    Each rank takes its slice of every global batch; the engine accumulates gradients over
+    the micro-batches (`gradient_accumulation_steps`) and steps at the boundary. Checkpoints
+    are DeepSpeed's own (`accelerator.save_state`), whose loader is DeepSpeed's: the one place
+    where `torch.load` is not ours to restrict (it only ever reads checkpoints this run wrote)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DeepSpeedPlugin
+
+    from solopo.generate.hf import load_model_and_tokenizer
+
+    t0 = time.time()
+    spec, ref = _prepare(method, rows, ref)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    use_cuda = torch.cuda.is_available()
+    bf16 = use_cuda and cfg.dtype in ("auto", "bfloat16")
+    ds = deepspeed_config(ds_name, cfg, world, bf16)
+    acc = Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=ds), cpu=not use_cuda,
+                      mixed_precision="bf16" if bf16 else "no")
+    model, tok = load_model_and_tokenizer(model_path, "cpu", "float32")
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    order = _order(len(rows), cfg.epochs, seed)
+    total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
+    model, opt = acc.prepare(model, opt)
+    ckpt_dir = Path(ckpt_dir)
+    start, history = 0, []
+    latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
+    if latest is not None:
+        acc.load_state(str(latest / "state"))
+        start = int((latest / "COMPLETE").read_text())
+        history = [json.loads(x) for x in (latest / "history.jsonl").read_text().splitlines() if x.strip()]
+        for _ in range(start):
+            sched.step()
+        log.info("resuming %s (DeepSpeed %s) from %s (step %d of %d)", method, ds_name, latest, start, total_steps)
+    device = acc.device
+    full_nll = "long_chosen_full_nll" in spec.needs
+    for step in range(start, total_steps):
+        local = order[step * cfg.batch_size : (step + 1) * cfg.batch_size][acc.process_index :: world]
+        sums: dict[str, float] = {}
+        for m in range(0, len(local), cfg.micro_batch_size):
+            mb = local[m : m + cfg.micro_batch_size]
+            po = policy_outputs(model, tok, [rows[i] for i in mb], spec.needs, cfg.max_length, device,
+                                [ref[i] for i in mb] if spec.needs_ref else None, full_nll)
+            loss, metrics = spec.fn(po, loss_cfg)
+            acc.backward(loss)
+            opt.step()
+            opt.zero_grad()
+            for k, v in metrics.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(mb) / max(1, len(local))
+        sched.step()
+        record = {"step": step + 1, "lr": sched.get_last_lr()[0], **{k: round(v, 6) for k, v in sums.items()}}
+        history.append(record)
+        if progress is not None:
+            progress.update(1)
+        if cfg.save_steps and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps):
+            final = ckpt_dir / f"step-{step + 1}"
+            acc.save_state(str(final / "state"))
+            if acc.is_main_process:
+                (final / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+                (final / "COMPLETE").write_text(str(step + 1))
+            acc.wait_for_everyone()
+        if stop_after_step is not None and step + 1 >= stop_after_step:
+            raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
+    state = acc.get_state_dict(model)
+    if acc.is_main_process:
+        out_dir = Path(out_dir)
+        acc.unwrap_model(model).save_pretrained(out_dir, state_dict=state, safe_serialization=True)
+        tok.save_pretrained(out_dir)
+        with open(out_dir / "train_log.jsonl", "w") as fh:
+            fh.writelines(json.dumps(h) + "\n" for h in history)
+    acc.wait_for_everyone()
+    return {"method": method, "loss": spec.name, "steps": total_steps, "examples": len(rows), "deepspeed": ds_name,
+            "world_size": world, "final_loss": history[-1]["loss"] if history else None, "resumed_from_step": start,
+            "train_seconds": round(time.time() - t0, 2)}

@@ -1,0 +1,1 @@
+"""Benchmarks that are not model evaluations (efficiency of the two-stage SoLo forward)."""
