@@ -21,6 +21,8 @@ data: {toy: {train_questions: 24, dev_questions: 12}}
 train:
   methods: [sft_short, orpo_short, solo_orpo, dpo_short]
   lambdas: {solo_orpo: [1.0]}
+  select_checkpoint: longbench_v1
+  optim: {save_steps: 1}
 eval:
   benchmarks: [ruler, longbench_v1]
   ruler: {num_samples: 2}
@@ -59,6 +61,8 @@ def test_tiny_pipeline_end_to_end(tmp_path):
     for d in [res / "models/tiny", *res.glob("train/*/model"), *res.glob("benchmarks/**/ruler")]:
         m = json.loads((d / "manifest.json").read_text())
         assert {"config_hash", "inputs", "git_commit", "versions", "wall_time_s"} <= m.keys()
+    sel = json.loads((res / "train/solo_orpo/model/checkpoint_selection.json").read_text())
+    assert sel["selected"] in sel["scores"] and len(sel["scores"]) >= 1
     # nothing to do on a rerun; one deleted eval reruns only that job
     again = _sm(tmp_path, "all", "-n")
     assert "Nothing to be done" in again.stdout + again.stderr, (again.stdout + again.stderr)[-2000:]

@@ -57,17 +57,42 @@ def build_model(tokenizer, hidden_size: int, num_layers: int, num_heads: int, nu
     return Qwen2ForCausalLM(cfg)
 
 
-def _example(rng: random.Random, entities, hop_weights, pool_docs, max_distractors: int) -> tuple[str, str]:
-    hops = rng.choices(list(hop_weights), list(hop_weights.values()))[0]
-    rec = toy_world.make_record(rng, entities, hops, uid=0, num_paragraphs=20)
-    gold = [format_document(p["title"], p["paragraph_text"]) for p in rec["paragraphs"] if p["is_supporting"]]
-    titles = {p["title"] for p in rec["paragraphs"]}
-    own = [format_document(p["title"], p["paragraph_text"]) for p in rec["paragraphs"] if not p["is_supporting"]]
+def _example(rng: random.Random, entities, hop_weights, pool_docs, max_distractors: int,
+             questions: int = 1) -> tuple[str, list[tuple[str, str]]]:
+    """One pre-training conversation: a context holding the evidence of `questions` toy
+    questions plus distractors; the first user turn is exactly the pipeline's QA prompt, later
+    turns ask the other questions about the same documents (more lookups per context token)."""
+    recs = [toy_world.make_record(rng, entities, rng.choices(list(hop_weights), list(hop_weights.values()))[0],
+                                  uid=0, num_paragraphs=20) for _ in range(questions)]
+    support = [p["title"] for r in recs for p in r["paragraphs"] if p["is_supporting"]]
+    if len(set(support)) < len(support):  # two questions sharing a fact subject could contradict each other
+        recs = recs[:1]
+    gold = [format_document(p["title"], p["paragraph_text"]) for r in recs for p in r["paragraphs"] if p["is_supporting"]]
+    titles = {p["title"] for r in recs for p in r["paragraphs"]}
+    own = [format_document(p["title"], p["paragraph_text"]) for p in recs[0]["paragraphs"] if not p["is_supporting"]
+           and p["title"] not in {q["title"] for r in recs[1:] for q in r["paragraphs"]}]
     # Skewed towards few distractors: reading short contexts is learnt first and best.
     k = min(max_distractors, int(max_distractors * rng.random() ** 2))
     extra = [d for d in rng.sample(pool_docs, min(len(pool_docs), 2 * k + 5)) if d.split("\n", 1)[0] not in titles]
     distractors = (own + extra)[:k]
-    return _render(gold, distractors, rec["question"], str(rng.random())), rec["cot"]
+    prompt = _render(gold, distractors, recs[0]["question"], str(rng.random()))
+    turns = [(prompt, recs[0]["cot"])] + [(f"Question: {r['question']}", r["cot"]) for r in recs[1:]]
+    return prompt, turns
+
+
+def _conversation_ids(tok, turns: list[tuple[str, str]]) -> tuple[list[int], list[int]]:
+    """Token ids of a ChatML conversation and labels on the assistant answers only."""
+    from solopo.generate.chat import format_chat
+
+    ids, labels = [], []
+    for i, (user, answer) in enumerate(turns):
+        text = format_chat(tok, user) if i == 0 else "<|im_start|>user\n" + user + "<|im_end|>\n<|im_start|>assistant\n"
+        u = tok(text, add_special_tokens=False)["input_ids"]
+        a = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        nl = tok("\n", add_special_tokens=False)["input_ids"] if i < len(turns) - 1 else []
+        ids += u + a + nl
+        labels += [-100] * len(u) + a + [-100] * len(nl)
+    return ids, labels
 
 
 def train_tiny_model(out_dir: str | Path, cfg: dict, seed: int, progress=None) -> dict:
@@ -98,11 +123,11 @@ def train_tiny_model(out_dir: str | Path, cfg: dict, seed: int, progress=None) -
     for step in range(steps):
         batch_ids, batch_labels = [], []
         for _ in range(bs):
-            prompt, answer = _example(rng, entities, hop_weights, pool_docs, cfg["max_distractors"])
-            p_ids = tok(format_chat(tok, prompt), add_special_tokens=False)["input_ids"]
-            a_ids = tok(answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-            batch_ids.append(p_ids + a_ids)
-            batch_labels.append([-100] * len(p_ids) + a_ids)
+            _, turns = _example(rng, entities, hop_weights, pool_docs, cfg["max_distractors"],
+                                cfg.get("questions_per_context", 1))
+            ids_, labels_ = _conversation_ids(tok, turns)
+            batch_ids.append(ids_)
+            batch_labels.append(labels_)
         width = max(len(x) for x in batch_ids)
         ids = torch.full((bs, width), tok.pad_token_id)
         labels = torch.full((bs, width), -100)

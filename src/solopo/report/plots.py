@@ -50,21 +50,35 @@ def plot_lambda_sweep(results: dict, meta: dict | None, backbone: str, method: s
     pts = sweep_points(results, meta, backbone, method)
     benches = [b for b in BENCH_ORDER if b in pts] + sorted(set(pts) - set(BENCH_ORDER))
     n = max(len(benches), 1)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.0), squeeze=False)
-    for ax, bench in zip(axes[0], benches):
+    ncols = min(n, 3)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.9 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(benches):]:
+        ax.set_visible(False)
+    for ax, bench in zip(flat, benches):
         xs, ys = [p[0] for p in pts[bench]], [p[1] for p in pts[bench]]
         ax.plot(xs, ys, "o-", color="tab:blue")
         for lam, score, default, _ in pts[bench]:
             if default:
                 ax.plot([lam], [score], marker="*", markersize=14, color="tab:orange", zorder=3)
+            ax.annotate(f"{score:.1f}", (lam, score), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7)
         ax.set_title(BENCH_LABEL.get(bench, bench), fontsize=10)
         ax.set_xlabel("λ (SoLo-RA weight)")
         if len(set(xs)) > 1 and min(xs) > 0 and max(xs) / min(xs) >= 8:
             ax.set_xscale("log", base=2)
+            ax.minorticks_off()
+        ax.set_xticks(sorted(set(xs)))
+        ax.set_xticklabels([f"{x:g}" for x in sorted(set(xs))])
+        if len(set(xs)) == 1:
+            ax.set_xlim(xs[0] * 0.5, xs[0] * 1.5) if xs[0] > 0 else ax.set_xlim(-1, 1)
+        top = max(5.0, max(ys) * 1.2)
+        ax.set_ylim(-0.05 * top, top)
         ax.grid(alpha=0.3)
+    for row in axes:
+        row[0].set_ylabel("score")
     if not benches:
         axes[0][0].text(0.5, 0.5, "no evaluated runs", ha="center", va="center", transform=axes[0][0].transAxes)
-    axes[0][0].set_ylabel("score")
     title = method_label(method) + (f" on {backbone}" if backbone else "") + ": score vs λ (★ default run)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()

@@ -16,7 +16,7 @@ SOURCE = "SoLoPO (arXiv 2505.11166), as transcribed in shared/spec/solopo_paper.
 
 # Table 3: LongBench v1 QA (F1) and RULER QA; RULER columns are 4k/8k/16k/32k
 TABLE3_COLUMNS = ["s_doc", "m_doc", "lb1_avg", "ruler_4k", "ruler_8k", "ruler_16k", "ruler_32k", "ruler_avg"]
-TABLE3_HEADER = ["S-Doc", "M-Doc", "LB1 Avg", "RULER 4k", "8k", "16k", "32k", "RULER Avg"]
+TABLE3_HEADER = ["S-Doc", "M-Doc", "LB1 Avg", "RULER 4k", "RULER 8k", "RULER 16k", "RULER 32k", "RULER Avg"]
 
 _T3 = lambda *v: dict(zip(TABLE3_COLUMNS, v))  # noqa: E731
 

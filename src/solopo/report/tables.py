@@ -89,6 +89,17 @@ def run_meta(config: dict) -> dict:
             "benchmarks": list(config["eval"]["benchmarks"])}
 
 
+def filter_meta(meta: dict, backbone: str, method: str | None = None) -> dict:
+    """The metadata of one backbone's runs (of one method): what a plot depends on."""
+    runs = {n: m for n, m in meta["runs"].items() if m["backbone"] == backbone and (method is None or m["method"] == method)}
+    return {**meta, "runs": runs, "backbones": {backbone: meta["backbones"].get(backbone)}}
+
+
+def sweeps(meta: dict) -> dict[str, tuple[str, str]]:
+    """{default run name: (backbone, method)} for every SoLo method of every backbone: one lambda plot each."""
+    return {n: (m["backbone"], m["method"]) for n, m in meta["runs"].items() if m["method"].startswith("solo_") and m["default"]}
+
+
 @dataclass(frozen=True)
 class RunInfo:
     name: str

@@ -1,0 +1,393 @@
+"""Provenance of artifacts: manifest chains and a config-staleness check.
+
+`chain(artifact)` follows an artifact's manifest (`<file>.manifest.json`, or `manifest.json`
+inside a folder) to its inputs' manifests, recursively: config slice hash, git commit,
+package versions, wall time, and whether each input still has the hash recorded.
+
+`check(config, root)` answers "which artifacts would the current config rebuild?" without
+Snakemake. For every manifest under `results/` it recomputes the config slice the pipeline
+records for that kind of artifact (the same expressions as `solopo.pipeline` and the report
+rules, from the merged config and the run table) and compares its hash with the manifest's
+`config_hash`:
+
+    ok       the slice is unchanged
+    stale    the slice changed; the differing keys are listed (Snakemake reruns these through
+             its params trigger, and everything downstream through the input trigger)
+    orphan   the run/backbone/benchmark is no longer in the config (e.g. a removed lambda
+             value); the pipeline never deletes it, the file stays
+    unknown  a path the pipeline does not write; its manifest's top-level config keys are
+             compared with the same keys of the merged config (top level, then `train`,
+             `eval`, `data`), `ok`/`stale` when any key is found, `unknown` otherwise
+
+With `inputs=True` it also recomputes each recorded input hash (`input changed` means an
+upstream artifact was rebuilt after this one: Snakemake's mtime/input trigger reruns it).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from solopo.artifacts import hash_obj, hash_path, manifest_path
+
+REPO = Path(__file__).resolve().parents[3]
+BASE_CONFIG = REPO / "config" / "config.yaml"
+
+
+# --------------------------------------------------------------------------- config
+def deep_update(base: dict, new: dict) -> dict:
+    """Snakemake's config merge (snakemake.utils.update_config): nested dicts merge, other values replace."""
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            deep_update(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+def load_config(configfiles: list[str] = (), base: str | Path | None = BASE_CONFIG) -> dict:
+    """The merged config as the workflow sees it: config/config.yaml (the Snakefile's `configfile:`),
+    then every `--configfile` in order."""
+    cfg: dict = {}
+    for f in ([base] if base else []) + list(configfiles):
+        deep_update(cfg, yaml.safe_load(Path(f).read_text()) or {})
+    return cfg
+
+
+# --------------------------------------------------------------------------- manifests
+def find_manifest(artifact: str | Path) -> Path | None:
+    p = Path(artifact)
+    if p.name.endswith("manifest.json") and p.is_file():
+        return p
+    for m in (manifest_path(p), Path(str(p) + ".manifest.json"), p / "manifest.json"):
+        if m.is_file():
+            return m
+    return None
+
+
+def artifact_of(manifest: Path) -> Path:
+    return manifest.parent if manifest.name == "manifest.json" else manifest.with_name(manifest.name[: -len(".manifest.json")])
+
+
+def read(manifest: Path) -> dict:
+    return json.loads(manifest.read_text())
+
+
+@dataclass
+class Node:
+    path: str
+    manifest: dict | None
+    recorded_hash: str | None = None
+    current_hash: str | None = None
+    inputs: list["Node"] = field(default_factory=list)
+    seen: bool = False  # already printed above (shared input)
+
+    def to_dict(self) -> dict:
+        m = self.manifest or {}
+        return {"path": self.path, "has_manifest": self.manifest is not None, "recorded_hash": self.recorded_hash,
+                "current_hash": self.current_hash, "config_hash": m.get("config_hash"), "git_commit": m.get("git_commit"),
+                "versions": m.get("versions"), "wall_time_s": m.get("wall_time_s"), "finished_at": m.get("finished_at"),
+                "config_keys": sorted((m.get("config") or {}).keys()) if isinstance(m.get("config"), dict) else None,
+                "seen_above": self.seen, "inputs": [i.to_dict() for i in self.inputs]}
+
+
+def chain(artifact: str, root: str | Path = ".", hashes: bool = True, max_depth: int = 50,
+          _seen: set | None = None, _depth: int = 0, _recorded: str | None = None) -> Node:
+    """The manifest tree of `artifact` (paths in manifests are relative to `root`, the workflow directory)."""
+    seen = set() if _seen is None else _seen
+    root = Path(root)
+    p = Path(artifact)
+    full = p if p.is_absolute() else root / p
+    m_path = find_manifest(full)
+    if m_path is not None and full.name.endswith("manifest.json"):
+        full = artifact_of(m_path)
+        artifact = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
+    node = Node(str(artifact), read(m_path) if m_path else None, _recorded)
+    if _recorded is not None and hashes:
+        node.current_hash = hash_path(full) if full.exists() else "missing"
+    key = str(full.resolve())
+    if key in seen:
+        node.seen = True
+        return node
+    seen.add(key)
+    if node.manifest and _depth < max_depth:
+        for inp, h in (node.manifest.get("inputs") or {}).items():
+            node.inputs.append(chain(inp, root, hashes, max_depth, seen, _depth + 1, h))
+    return node
+
+
+def _short_versions(v: dict | None) -> str:
+    if not v:
+        return "-"
+    return ", ".join(f"{k} {val}" for k, val in v.items())
+
+
+def format_chain(node: Node, indent: int = 0, parent_versions: dict | None = None) -> str:
+    pad = "  " * indent
+    lines = []
+    status = ""
+    if node.recorded_hash is not None:
+        if node.current_hash is None:
+            status = f"  [hash {node.recorded_hash}]"
+        elif node.current_hash == node.recorded_hash:
+            status = f"  [hash {node.recorded_hash}, unchanged]"
+        elif node.current_hash == "missing":
+            status = f"  [hash {node.recorded_hash}, MISSING now]"
+        else:
+            status = f"  [hash {node.recorded_hash}, CHANGED since: now {node.current_hash}]"
+    lines.append(f"{pad}{node.path}{status}")
+    m = node.manifest
+    if node.seen:
+        lines.append(f"{pad}  (see above)")
+        return "\n".join(lines)
+    if m is None:
+        lines.append(f"{pad}  no manifest (a source file, not written by the pipeline)")
+        return "\n".join(lines)
+    cfg = m.get("config")
+    keys = ", ".join(sorted(cfg)) if isinstance(cfg, dict) else "-"
+    wall = m.get("wall_time_s")
+    lines.append(f"{pad}  config_hash {m.get('config_hash')} (slice: {keys})")
+    lines.append(f"{pad}  git_commit {m.get('git_commit')}  wall_time {'-' if wall is None else f'{wall:.1f} s'}"
+                 f"  finished {m.get('finished_at', '-')}")
+    v = m.get("versions")
+    lines.append(f"{pad}  versions: " + ("same as above" if parent_versions is not None and v == parent_versions
+                                          else _short_versions(v)))
+    if node.inputs:
+        lines.append(f"{pad}  inputs:")
+        for child in node.inputs:
+            lines.append(format_chain(child, indent + 2, v))
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- expected config slices
+def _diff(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys where two JSON-like values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in a or k not in b:
+                out.append(key)
+            else:
+                out += _diff(a[k], b[k], key)
+        return out
+    return [] if json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str)) else [prefix or "<value>"]
+
+
+class Orphan(Exception):
+    pass
+
+
+class Expected:
+    """Recomputes, per artifact path, the config slice the pipeline writes into its manifest."""
+
+    def __init__(self, config: dict):
+        from solopo.config import run_table
+
+        self.cfg = config
+        self.seed = config.get("seed")
+        self.runs = run_table(config)
+        self.backbones = {b["name"]: b for b in config["backbones"]}
+        self.benches = list(config["eval"]["benchmarks"])
+        self._meta = None
+        self.patterns = [
+            (r"results/data/musique_(train|dev)\.jsonl", self.data),
+            (r"results/models/(?P<b>[^/]+)", self.tiny_model),
+            (r"results/contexts/(?P<b>[^/]+)/(short|long)\.jsonl", self.contexts),
+            (r"results/samples/(?P<b>[^/]+)/(short|long)\.jsonl", self.samples),
+            (r"results/pairs/(?P<b>[^/]+)/(pairs\.jsonl|pair_stats\.json)", self.pairs),
+            (r"results/datasets/(?P<b>[^/]+)/[^/]+\.jsonl", self.datasets),
+            (r"results/ref_logps/(?P<b>[^/]+)/[^/]+\.jsonl", self.ref_logps),
+            (r"results/train/(?P<run>[^/]+)/model", self.train),
+            (r"results/benchmarks/(?P<bench>[^/]+)", self.bench_data),
+            (r"results/benchmarks/(?P<b>[^/]+)/(?P<bench>[^/]+)", self.bench_data),
+            (r"results/eval/(?P<stem>[^/]+?)(\.json|\.predictions\.jsonl)", self.evaluate),
+            (r"results/report/lambda_sweep_(?P<sweep>[^/]+)\.png", self.lambda_plot),
+            (r"results/report/ruler_by_length_(?P<b>[^/]+)\.png", self.ruler_plot),
+            (r"results/report/(table3|table4|ablations|lambda_sweep)\.(md|csv|html)|results/report/summary\.csv",
+             self.report),
+        ]
+
+    # each returns the expected slice or raises Orphan
+    def _backbone(self, b):
+        if b not in self.backbones:
+            raise Orphan(f"backbone {b!r} is not in the config")
+        return self.backbones[b]
+
+    def data(self, m):
+        d = self.cfg["data"]
+        if d["source"] == "toy":
+            return {"tiny_model": self.cfg["tiny_model"], "toy": d["toy"], "seed": self.seed}
+        return {"data": d}
+
+    def tiny_model(self, m):
+        b = self._backbone(m["b"])
+        if not b.get("build"):
+            raise Orphan(f"backbone {m['b']!r} is not built by the pipeline")
+        return {"tiny_model": self.cfg["tiny_model"], "seed": self.seed}
+
+    def contexts(self, m):
+        return {"data": self.cfg["data"], "seed": self.seed, "model": self._backbone(m["b"])["model"]}
+
+    def samples(self, m):
+        return {"sampling": self.cfg["sampling"], "seed": self.seed, "model": self._backbone(m["b"])["model"]}
+
+    def pairs(self, m):
+        self._backbone(m["b"])
+        return {"pairs": self.cfg["pairs"], "seed": self.seed, "data": self.cfg["data"]}
+
+    def datasets(self, m):
+        self._backbone(m["b"])
+        return {"pairs": self.cfg["pairs"]}
+
+    def ref_logps(self, m):
+        return {"optim": self.cfg["train"]["optim"], "model": self._backbone(m["b"])["model"]}
+
+    def train(self, m):
+        from solopo.pipeline import loss_config, train_config
+
+        r = self.runs.get(m["run"])
+        if r is None:
+            raise Orphan(f"run {m['run']!r} is not in the run table (method or lambda value removed)")
+        return {"method": r.method, "lambda": r.lam, "loss": vars(loss_config(self.cfg, r.method, r.lam)),
+                "optim": vars(train_config(self.cfg, r.method)), "seed": self.seed}
+
+    def bench_data(self, m):
+        bench = m["bench"]
+        if bench not in self.cfg["eval"] or not isinstance(self.cfg["eval"][bench], dict):
+            raise Orphan(f"benchmark {bench!r} is not configured")
+        model = self._backbone(m["b"])["model"] if m.groupdict().get("b") else None
+        return {bench: self.cfg["eval"][bench], "seed": self.seed, "model": model}
+
+    def evaluate(self, m):
+        stem = m["stem"]
+        for bench in sorted(self.cfg["eval"], key=len, reverse=True):
+            if stem.endswith("_" + bench) and isinstance(self.cfg["eval"][bench], dict):
+                run = stem[: -len(bench) - 1]
+                if run not in self.runs:
+                    raise Orphan(f"run {run!r} is not in the run table (method or lambda value removed)")
+                if bench not in self.benches:
+                    raise Orphan(f"benchmark {bench!r} is not in eval.benchmarks")
+                return {bench: dict(self.cfg["eval"][bench]), "backend": self.cfg["eval"]["backend"], "seed": self.seed}
+        raise Orphan(f"{stem}: no configured benchmark matches")
+
+    def meta(self):
+        if self._meta is None:
+            from solopo.report.tables import run_meta
+
+            self._meta = run_meta(self.cfg)
+        return self._meta
+
+    def report(self, m):
+        from solopo.report.tables import report_slice
+
+        return report_slice(self.meta(), {})
+
+    def lambda_plot(self, m):
+        from solopo.report.tables import filter_meta, report_slice, sweeps
+
+        sw = sweeps(self.meta())
+        if m["sweep"] not in sw:
+            raise Orphan(f"no SoLo method {m['sweep']!r} in the config")
+        b, method = sw[m["sweep"]]
+        return {"backbone": b, "method": method, **report_slice(filter_meta(self.meta(), b, method), {})}
+
+    def ruler_plot(self, m):
+        from solopo.report.tables import filter_meta, report_slice
+
+        self._backbone(m["b"])
+        return {"backbone": m["b"], **report_slice(filter_meta(self.meta(), m["b"]), {})}
+
+    def by_keys(self, manifest_cfg: dict):
+        """Fallback: the same top-level keys looked up in the merged config (top level, train, eval, data)."""
+        found = {}
+        for k in manifest_cfg:
+            for scope in (self.cfg, self.cfg.get("train", {}), self.cfg.get("eval", {}), self.cfg.get("data", {})):
+                if isinstance(scope, dict) and k in scope:
+                    found[k] = scope[k]
+                    break
+        return found
+
+    def expected(self, rel: str):
+        """(kind, slice) for a path relative to the workflow directory, (None, None) if unknown."""
+        for pat, fn in self.patterns:
+            hit = re.fullmatch(pat, rel)
+            if hit:
+                return fn.__name__, fn(hit)
+        return None, None
+
+
+@dataclass
+class Finding:
+    path: str
+    status: str  # ok | stale | orphan | unknown | input changed
+    kind: str | None = None
+    detail: str = ""
+
+
+def iter_manifests(root: Path, results: str = "results"):
+    base = root / results
+    for m in sorted(base.rglob("*manifest.json")):
+        rel = m.relative_to(root)
+        if "checkpoints" in rel.parts or m.name.startswith("."):
+            continue
+        if m.name != "manifest.json" and not m.name.endswith(".manifest.json"):
+            continue
+        yield m
+
+
+def check(config: dict, root: str | Path = ".", inputs: bool = False, results: str = "results") -> list[Finding]:
+    root = Path(root)
+    exp = Expected(config)
+    out = []
+    for m_path in iter_manifests(root, results):
+        art = artifact_of(m_path)
+        rel = str(art.relative_to(root))
+        man = read(m_path)
+        try:
+            kind, slice_ = exp.expected(rel)
+        except Orphan as e:
+            out.append(Finding(rel, "orphan", None, str(e) + "; the file is kept"))
+            continue
+        if kind is None:
+            cfg = man.get("config") if isinstance(man.get("config"), dict) else {}
+            found = exp.by_keys(cfg)
+            if not found:
+                out.append(Finding(rel, "unknown", None, "not written by a known rule; no manifest key found in the config"))
+                continue
+            diff = _diff({k: cfg[k] for k in found}, found)
+            out.append(Finding(rel, "stale" if diff else "ok", "by keys", ", ".join(diff)))
+            continue
+        if hash_obj(slice_) == man.get("config_hash"):
+            f = Finding(rel, "ok", kind)
+        else:
+            diff = _diff(man.get("config"), json.loads(json.dumps(slice_, default=str)))
+            f = Finding(rel, "stale", kind, "config changed: " + (", ".join(diff) or "(hash only)"))
+        if inputs and f.status == "ok":
+            changed = []
+            for inp, h in (man.get("inputs") or {}).items():
+                p = Path(inp) if Path(inp).is_absolute() else root / inp
+                now = hash_path(p) if p.exists() else "missing"
+                if now != h:
+                    changed.append(f"{inp} ({'missing' if now == 'missing' else 'changed'})")
+            if changed:
+                f = Finding(rel, "input changed", kind, ", ".join(changed))
+        out.append(f)
+    return out
+
+
+def format_findings(findings: list[Finding], verbose: bool = False) -> str:
+    lines = []
+    for f in findings:
+        if f.status == "ok" and not verbose:
+            continue
+        lines.append(f"{f.status.upper():14s} {f.path}" + (f"  [{f.kind}]" if f.kind else "") + (f": {f.detail}" if f.detail else ""))
+    counts: dict[str, int] = {}
+    for f in findings:
+        counts[f.status] = counts.get(f.status, 0) + 1
+    lines.append(f"{len(findings)} artifacts: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return "\n".join(lines)

@@ -1,0 +1,19 @@
+# Efficiency benchmark (paper §6, Eq. 11-12, Table 10, Fig. 1b): one training step of SoLo-ORPO's
+# two-stage forward against vanilla long-context ORPO, timed and memory-measured per long length,
+# with the FLOP-model predictions and the longest trainable length under a memory cap.
+# Not part of `all`: run it alone (`snakemake results/bench/efficiency.json`), it takes every core.
+
+
+rule efficiency:
+    output:
+        json="results/bench/efficiency.json",
+        png="results/bench/efficiency.png",
+    params:
+        cfg=lambda wildcards: config["bench"]["efficiency"],
+    threads: workflow.cores
+    log:
+        "logs/bench/efficiency.log",
+    run:
+        from solopo.bench import efficiency
+
+        efficiency.run(params.cfg, output.json, output.png, log[0])
