@@ -128,6 +128,18 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
             write_jsonl(path, out[ctx])
 
 
+def model_identity(model: str) -> str:
+    """What a model argument stands for, for resume keys: the manifest hash of a folder built here,
+    else the file listing (name, size, mtime) of a local folder, else the hub id."""
+    p = Path(model)
+    if (p / "manifest.json").is_file():
+        return artifacts.hash_path(p)
+    if p.is_dir():
+        return f"{model}:" + artifacts.hash_obj(sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns)
+                                                       for f in p.iterdir() if f.is_file()))
+    return model
+
+
 def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_path: str, backend_kwargs: dict) -> None:
     from solopo.generate import load_backend
     from solopo.sample import sample_responses
@@ -138,8 +150,10 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
         backend = load_backend(s["backend"], model, **backend_kwargs)
         done = sample_responses(backend, rows, out + ".tmp-samples", s["n"], s["temperature"], s.get("top_p", 1.0),
                                 s["max_new_tokens"], seed, s.get("shard_size", 64), s.get("batch_size", 8),
-                                progress=_bar(len(rows), "sample", log_path))
-        write_manifest(out, {"sampling": s, "seed": seed, "model": model}, [contexts_path], t0, {"inputs": len(done)})
+                                progress=_bar(len(rows), "sample", log_path),
+                                key=artifacts.hash_obj({"model": model_identity(model), "backend": s["backend"],
+                                                        "backend_kwargs": backend_kwargs}))
+        write_manifest(out, {"sampling": s, "seed": seed, "model": model}, [contexts_path], t0, {"n_inputs": len(done)})
         Path(out + ".tmp-samples").replace(out)
 
 
@@ -239,6 +253,7 @@ def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict,
 
 def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run: str, method: str, lam: float | None,
           cfg: dict, seed: int, log_path: str, bench_dir: str | None = None) -> None:
+    from solopo.train.trainer import claim_checkpoint_dir
     from solopo.train.trainer import train as train_loop
 
     with job(log_path, f"train {run}") as t0:
@@ -249,6 +264,11 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
         ckpt = Path("results/checkpoints") / run
         lcfg, tcfg = loss_config(cfg, method, lam), train_config(cfg, method)
         ds = cfg["train"].get("deepspeed", "none")
+        claim_checkpoint_dir(ckpt, artifacts.hash_obj({
+            "model": model_identity(model), "data": artifacts.hash_path(dataset_path),
+            "ref": artifacts.hash_path(ref_path) if ref_path else None, "method": method, "lambda": lam,
+            "loss": vars(lcfg), "optim": {k: v for k, v in vars(tcfg).items() if k not in ("save_steps", "keep_checkpoints")},
+            "seed": seed, "deepspeed": ds}))
         with atomic_path(out_dir) as tmp:
             if ds != "none":
                 stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path)

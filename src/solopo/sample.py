@@ -3,7 +3,9 @@
 Work is split in shards of `shard_size` prompts; each finished shard is appended to
 `<out>.partial` so an interrupted job resumes where it stopped. Each shard's seed is
 derived from (seed, shard index), so a resumed run gives the same samples as an
-uninterrupted one. The final file is written atomically.
+uninterrupted one. The final file is written atomically. `<out>.partial.key` holds the hash of
+everything the samples depend on (inputs, settings, `key` = the model's identity); shards of
+other settings or inputs are discarded instead of resumed.
 """
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import json
 import logging
 from pathlib import Path
 
-from solopo.artifacts import write_jsonl
+from solopo.artifacts import hash_obj, write_jsonl
 from solopo.generate import GenerationConfig
 from solopo.generate.chat import format_chat
 
@@ -20,10 +22,19 @@ log = logging.getLogger(__name__)
 
 def sample_responses(backend, rows: list[dict], out_path: str | Path, n: int, temperature: float, top_p: float,
                      max_new_tokens: int, seed: int, shard_size: int = 16, batch_size: int = 8,
-                     progress=None) -> list[dict]:
+                     progress=None, key: str = "") -> list[dict]:
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".partial")
+    key_path = partial.with_name(partial.name + ".key")
+    key = hash_obj({"rows": [[r["id"], r["ctx"], r["prompt"], r["answers"]] for r in rows], "n": n,
+                    "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
+                    "shard_size": shard_size, "batch_size": batch_size, "key": key})
     done: list[dict] = []
+    if partial.exists() and (not key_path.exists() or key_path.read_text().strip() != key):
+        log.warning("discarding %s: sampled with other inputs or settings", partial)
+        partial.unlink()
+    if not partial.exists():
+        key_path.write_text(key + "\n")
     if partial.exists():
         with open(partial, encoding="utf-8") as fh:
             for line in fh:
@@ -51,4 +62,5 @@ def sample_responses(backend, rows: list[dict], out_path: str | Path, n: int, te
             progress.update(len(shard))
     write_jsonl(out_path, done)
     partial.unlink(missing_ok=True)
+    key_path.unlink(missing_ok=True)
     return done

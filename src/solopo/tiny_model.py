@@ -122,9 +122,12 @@ def train_tiny_model(out_dir: str | Path, cfg: dict, seed: int, progress=None) -
     losses = []
     for step in range(steps):
         batch_ids, batch_labels = [], []
+        # Curriculum: the distractor cap grows from 0 to max over the first half. With the
+        # bare evidence the copy circuit (induction) forms in ~1,000 steps; distractors then
+        # teach matching the question's entity. Without it the loss sits on a plateau far longer.
+        cap = min(cfg["max_distractors"], int(cfg["max_distractors"] * step / max(1, cfg.get("curriculum_fraction", 0.5) * steps)))
         for _ in range(bs):
-            _, turns = _example(rng, entities, hop_weights, pool_docs, cfg["max_distractors"],
-                                cfg.get("questions_per_context", 1))
+            _, turns = _example(rng, entities, hop_weights, pool_docs, cap, cfg.get("questions_per_context", 1))
             ids_, labels_ = _conversation_ids(tok, turns)
             batch_ids.append(ids_)
             batch_labels.append(labels_)

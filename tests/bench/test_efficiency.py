@@ -98,3 +98,11 @@ def test_cap_probe_fails_fast_in_a_fresh_process():
     r = eff._run_worker(eff._job(s, ("cpu", "float32", "sdpa"), "vanilla", 2048, cap_mb=5), 120)
     assert r["ok"] is False, r
     assert r["peak_mb"] > 5  # the logits alone are 2 x 2056 x 2000 floats (31 MiB)
+
+
+def test_search_starts_above_a_length_known_to_fit():
+    probe = lambda L: {"ok": L <= 5000}  # noqa: E731
+    best, censored, probes = eff._search(probe, 1024, 16384, 512, known_ok=4096)
+    assert (best, censored) == (4608, False)
+    assert [p["long_len"] for p in probes] == [8192, 6144, 5120, 4608]
+    assert eff._search(probe, 1024, 4096, 512, known_ok=4096) == (4096, True, [])

@@ -96,7 +96,7 @@ def train_runs():
 def get_final_output():
     out = [f"results/pairs/{b}/pair_stats.json" for b in BACKBONES]
     out += expand("results/eval/{run}_{bench}.json", run=list(RUNS), bench=config["eval"]["benchmarks"])
-    out += ["results/report/table3.md", "results/report/summary.csv"]
+    out += REPORT_OUTPUTS
     return out
 
 

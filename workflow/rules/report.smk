@@ -1,30 +1,19 @@
-from solopo.report.tables import filter_meta, output_paths, run_meta, sweeps
+from solopo.report.tables import eval_targets, filter_meta, output_paths, report_targets, run_meta, sweeps
 
 # Report: tables (paper layout, with the paper's own numbers below the run rows) and plots,
 # built from the eval JSONs alone. The HTML files and PNGs are the items of `snakemake --report`.
 REPORT_DIR = "results/report"
 REPORT_META = run_meta(config)
 SWEEPS = sweeps(REPORT_META)  # {default run name: (backbone, SoLo method)}: one lambda plot each
-RULER_PLOT_BACKBONES = list(BACKBONES) if "ruler" in config["eval"]["benchmarks"] else []
+BENCHES = config["eval"]["benchmarks"]
+REPORT_OUTPUTS = report_targets(config, REPORT_DIR)  # every report file: for rule all (get_final_output)
 _TABLES = output_paths(REPORT_DIR)
 _TABLE_ITEMS = {
     "table3": ("Table 3", "LongBench v1 QA and RULER QA"),
     "table4": ("Table 4", "LongBench v2 and Open LLM Leaderboard"),
-    "ablations": ("Fig. 2, Tables 5 and 9", "chosen-only vs both, SoLo-RA vs SoLo-KL, SoLo vs Expand-Long"),
-    "lambda_sweep": ("Fig. 4 (table)", "score per lambda of each SoLo method"),
+    "ablations": ("Tables 5, 9 and Fig. 2", "ablations: chosen-only vs both, SoLo-RA vs SoLo-KL, SoLo vs Expand-Long"),
+    "lambda_sweep": ("λ sweep (Fig. 4)", "score per lambda of each SoLo method"),
 }
-
-
-def _eval_jsons(runs):
-    return expand("results/eval/{run}_{bench}.json", run=list(runs), bench=config["eval"]["benchmarks"])
-
-
-def report_outputs():
-    """Every file the report rules write (for rule all / get_final_output)."""
-    out = list(_TABLES.values())
-    out += [f"{REPORT_DIR}/lambda_sweep_{s}.png" for s in SWEEPS]
-    out += [f"{REPORT_DIR}/ruler_by_length_{b}.png" for b in RULER_PLOT_BACKBONES]
-    return out
 
 
 wildcard_constraints:
@@ -33,7 +22,7 @@ wildcard_constraints:
 
 rule report_tables:
     input:
-        _eval_jsons(RUNS),
+        eval_targets(RUNS, BENCHES),
     output:
         **{f"{name}_html": report(_TABLES[f"{name}_html"], caption=f"../report/{name}.rst", category="Tables",
                                   labels={"table": label, "content": content})
@@ -56,7 +45,7 @@ rule report_tables:
 
 rule report_lambda_plot:
     input:
-        lambda wc: _eval_jsons(filter_meta(REPORT_META, *SWEEPS[wc.sweep])["runs"]),
+        lambda wc: eval_targets(filter_meta(REPORT_META, *SWEEPS[wc.sweep])["runs"], BENCHES),
     output:
         report(f"{REPORT_DIR}/lambda_sweep_{{sweep}}.png", caption="../report/lambda_sweep_plot.rst",
                category="Plots", subcategory="Lambda sweep", labels={"SoLo method": "{sweep}", "figure": "score vs λ"}),
@@ -67,14 +56,12 @@ rule report_lambda_plot:
     run:
         from solopo.report import plots
 
-        backbone, method = SWEEPS[wildcards.sweep]
-        plots.write_lambda_sweep(list(input), output[0], backbone, method, params.meta)
-        Path(log[0]).write_text(f"{output[0]}: {len(params.meta['runs'])} runs\n")
+        plots.write_lambda_sweep(list(input), output[0], *SWEEPS[wildcards.sweep], params.meta, log[0])
 
 
 rule report_ruler_plot:
     input:
-        lambda wc: expand("results/eval/{run}_ruler.json", run=list(filter_meta(REPORT_META, wc.backbone)["runs"])),
+        lambda wc: eval_targets(filter_meta(REPORT_META, wc.backbone)["runs"], ["ruler"]),
     output:
         report(f"{REPORT_DIR}/ruler_by_length_{{backbone}}.png", caption="../report/ruler_plot.rst",
                category="Plots", subcategory="RULER by length", labels={"backbone": "{backbone}", "figure": "score vs length"}),
@@ -85,5 +72,4 @@ rule report_ruler_plot:
     run:
         from solopo.report import plots
 
-        plots.write_ruler_by_length(list(input), output[0], wildcards.backbone, params.meta)
-        Path(log[0]).write_text(f"{output[0]}: {len(params.meta['runs'])} runs\n")
+        plots.write_ruler_by_length(list(input), output[0], wildcards.backbone, params.meta, log[0])

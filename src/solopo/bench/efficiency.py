@@ -393,26 +393,49 @@ def _count_forwards(model):
     return calls, handle
 
 
+def _is_oom(e: BaseException) -> bool:
+    msg = str(e).lower()
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
+        "out of memory" in msg or "can't allocate memory" in msg or "cannot allocate memory" in msg))
+
+
 def time_steps(model, s: dict, device: str, memory: str) -> list[dict]:
     """Per long length: warm-up, then `repeats` interleaved timed steps (vanilla, solo, vanilla, solo, ...).
-    memory: "cuda" (max_memory_allocated), "inprocess" (VmHWM reset) or anything else (not measured here)."""
+    memory: "cuda" (max_memory_allocated), "inprocess" (VmHWM reset) or anything else (not measured here).
+    A method that runs out of memory at a length is recorded as "oom" there (no times), as in Table 10."""
     import torch
+
+    def clean():
+        model.zero_grad(set_to_none=True)
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
 
     out = []
     for L in s["lengths"]:
-        steps = {m: Step(model, s["losses"][m], L, s["short_len"], s["response_len"], s["seed"]) for m in METHODS}
-        res = {m: {"times": [], "mem": [], "forwards": None, "shapes": steps[m].shapes} for m in METHODS}
+        steps, res = {}, {}
+        for m in METHODS:
+            steps[m] = Step(model, s["losses"][m], L, s["short_len"], s["response_len"], s["seed"])
+            res[m] = {"times": [], "mem": [], "forwards": None, "shapes": steps[m].shapes, "oom": False}
         for m in METHODS:  # warm-up, counting the policy forwards of one step
             calls, handle = _count_forwards(model)
-            model.zero_grad(set_to_none=True)
-            steps[m]()
-            _sync(device)
-            handle.remove()
+            clean()
+            try:
+                steps[m]()
+                _sync(device)
+            except (RuntimeError, MemoryError) as e:
+                if not _is_oom(e):
+                    raise
+                res[m]["oom"] = True
+                log.warning("L=%d %s: out of memory (%s)", L, m, str(e)[:120])
+            finally:
+                handle.remove()
             res[m]["forwards"] = calls[0]
         for _ in range(s["repeats"]):
             for m in METHODS:
-                model.zero_grad(set_to_none=True)
-                gc.collect()
+                if res[m]["oom"]:
+                    continue
+                clean()
                 if memory == "cuda":
                     torch.cuda.synchronize()
                     torch.cuda.reset_peak_memory_stats()
@@ -429,13 +452,10 @@ def time_steps(model, s: dict, device: str, memory: str) -> list[dict]:
                     res[m]["mem"].append((torch.cuda.max_memory_allocated() - base) / 2**20)
                 elif memory == "inprocess":
                     res[m]["mem"].append(meter.peak_mb())
-        model.zero_grad(set_to_none=True)
         del steps
-        gc.collect()
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()
-        log.info("L=%d: vanilla %s s, solo %s s", L, [round(t, 3) for t in res["vanilla"]["times"]],
-                 [round(t, 3) for t in res["solo"]["times"]])
+        clean()
+        log.info("L=%d: vanilla %s s, solo %s s", L, [round(t, 3) for t in res["vanilla"]["times"]] or "OOM",
+                 [round(t, 3) for t in res["solo"]["times"]] or "OOM")
         out.append({"long_len": L, **res})
     return out
 
@@ -445,8 +465,10 @@ def time_steps(model, s: dict, device: str, memory: str) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _search(probe, lo: int, hi: int, granularity: int) -> tuple[int | None, bool, list[dict]]:
+def _search(probe, lo: int, hi: int, granularity: int, known_ok: int | None = None
+            ) -> tuple[int | None, bool, list[dict]]:
     """Doubling from `lo` (up to `hi`) until a probe fails, then bisection to `granularity`.
+    `known_ok`: a length already known to fit (doubling starts above it, no probe is spent on it).
     Returns (longest length that fit or None, censored = even `hi` fit, probes)."""
     probes: list[dict] = []
 
@@ -457,6 +479,11 @@ def _search(probe, lo: int, hi: int, granularity: int) -> tuple[int | None, bool
         return r["ok"]
 
     good, bad, L = None, None, lo
+    if known_ok is not None and known_ok >= lo:
+        good = known_ok
+        if known_ok >= hi:
+            return good, True, probes
+        L = min(2 * known_ok, hi)
     while True:
         if run(L):
             good = L
@@ -483,7 +510,8 @@ def _search(probe, lo: int, hi: int, granularity: int) -> tuple[int | None, bool
     return good, False, probes
 
 
-def max_trainable_length(method: str, mem_cap_mb: float, config: dict | None = None, model=None) -> dict:
+def max_trainable_length(method: str, mem_cap_mb: float, config: dict | None = None, model=None,
+                         known_ok: int | None = None) -> dict:
     """Longest x_long length L (to `granularity`) at which one step of `method` ("vanilla" / "solo")
     stays within `mem_cap_mb`.
 
@@ -491,7 +519,8 @@ def max_trainable_length(method: str, mem_cap_mb: float, config: dict | None = N
     the process with the model loaded (activations, gradients, temporaries; the weights of the tiny
     model are a few MiB). GPU: in-process, the cap is the whole CUDA caching allocator of the process
     (weights included), enforced with ``torch.cuda.set_per_process_memory_fraction``; a probe fails
-    on ``torch.cuda.OutOfMemoryError``."""
+    on ``torch.cuda.OutOfMemoryError``. `known_ok`: a length already measured within the cap (the
+    search starts above it)."""
     s = settings(config)
     ml = s["max_length"] or DEFAULTS["max_length"]
     runtime = resolve_runtime(s["device"], s["dtype"], s["attn_implementation"])
@@ -532,7 +561,7 @@ def max_trainable_length(method: str, mem_cap_mb: float, config: dict | None = N
             return _run_worker(_job(s, runtime, method, L, mem_cap_mb), s["worker_timeout_s"])
 
         applies_to = "peak RSS increase of the step over the process with the model loaded (fresh process per probe)"
-    best, censored, probes = _search(probe, int(ml["lo"]), int(ml["hi"]), int(ml["granularity"]))
+    best, censored, probes = _search(probe, int(ml["lo"]), int(ml["hi"]), int(ml["granularity"]), known_ok)
     return {"method": method, "loss": s["losses"][method], "cap_mb": mem_cap_mb, "max_len": best,
             "censored_at_hi": censored, "granularity": int(ml["granularity"]), "cap_applies_to": applies_to,
             "probes": probes}
@@ -636,20 +665,23 @@ def measure(config: dict | None = None) -> dict:
     for t in timed:
         L = t["long_len"]
         c = S / L
-        tv, ts = min(t["vanilla"]["times"]), min(t["solo"]["times"])
+        tv = min(t["vanilla"]["times"]) if t["vanilla"]["times"] else None
+        ts = min(t["solo"]["times"]) if t["solo"]["times"] else None
         pv, ps = peaks[("vanilla", L)], peaks[("solo", L)]
-        ratio = ts / tv
+        ratio = ts / tv if tv and ts else None
         pred_la = ratio_linear_attention(S, L, R, P, layers, hidden)
         rows.append({
             "long_len": L, "c": _r(c), "seq_len_long": L + R, "seq_len_short": S + R,
             "vanilla_step_s": _r(tv), "solo_step_s": _r(ts),
             "ratio_measured": _r(ratio), "ratio_pred_attention_only": _r(ratio_attention_only(c)),
             "ratio_pred_linear_attention": _r(pred_la),
-            "speedup_measured": _r(1 / ratio), "speedup_pred_attention_only": _r(speedup_attention_only(c)),
+            "speedup_measured": _r(1 / ratio) if ratio else None,
+            "speedup_pred_attention_only": _r(speedup_attention_only(c)),
             "speedup_pred_linear_attention": _r(1 / pred_la),
-            "rel_dev_from_linear_attention": _r(ratio / pred_la - 1),
+            "rel_dev_from_linear_attention": _r(ratio / pred_la - 1) if ratio else None,
             "vanilla_peak_mb": _r(pv, 1), "solo_peak_mb": _r(ps, 1),
             "mem_ratio": _r(ps / pv) if pv and ps is not None else None,
+            "vanilla_oom": t["vanilla"]["oom"], "solo_oom": t["solo"]["oom"],
             "vanilla_times_s": [_r(x) for x in t["vanilla"]["times"]],
             "solo_times_s": [_r(x) for x in t["solo"]["times"]],
             "vanilla_forwards": t["vanilla"]["forwards"], "solo_forwards": t["solo"]["forwards"],
@@ -662,7 +694,7 @@ def measure(config: dict | None = None) -> dict:
     tol = float(s["profile_tolerance"])
     if s["profile"]:
         for row in rows:
-            if abs(row["rel_dev_from_linear_attention"]) > tol:
+            if row["rel_dev_from_linear_attention"] is not None and abs(row["rel_dev_from_linear_attention"]) > tol:
                 prof = {m: profile_step(model, s["losses"][m], row["long_len"], S, R, device, s["seed"],
                                         s["profile_top_k"], warm_up=False) for m in METHODS}
                 L = row["long_len"]
@@ -691,22 +723,32 @@ def measure(config: dict | None = None) -> dict:
                     f"({prof['vanilla']['share']['other']:.0%} | {prof['solo']['share']['other']:.0%}). "
                     f"Per-category SoLo/vanilla: " + ", ".join(f"{k} {x:.3f}" for k, x in prof["ratio_by_category"].items())
                     + f" (token-count ratio {r_tok:.3f}, attention n^2 ratio {r_att:.3f}). Weighting the two cost "
-                    f"laws by vanilla's measured time split instead of FLOPs predicts {weighted:.3f}.")
+                    f"laws by vanilla's measured time split instead of FLOPs predicts {weighted:.3f} "
+                    f"({row['ratio_measured'] / weighted - 1:+.1%} from the measured ratio).")
 
     max_length = None
     if s["max_length"] and s["max_length"].get("cap_mb"):
         cap = float(s["max_length"]["cap_mb"])
-        res = {m: max_trainable_length(m, cap, s, model if gpu else None) for m in METHODS}
+        # lengths whose measured peak (CPU: same quantity as the cap) already fits need no probe
+        known = {m: max((L for (mm, L), pk in peaks.items() if mm == m and pk is not None and pk <= cap
+                         and not gpu), default=None) for m in METHODS}
+        res = {m: max_trainable_length(m, cap, s, model if gpu else None, known[m]) for m in METHODS}
         v, so = res["vanilla"]["max_len"], res["solo"]["max_len"]
         max_length = {"cap_mb": cap, "vanilla": v, "solo": so, "ratio": _r(so / v, 3) if v and so else None,
                       "granularity": res["vanilla"]["granularity"], "cap_applies_to": res["vanilla"]["cap_applies_to"],
                       "censored_at_hi": {m: res[m]["censored_at_hi"] for m in METHODS},
+                      "known_to_fit_from_rows": known,
                       "probes": {m: res[m]["probes"] for m in METHODS}}
 
     both = [r for r in rows if r["mem_ratio"] is not None]
     acceptance = {
         "time_tolerance": tol,
-        "time_within_tolerance": {str(r["long_len"]): abs(r["rel_dev_from_linear_attention"]) <= tol for r in rows},
+        "time_within_tolerance": {str(r["long_len"]): abs(r["rel_dev_from_linear_attention"]) <= tol
+                                  for r in rows if r["rel_dev_from_linear_attention"] is not None},
+        # rows off the FLOP model: does the profile's time-weighted model account for the measured ratio?
+        "profile_time_weighted_within_tolerance": {
+            str(r["long_len"]): abs(r["ratio_measured"] / r["ratio_pred_time_weighted"] - 1) <= tol
+            for r in rows if r.get("ratio_pred_time_weighted")},
         "longest_len_with_both_memories": both[-1]["long_len"] if both else None,
         "mem_ratio_at_longest": both[-1]["mem_ratio"] if both else None,
         "mem_ratio_ok": (both[-1]["mem_ratio"] <= 0.55) if both else None,
@@ -741,28 +783,33 @@ def plot(result: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     rows = result["rows"]
+    nan = float("nan")
+
+    def col(key, scale_key=None):
+        return [nan if r[key] is None else r[key] * (r[scale_key] if scale_key else 1) for r in rows]
+
     Ls = [r["long_len"] for r in rows]
     S, R = result["short_len"], result["response_len"]
     m = result["model"]
     fig, ax = plt.subplots(1, 3, figsize=(15, 4.3))
     # (a) step time
-    ax[0].plot(Ls, [r["vanilla_step_s"] for r in rows], "o-", color="C3", label="vanilla (1 fwd, 2 x (L+R))")
-    ax[0].plot(Ls, [r["solo_step_s"] for r in rows], "s-", color="C0", label="SoLo (2 x (S+R), then 1 x (L+R))")
-    ax[0].plot(Ls, [r["vanilla_step_s"] * r["ratio_pred_linear_attention"] for r in rows], "--", color="C0",
+    ax[0].plot(Ls, col("vanilla_step_s"), "o-", color="C3", label="vanilla (1 fwd, 2 x (L+R))")
+    ax[0].plot(Ls, col("solo_step_s"), "s-", color="C0", label="SoLo (2 x (S+R), then 1 x (L+R))")
+    ax[0].plot(Ls, col("vanilla_step_s", "ratio_pred_linear_attention"), "--", color="C0",
                alpha=0.7, label="SoLo predicted: vanilla x linear+attn ratio")
-    ax[0].plot(Ls, [r["vanilla_step_s"] * r["ratio_pred_attention_only"] for r in rows], ":", color="C2",
+    ax[0].plot(Ls, col("vanilla_step_s", "ratio_pred_attention_only"), ":", color="C2",
                label="SoLo predicted: vanilla x (2c²+1)/2")
     ax[0].set(title="step time (fwd + bwd)", xlabel="long context L (tokens)", ylabel="seconds")
     # (b) memory
     if any(r["vanilla_peak_mb"] is not None for r in rows):
-        ax[1].plot(Ls, [r["vanilla_peak_mb"] for r in rows], "o-", color="C3", label="vanilla")
-        ax[1].plot(Ls, [r["solo_peak_mb"] for r in rows], "s-", color="C0", label="SoLo")
+        ax[1].plot(Ls, col("vanilla_peak_mb"), "o-", color="C3", label="vanilla")
+        ax[1].plot(Ls, col("solo_peak_mb"), "s-", color="C0", label="SoLo")
     ml = result.get("max_length")
     if ml:
         ax[1].axhline(ml["cap_mb"], color="grey", ls="--", lw=1, label=f"cap {ml['cap_mb']:.0f} MiB")
-        for meth, col in (("vanilla", "C3"), ("solo", "C0")):
+        for meth, colour in (("vanilla", "C3"), ("solo", "C0")):
             if ml[meth]:
-                ax[1].axvline(ml[meth], color=col, ls=":", lw=1.2,
+                ax[1].axvline(ml[meth], color=colour, ls=":", lw=1.2,
                               label=f"max L under cap, {'SoLo' if meth == 'solo' else meth}: {ml[meth]}")
     ax[1].set(title="peak memory of the step", xlabel="long context L (tokens)", ylabel="MiB")
     # (c) speed-up
@@ -774,7 +821,7 @@ def plot(result: dict, path) -> None:
                label="paper 2/(2c²+1), c=S/L")
     ax[2].plot(grid, [1 / ratio_linear_attention(S, L, R, m["flop_params"], m["num_layers"], m["hidden_size"])
                       for L in grid], "--", color="C0", label="FLOP model, linear + attention")
-    ax[2].plot(Ls, [r["speedup_measured"] for r in rows], "s", color="C0", ms=8, label="measured")
+    ax[2].plot(Ls, col("speedup_measured"), "s", color="C0", ms=8, label="measured")
     ax[2].axhline(1.0, color="grey", lw=0.8)
     ax[2].set(title="speed-up vanilla / SoLo", xlabel="long context L (tokens)", ylabel="x")
     ax[0].set_yscale("log")
@@ -821,11 +868,14 @@ def run(config: dict | None, out_json, out_png, log_file=None) -> dict:
 def _table(result: dict) -> str:
     lines = ["| L | c | vanilla s | SoLo s | ratio | pred lin+attn | pred attn-only | vanilla MiB | SoLo MiB | mem ratio |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    def f(x, nd=3):
+        return "OOM/n.a." if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
     for r in result["rows"]:
-        lines.append(f"| {r['long_len']} | {r['c']:.3f} | {r['vanilla_step_s']:.3f} | {r['solo_step_s']:.3f} | "
-                     f"{r['ratio_measured']:.3f} | {r['ratio_pred_linear_attention']:.3f} | "
-                     f"{r['ratio_pred_attention_only']:.3f} | {r['vanilla_peak_mb']} | {r['solo_peak_mb']} | "
-                     f"{r['mem_ratio']} |")
+        lines.append(f"| {r['long_len']} | {f(r['c'])} | {f(r['vanilla_step_s'])} | {f(r['solo_step_s'])} | "
+                     f"{f(r['ratio_measured'])} | {f(r['ratio_pred_linear_attention'])} | "
+                     f"{f(r['ratio_pred_attention_only'])} | {f(r['vanilla_peak_mb'], 0)} | {f(r['solo_peak_mb'], 0)} | "
+                     f"{f(r['mem_ratio'])} |")
     ml = result.get("max_length")
     if ml:
         lines.append(f"\nmax trainable L under {ml['cap_mb']:.0f} MiB: vanilla {ml['vanilla']}, SoLo {ml['solo']}, "

@@ -107,6 +107,9 @@ def build_contexts(records: list[dict], pool: list[tuple[str, str]], count_token
             out[name].append(rows[name])
         if progress is not None:
             progress.update(1)
+    if records and skipped == len(records):  # else it surfaces stages later as "no training rows"
+        raise UnfittableError(f"all {skipped} questions were skipped: their supporting documents alone exceed the "
+                              f"short budget of {budgets[names[0]]} tokens; raise data.short_tokens")
     stats = {"questions": len(records), "skipped_unfittable": skipped}
     for name in names:
         toks = [r["tokens"] for r in out[name]]

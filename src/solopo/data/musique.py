@@ -57,7 +57,7 @@ def read_musique(path: str | os.PathLike, allow_skip: bool = False) -> tuple[lis
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = json.loads(line.rstrip("\r\n"))  # columns count within this line
                     problem = validate_record(rec)
                 except json.JSONDecodeError as e:
                     problem = f"invalid JSON ({e.msg} at column {e.colno})"

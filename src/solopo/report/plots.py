@@ -122,13 +122,25 @@ def plot_ruler_by_length(results: dict, meta: dict | None, backbone: str, out_pn
     _save(fig, out_png, plt, {"backbone": backbone, **report_slice(meta, results)}, list(inputs))
 
 
-def write_lambda_sweep(inputs: list[str], out_png: str, backbone: str, method: str, meta: dict | None = None) -> None:
+def _log(log_path: str | None, text: str) -> None:
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(log_path).write_text(text + "\n")
+
+
+def write_lambda_sweep(inputs: list[str], out_png: str, backbone: str, method: str, meta: dict | None = None,
+                       log_path: str | None = None) -> None:
     results = load_results(inputs)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     plot_lambda_sweep(results, meta, backbone, method, out_png, [r["_path"] for rr in results.values() for r in rr.values()])
+    pts = sweep_points(results, meta, backbone, method)
+    _log(log_path, f"{out_png}: {method} on {backbone or 'primary'}: "
+         + "; ".join(f"{b}: " + ", ".join(f"λ={lam:g} {s:.2f}" for lam, s, _, _ in v) for b, v in pts.items()))
 
 
-def write_ruler_by_length(inputs: list[str], out_png: str, backbone: str, meta: dict | None = None) -> None:
+def write_ruler_by_length(inputs: list[str], out_png: str, backbone: str, meta: dict | None = None,
+                          log_path: str | None = None) -> None:
     results = load_results(inputs)
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     plot_ruler_by_length(results, meta, backbone, out_png, [r["_path"] for rr in results.values() for r in rr.values()])
+    _log(log_path, f"{out_png}: {len(results)} runs")

@@ -25,6 +25,7 @@ upstream artifact was rebuilt after this one: Snakemake's mtime/input trigger re
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -108,16 +109,34 @@ def chain(artifact: str, root: str | Path = ".", hashes: bool = True, max_depth:
         artifact = str(full.relative_to(root)) if full.is_relative_to(root) else str(full)
     node = Node(str(artifact), read(m_path) if m_path else None, _recorded)
     if _recorded is not None and hashes:
-        node.current_hash = hash_path(full) if full.exists() else "missing"
+        node.current_hash = current_hash(full, _recorded)
     key = str(full.resolve())
     if key in seen:
         node.seen = True
         return node
     seen.add(key)
-    if node.manifest and _depth < max_depth:
-        for inp, h in (node.manifest.get("inputs") or {}).items():
+    recorded = (node.manifest or {}).get("inputs")
+    if node.manifest and _depth < max_depth and isinstance(recorded, dict):
+        for inp, h in recorded.items():
             node.inputs.append(chain(inp, root, hashes, max_depth, seen, _depth + 1, h))
     return node
+
+
+def current_hash(path: Path, recorded: str | None) -> str:
+    """hash_path(path), but a folder recorded by content (manifests before folder hashes became
+    `m:<manifest hash>`) is re-hashed by content, so an old manifest is not reported as changed."""
+    if not path.exists():
+        return "missing"
+    now = hash_path(path)
+    if path.is_dir() and now.startswith("m:") and recorded and not recorded.startswith("m:"):
+        h = hashlib.sha256()
+        for f in sorted(f for f in path.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
+            h.update(str(f.relative_to(path)).encode())
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+        now = h.hexdigest()[:16]
+    return now
 
 
 def _short_versions(v: dict | None) -> str:
@@ -156,6 +175,8 @@ def format_chain(node: Node, indent: int = 0, parent_versions: dict | None = Non
     v = m.get("versions")
     lines.append(f"{pad}  versions: " + ("same as above" if parent_versions is not None and v == parent_versions
                                           else _short_versions(v)))
+    if not isinstance(m.get("inputs"), dict):
+        lines.append(f"{pad}  inputs: not recorded as paths (manifest field 'inputs' is {m.get('inputs')!r})")
     if node.inputs:
         lines.append(f"{pad}  inputs:")
         for child in node.inputs:
@@ -369,9 +390,10 @@ def check(config: dict, root: str | Path = ".", inputs: bool = False, results: s
             f = Finding(rel, "stale", kind, "config changed: " + (", ".join(diff) or "(hash only)"))
         if inputs and f.status == "ok":
             changed = []
-            for inp, h in (man.get("inputs") or {}).items():
+            recorded = man.get("inputs") if isinstance(man.get("inputs"), dict) else {}
+            for inp, h in recorded.items():
                 p = Path(inp) if Path(inp).is_absolute() else root / inp
-                now = hash_path(p) if p.exists() else "missing"
+                now = current_hash(p, h)
                 if now != h:
                     changed.append(f"{inp} ({'missing' if now == 'missing' else 'changed'})")
             if changed:

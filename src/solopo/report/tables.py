@@ -432,7 +432,7 @@ def to_csv(t: Table) -> str:
 
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222}
 h1{font-size:1.3em}h2{font-size:1.05em;margin-top:1.6em}p.note{color:#555;max-width:60em}
-table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .6em}
+table{border-collapse:collapse;font-size:.85em}th,td{border:1px solid #ccc;padding:.25em .6em;white-space:nowrap}
 th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
 section.paper h2{color:#7a4b00}section.paper th{background:#fbf0dc}tr.delta td{font-style:italic;background:#fafafa}"""
 
@@ -474,6 +474,20 @@ def output_paths(out_dir: str) -> dict[str, str]:
     out = {f"{n}_{f}": str(Path(out_dir) / f"{n}.{f}") for n in TABLE_NAMES for f in FORMATS}
     out["summary"] = str(Path(out_dir) / "summary.csv")
     return out
+
+
+def report_targets(config: dict, out_dir: str = "results/report") -> list[str]:
+    """Every file the report rules write for this config (tables, and one PNG per SoLo method and per backbone)."""
+    meta = run_meta(config)
+    out = list(output_paths(out_dir).values())
+    out += [f"{out_dir}/lambda_sweep_{s}.png" for s in sweeps(meta)]
+    if "ruler" in config["eval"]["benchmarks"]:
+        out += [f"{out_dir}/ruler_by_length_{b['name']}.png" for b in config["backbones"]]
+    return out
+
+
+def eval_targets(runs, benchmarks) -> list[str]:
+    return [f"results/eval/{run}_{bench}.json" for run in runs for bench in benchmarks]
 
 
 def report_slice(meta: dict | None, results: dict) -> dict:

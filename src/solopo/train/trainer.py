@@ -148,6 +148,23 @@ def _order(n: int, epochs: int, seed: int) -> list[int]:
     return order
 
 
+def claim_checkpoint_dir(ckpt_dir: str | Path, fingerprint: str) -> None:
+    """Make `ckpt_dir` hold only checkpoints of this run: `fingerprint` hashes everything the weights
+    depend on (model, data, method, loss and optimiser settings, seed). Checkpoints written under
+    another fingerprint (a changed config or dataset, or a finished earlier run) are deleted, so
+    a rerun never resumes from them."""
+    ckpt_dir = Path(ckpt_dir)
+    stamp = ckpt_dir / "FINGERPRINT"
+    if ckpt_dir.exists() and (not stamp.exists() or stamp.read_text().strip() != fingerprint):
+        stale = sorted(p for p in ckpt_dir.iterdir() if p.name != "FINGERPRINT")
+        if stale:
+            log.warning("removing %d checkpoint(s) of other settings or data from %s", len(stale), ckpt_dir)
+        for p in stale:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(fingerprint + "\n")
+
+
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
     done = sorted((p for p in ckpt_dir.glob("step-*") if (p / "COMPLETE").exists()), key=lambda p: int(p.name[5:]))
     return done[-1] if done else None

@@ -1,0 +1,86 @@
+"""`solopo` command line: provenance of artifacts and a config-staleness check.
+
+    solopo provenance results/eval/solo_orpo_ruler.json   # the manifest chain, recursively
+    solopo check --configfile config/tiny.yaml            # artifacts the current config would rebuild
+
+Both read only manifests (and, for hashes, the input files); neither runs Snakemake.
+See `solopo.report.provenance` for how `check` recomputes each artifact's config slice.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _provenance(args) -> int:
+    from solopo.report.provenance import chain, find_manifest, format_chain
+
+    from pathlib import Path
+
+    target = Path(args.artifact)
+    full = target if target.is_absolute() else Path(args.directory) / target
+    if find_manifest(full) is None:
+        print(f"solopo provenance: {args.artifact}: no manifest found (looked for {args.artifact}.manifest.json "
+              f"and {args.artifact}/manifest.json under {args.directory})", file=sys.stderr)
+        return 2
+    node = chain(args.artifact, args.directory, hashes=not args.no_hash, max_depth=args.depth)
+    if args.json:
+        print(json.dumps(node.to_dict(), indent=2))
+    else:
+        print(format_chain(node))
+    return 0
+
+
+def _check(args) -> int:
+    from solopo.config import ConfigError, validate_config
+    from solopo.report.provenance import BASE_CONFIG, check, format_findings, load_config
+
+    base = None if args.no_base_config else (args.base_config or BASE_CONFIG)
+    cfg = load_config(args.configfile or [], base)
+    try:
+        validate_config(cfg, args.directory)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    findings = check(cfg, args.directory, inputs=args.inputs)
+    if args.json:
+        print(json.dumps([vars(f) for f in findings], indent=2))
+    else:
+        print(format_findings(findings, args.verbose))
+    return 1 if any(f.status in ("stale", "input changed") for f in findings) else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="solopo", description="SoLoPO reproduction: artifact provenance tools")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pv = sub.add_parser("provenance", help="print an artifact's manifest chain (config hash, inputs, commit, versions, "
+                                           "wall time), following its inputs' manifests recursively")
+    pv.add_argument("artifact", help="a file or folder under results/ (or its manifest)")
+    pv.add_argument("-d", "--directory", default=".", help="the workflow directory manifests' paths are relative to")
+    pv.add_argument("--no-hash", action="store_true", help="do not re-hash inputs to see whether they changed")
+    pv.add_argument("--depth", type=int, default=50, help="how many input levels to follow")
+    pv.add_argument("--json", action="store_true", help="machine-readable output")
+    pv.set_defaults(func=_provenance)
+
+    ck = sub.add_parser("check", help="flag artifacts whose manifest's config slice no longer matches the current config")
+    ck.add_argument("--configfile", nargs="+", action="extend", metavar="YAML",
+                    help="config files merged over config/config.yaml, as snakemake --configfile")
+    ck.add_argument("--base-config", help="the workflow's own config (default: the repository's config/config.yaml)")
+    ck.add_argument("--no-base-config", action="store_true", help="use only the --configfile files")
+    ck.add_argument("-d", "--directory", default=".", help="the workflow directory (holding results/)")
+    ck.add_argument("--inputs", action="store_true", help="also re-hash every recorded input (slower)")
+    ck.add_argument("-v", "--verbose", action="store_true", help="also list artifacts that are up to date")
+    ck.add_argument("--json", action="store_true", help="machine-readable output")
+    ck.set_defaults(func=_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

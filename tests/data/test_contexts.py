@@ -1,0 +1,91 @@
+"""Contexts whose evidence does not fit: a clear error naming the question, or a counted skip.
+
+A question whose supporting documents alone exceed the short budget (measured with the
+target model's tokenizer on the full prompt) raises `UnfittableError` naming its id; with
+`data.skip_unfittable: true` it is skipped and counted (`skipped_unfittable` in the stats,
+which `pipeline.contexts` writes into both manifests).
+"""
+import copy
+import json
+
+import pytest
+
+from solopo.artifacts import DataError, read_jsonl
+from solopo.data.contexts import UnfittableError, build_contexts, paragraph_pool
+
+BUDGETS = {"short": 256, "long": 640}
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_lm_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_lm_dir)
+
+
+@pytest.fixture()
+def records(toy_records):
+    recs = copy.deepcopy(toy_records)
+    # one question whose supporting paragraph alone is far longer than the short budget
+    sup = next(p for p in recs[3]["paragraphs"] if p["is_supporting"])
+    sup["paragraph_text"] = " ".join([sup["paragraph_text"]] * 60)
+    return recs
+
+
+def _count(tok):
+    return lambda s: len(tok(s, add_special_tokens=False)["input_ids"])
+
+
+def test_unfittable_question_raises_naming_its_id(records, tokenizer):
+    with pytest.raises(UnfittableError) as e:
+        build_contexts(records, paragraph_pool(records), _count(tokenizer), BUDGETS, seed=0)
+    msg = str(e.value)
+    assert isinstance(e.value, DataError)
+    assert msg.startswith(f"question {records[3]['id']}: the supporting documents alone need ")
+    assert msg.endswith("tokens, more than the budget of 256 (data.skip_unfittable: true skips such questions)")
+
+
+def test_unfittable_question_is_skipped_and_counted(records, tokenizer):
+    out, stats = build_contexts(records, paragraph_pool(records), _count(tokenizer), BUDGETS, seed=0, allow_skip=True)
+    assert stats["skipped_unfittable"] == 1 and stats["questions"] == len(records)
+    for ctx in ("short", "long"):
+        ids = [r["id"] for r in out[ctx]]
+        assert records[3]["id"] not in ids and len(ids) == len(records) - 1
+        assert all(r["tokens"] <= BUDGETS[ctx] for r in out[ctx])
+
+
+def test_budget_below_every_question_is_an_error_even_when_skipping(records, tokenizer):
+    """Skipping every question would only surface later as 'no training rows'; say it now."""
+    with pytest.raises(UnfittableError) as e:
+        build_contexts(records, paragraph_pool(records), _count(tokenizer), {"short": 8, "long": 16}, seed=0,
+                       allow_skip=True)
+    assert str(e.value) == (f"all {len(records)} questions were skipped: their supporting documents alone exceed "
+                            "the short budget of 8 tokens; raise data.short_tokens")
+
+
+def test_one_token_per_character_tokenizer(toy_records):
+    """A tokenizer much finer than the one the budgets were chosen for: same clear error."""
+    with pytest.raises(UnfittableError, match=r"^question \w+: the supporting documents alone need \d+ tokens, more "
+                                              r"than the budget of 128 \(data.skip_unfittable: true skips such"):
+        build_contexts(toy_records, paragraph_pool(toy_records), len, {"short": 128, "long": 4096}, seed=0)
+
+
+def _cfg(skip: bool) -> dict:
+    return {"data": {"short_tokens": BUDGETS["short"], "long_tokens": BUDGETS["long"], "num_questions": None,
+                     "use_aliases": True, "skip_unfittable": skip}}
+
+
+def test_pipeline_contexts_writes_skip_count_to_manifests(records, tiny_lm_dir, tmp_path):
+    from solopo.pipeline import contexts
+
+    src = tmp_path / "musique_train.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    short, long = tmp_path / "short.jsonl", tmp_path / "long.jsonl"
+    with pytest.raises(UnfittableError, match=f"^question {records[3]['id']}: "):
+        contexts(str(src), tiny_lm_dir, str(short), str(long), _cfg(False), 0, str(tmp_path / "a.log"))
+    assert not short.exists() and not long.exists()
+    contexts(str(src), tiny_lm_dir, str(short), str(long), _cfg(True), 0, str(tmp_path / "b.log"))
+    for path in (short, long):
+        m = json.loads(path.with_name(path.name + ".manifest.json").read_text())
+        assert m["stats"]["skipped_unfittable"] == 1
+        assert len(read_jsonl(path)) == len(records) - 1

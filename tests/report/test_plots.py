@@ -1,0 +1,58 @@
+"""Plots from hand-made eval JSONs: PNGs with manifests, the right points per lambda."""
+import json
+from pathlib import Path
+
+from solopo.report import plots, tables
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _evals(folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = {"base": None, "orpo_long": None, "solo_orpo": 1.0, "solo_orpo_lam0.5": 0.5, "solo_orpo_lam4": 4.0,
+            "solo_dpo": 3.0, "llama__solo_orpo": 4.0}
+    paths = []
+    for i, run in enumerate(runs):
+        for bench, doc in (("ruler", {"score": 10.0 + i, "by_length": {"256": 12.0 + i, "512": 8.0 + i}}),
+                           ("longbench_v1", {"score": 20.0 + i, "s_doc": 1.0, "m_doc": 2.0, "avg": 20.0 + i})):
+            p = folder / f"{run}_{bench}.json"
+            p.write_text(json.dumps({"benchmark": bench, "run": run, **doc}))
+            paths.append(str(p))
+    return paths
+
+
+META = {"runs": {"solo_orpo": {"backbone": "", "method": "solo_orpo", "lambda": 1.0, "default": True}},
+        "backbones": {}}
+
+
+def test_sweep_points_per_benchmark_sorted_by_lambda(tmp_path):
+    results = tables.load_results(_evals(tmp_path / "e"))
+    pts = plots.sweep_points(results, META, "", "solo_orpo")
+    assert set(pts) == {"ruler", "longbench_v1"}
+    assert [(lam, default, run) for lam, _, default, run in pts["ruler"]] == [
+        (0.5, False, "solo_orpo_lam0.5"), (1.0, True, "solo_orpo"), (4.0, False, "solo_orpo_lam4")]
+    assert pts["ruler"][1][1] == 12.0  # solo_orpo is the 3rd run: score 10 + 2
+    # another backbone's runs and other methods stay out
+    assert all(run.startswith("solo_orpo") for p in pts.values() for *_, run in p)
+
+
+def test_lambda_sweep_and_ruler_plots_are_pngs_with_manifests(tmp_path):
+    paths = _evals(tmp_path / "e")
+    out = tmp_path / "report"
+    plots.write_lambda_sweep(paths, str(out / "lambda_sweep_solo_orpo.png"), "", "solo_orpo", META)
+    plots.write_ruler_by_length(paths, str(out / "ruler_by_length_tiny.png"), "")
+    plots.write_lambda_sweep(paths, str(out / "lambda_sweep_llama__solo_orpo.png"), "llama", "solo_orpo")
+    for name in ("lambda_sweep_solo_orpo.png", "ruler_by_length_tiny.png", "lambda_sweep_llama__solo_orpo.png"):
+        p = out / name
+        assert p.read_bytes()[:8] == PNG and p.stat().st_size > 5000
+        m = json.loads(Path(str(p) + ".manifest.json").read_text())
+        assert m["inputs"] and m["config_hash"]
+    assert json.loads((out / "lambda_sweep_solo_orpo.png.manifest.json").read_text())["config"]["method"] == "solo_orpo"
+    assert not list(out.glob(".*tmp*"))  # atomic writes leave nothing behind
+
+
+def test_plots_without_matching_runs_still_write_a_png(tmp_path):
+    out = tmp_path / "empty.png"
+    plots.write_lambda_sweep([], str(out), "", "solo_simpo")
+    plots.write_ruler_by_length([], str(tmp_path / "ruler.png"), "")
+    assert out.read_bytes()[:8] == PNG and (tmp_path / "ruler.png").read_bytes()[:8] == PNG

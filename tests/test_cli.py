@@ -1,0 +1,135 @@
+"""`solopo provenance` and `solopo check` on a small hand-made artifact tree.
+
+The manifests are written with the same config slices as `solopo.pipeline` (data, datasets,
+train, evaluate), so `check` must find them up to date under the config that made them, and
+flag exactly the artifact whose slice a config edit changes.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from solopo import artifacts, pipeline
+from solopo.cli import main
+from solopo.report.provenance import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = str(ROOT / "config" / "tiny.yaml")
+
+
+@pytest.fixture()
+def tree(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config([TINY])
+    seed = cfg["seed"]
+    res = Path("results")
+    data = res / "data" / "musique_train.jsonl"
+    artifacts.write_manifest(data, {"tiny_model": cfg["tiny_model"], "toy": cfg["data"]["toy"], "seed": seed}, [], 0.0)
+    artifacts.write_jsonl(data, [{"id": "q1"}])
+    ds = res / "datasets" / "tiny" / "solo.jsonl"
+    artifacts.write_manifest(ds, {"pairs": cfg["pairs"]}, [str(data)])
+    artifacts.write_jsonl(ds, [{"id": "q1", "chosen": "a"}])
+    model = res / "train" / "solo_orpo" / "model"
+    model.mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(b"weights")
+    lam = 1.0
+    (model / "manifest.json").write_text(json.dumps(artifacts.build_manifest(
+        str(model), {"method": "solo_orpo", "lambda": lam, "loss": vars(pipeline.loss_config(cfg, "solo_orpo", lam)),
+                     "optim": vars(pipeline.train_config(cfg, "solo_orpo")), "seed": seed}, [str(ds)], 0.0)))
+    for run in ("solo_orpo", "solo_orpo_lam0.5"):
+        ev = res / "eval" / f"{run}_ruler.json"
+        artifacts.write_manifest(ev, {"ruler": dict(cfg["eval"]["ruler"]), "backend": cfg["eval"]["backend"], "seed": seed},
+                                 [str(model)], 0.0)
+        artifacts.write_json(ev, {"benchmark": "ruler", "run": run, "score": 1.0})
+    other = res / "bench" / "efficiency.json"  # not written by a pipeline rule: compared by keys
+    artifacts.write_manifest(other, {"seed": seed}, [])
+    artifacts.write_json(other, {})
+    return tmp_path
+
+
+def _run(capsys, *argv):
+    rc = main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+def test_provenance_prints_the_chain_recursively(tree, capsys):
+    rc, out = _run(capsys, "provenance", "results/eval/solo_orpo_ruler.json")
+    assert rc == 0
+    lines = out.splitlines()
+    assert lines[0] == "results/eval/solo_orpo_ruler.json"
+    order = [i for i, ln in enumerate(lines) for p in ("results/train/solo_orpo/model", "results/datasets/tiny/solo.jsonl",
+                                                          "results/data/musique_train.jsonl") if ln.strip().startswith(p)]
+    assert len(order) == 3 and order == sorted(order)
+    assert "config_hash" in out and "git_commit" in out and "wall_time" in out and "versions: python" in out
+    assert "(slice: lambda, loss, method, optim, seed)" in out
+    assert "unchanged]" in out and "CHANGED" not in out
+    # a manifest path works as well; --json gives the same tree
+    rc, js = _run(capsys, "provenance", "results/train/solo_orpo/model/manifest.json", "--json")
+    tree_ = json.loads(js)
+    assert tree_["path"] == "results/train/solo_orpo/model"
+    assert tree_["inputs"][0]["path"] == "results/datasets/tiny/solo.jsonl"
+    assert tree_["inputs"][0]["inputs"][0]["path"] == "results/data/musique_train.jsonl"
+
+
+def test_provenance_flags_an_input_changed_since(tree, capsys):
+    Path("results/datasets/tiny/solo.jsonl").write_text('{"id": "q2"}\n')
+    rc, out = _run(capsys, "provenance", "results/train/solo_orpo/model")
+    assert "results/datasets/tiny/solo.jsonl" in out and "CHANGED since" in out
+    rc, out = _run(capsys, "provenance", "results/nothing.json")
+    assert rc == 2 and "no manifest" in out
+
+
+def test_check_is_clean_under_the_config_that_made_the_tree(tree, capsys):
+    rc, out = _run(capsys, "check", "--configfile", TINY, "-v")
+    assert rc == 0, out
+    assert "OK             results/train/solo_orpo/model  [train]" in out
+    assert "OK             results/eval/solo_orpo_ruler.json  [evaluate]" in out
+    assert "OK             results/bench/efficiency.json  [by keys]" in out
+    # lambda 0.5 is not in the config: an orphan, kept, not an error
+    assert "ORPHAN         results/eval/solo_orpo_lam0.5_ruler.json" in out and "the file is kept" in out
+
+
+def test_check_flags_exactly_the_artifact_whose_slice_changed(tree, capsys):
+    Path("lam.yaml").write_text("train: {lambdas: {solo_orpo: [2.0, 0.5]}}\n")
+    rc, out = _run(capsys, "check", "--configfile", TINY, "lam.yaml", "--json")
+    findings = {f["path"]: f for f in json.loads(out)}
+    assert rc == 1
+    stale = {p for p, f in findings.items() if f["status"] == "stale"}
+    assert stale == {"results/train/solo_orpo/model"}
+    assert "lambda" in findings["results/train/solo_orpo/model"]["detail"]
+    assert "loss.alpha" in findings["results/train/solo_orpo/model"]["detail"]
+    assert findings["results/eval/solo_orpo_lam0.5_ruler.json"]["status"] == "ok"  # now in the config again
+
+    Path("ruler.yaml").write_text("eval: {ruler: {num_samples: 3}}\nseed: 42\n")
+    rc, out = _run(capsys, "check", "--configfile", TINY, "ruler.yaml")
+    assert rc == 1
+    assert "STALE          results/eval/solo_orpo_ruler.json  [evaluate]: config changed: ruler.num_samples" in out
+    assert "results/train/solo_orpo/model" not in out
+
+    Path("seed.yaml").write_text("seed: 7\n")
+    rc, out = _run(capsys, "check", "--configfile", TINY, "seed.yaml")
+    assert "STALE          results/bench/efficiency.json  [by keys]: seed" in out
+
+
+def test_check_inputs_reports_upstream_rebuilds(tree, capsys):
+    Path("results/datasets/tiny/solo.jsonl").write_text('{"id": "q2"}\n')
+    rc, out = _run(capsys, "check", "--configfile", TINY, "--inputs")
+    assert rc == 1
+    assert "INPUT CHANGED  results/train/solo_orpo/model  [train]: results/datasets/tiny/solo.jsonl (changed)" in out
+
+
+def test_check_reports_config_errors_in_one_line(tree, capsys):
+    Path("bad.yaml").write_text("data: {short_tokens: 999999}\n")
+    rc, out = _run(capsys, "check", "--configfile", TINY, "bad.yaml")
+    assert rc == 2 and out.startswith("config error: data.short_tokens")
+
+
+def test_console_script(tree):
+    exe = Path(sys.executable).parent / "solopo"
+    out = subprocess.run([str(exe), "provenance", "results/eval/solo_orpo_ruler.json", "--depth", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "results/train/solo_orpo/model" in out.stdout and "results/datasets" not in out.stdout
