@@ -21,6 +21,9 @@ test-fast: env
 dryrun-paper: env  ## the paper preset's DAG, no cluster needed
 	$(SNAKEMAKE) --profile slurm all -n
 
+report: env  ## snakemake --report: one offline HTML file with the tables and plots
+	$(SNAKEMAKE) --profile profiles/local --configfile config/tiny.yaml --report results/report/report.html
+
 lint: env
 	$(SNAKEMAKE) --lint --configfile config/tiny.yaml
 
