@@ -15,10 +15,10 @@ and this process use one torch thread (`OMP_NUM_THREADS=1`): equal settings on b
 of a comparison, and on a busy 2-core machine two spinning OpenMP threads make the tiny
 model ~50x slower.
 """
-import copy
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -261,26 +261,25 @@ def test_training_killed_resumes_from_its_checkpoint(tmp_path, tiny_lm_dir, monk
 
 def test_training_does_not_resume_checkpoints_of_other_settings(tmp_path, tiny_lm_dir, monkeypatch):
     """A finished run's checkpoints, then a new learning rate (Snakemake reruns the job on the
-    params change): the new run must start from step 0, not from the old run's last checkpoint."""
+    params change): the new run must start from step 0, not from the old run's last checkpoint.
+    The same when the training data changes (new pairs)."""
     job = tmp_path / "job"
     old = _train_here(job, tiny_lm_dir, _train_cfg(1e-3), monkeypatch)
-    import shutil
-
     shutil.rmtree(old)  # Snakemake removes the output of a job it reruns
     new = _train_here(job, tiny_lm_dir, _train_cfg(3e-3), monkeypatch)
     assert json.loads((new / "manifest.json").read_text())["stats"]["resumed_from_step"] == 0
     _assert_same_weights(new, _train_here(tmp_path / "ref", tiny_lm_dir, _train_cfg(3e-3), monkeypatch))
-    # and the training data changing (new pairs) invalidates them just the same
-    shutil.rmtree(new)
-    (job / "rows.jsonl").unlink()
+
     from solopo import pipeline
 
+    shutil.rmtree(new)
     monkeypatch.chdir(job)
     args = _train_args(job, tiny_lm_dir, _train_cfg(3e-3))
-    _write_rows(job / "rows.jsonl", _train_rows(12))
+    _write_rows(job / "rows.jsonl", _train_rows(12))  # new pairs: 6 steps instead of 8
     pipeline.train(*args)
-    stats = json.loads((job / f"results/train/{RUN}/model/manifest.json").read_text())["stats"]
+    stats = json.loads((new / "manifest.json").read_text())["stats"]
     assert stats["resumed_from_step"] == 0 and stats["steps"] == 6
+    assert stats["checkpoints"] == [f"step-{i}" for i in range(1, 7)]
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -335,19 +334,21 @@ eval: {benchmarks: [longbench_v1], longbench_v1: {fixture_items: 2}}
 TARGETS = ["results/pairs/tiny/pairs.jsonl", "results/eval/base_longbench_v1.json"]
 
 
-def _snakemake(workdir: Path, **popen) -> subprocess.Popen:
+def _snakemake(workdir: Path, *extra: str) -> subprocess.Popen:
     (workdir / "small.yaml").write_text(SMALL)
-    cmd = [SNAKEMAKE, *TARGETS, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+    cmd = [SNAKEMAKE, *extra, *TARGETS, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
            "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/tiny.yaml"),
            str(workdir / "small.yaml")]
     return subprocess.Popen(cmd, stdout=open(workdir / "snakemake.out", "a"), stderr=subprocess.STDOUT,
-                            start_new_session=True, env=ENV, **popen)
+                            start_new_session=True, env=ENV)
 
 
-def _run_to_end(workdir: Path) -> None:
-    proc = _snakemake(workdir)
-    rc = proc.wait(timeout=900)
-    assert rc == 0, (workdir / "snakemake.out").read_text()[-4000:]
+def _run_to_end(workdir: Path, *extra: str) -> str:
+    start = (workdir / "snakemake.out").stat().st_size if (workdir / "snakemake.out").exists() else 0
+    rc = _snakemake(workdir, *extra).wait(timeout=900)
+    text = (workdir / "snakemake.out").read_text()[start:]
+    assert rc == 0, text[-4000:]
+    return text
 
 
 @pytest.mark.slow
@@ -370,7 +371,17 @@ def test_snakemake_killed_mid_sampling_then_rerun(tmp_path):
             assert f.read_bytes() == (ref / "results/samples/tiny" / f.name).read_bytes()
     assert not (job / "results/pairs/tiny/pairs.jsonl").exists()
 
-    _run_to_end(job)  # the local profile sets rerun-incomplete
+    # A SIGKILLed snakemake leaves its lock: the rerun refuses until --unlock (Snakemake cannot
+    # tell a dead run from a live one). The killed job's output was never renamed into place, so
+    # the rerun sees it as missing (rerun-incomplete, set by the local profile, would also cover
+    # an output that exists) and the job resumes from its shard file.
+    locked = _snakemake(job)
+    assert locked.wait(timeout=300) != 0
+    assert "Error: Directory cannot be locked." in (job / "snakemake.out").read_text()
+    _run_to_end(job, "--unlock")
+    rerun = _run_to_end(job)
+    for name in killed:
+        assert f"reason: Missing output files: results/samples/tiny/{name.split('.')[0]}.jsonl" in rerun, rerun[-3000:]
     for name in killed:
         ctx = name.split(".")[0]
         log = (job / f"logs/sample/tiny_{ctx}.log").read_text()
@@ -382,3 +393,28 @@ def test_snakemake_killed_mid_sampling_then_rerun(tmp_path):
     for f in files:
         assert (job / f).read_bytes() == (ref / f).read_bytes(), f
     assert not list(samples.glob("*.partial"))
+
+
+# --------------------------------------------------------------------------- a missing GPU
+
+NO_GPU = ("device 'cuda' was requested but no CUDA GPU is visible (torch.cuda.is_available() is False); "
+          "use the tiny preset on CPU or run on a GPU node")
+
+
+def test_missing_gpu_fails_at_once_with_a_clear_message(monkeypatch, tiny_lm_dir, tmp_path):
+    import torch
+
+    from solopo import pipeline
+    from solopo.generate.hf import load_model_and_tokenizer
+    from solopo.runtime import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # also on a machine that has one
+    assert pick_device("auto") == "cpu"
+    for call in (lambda: pick_device("cuda"), lambda: load_model_and_tokenizer(tiny_lm_dir, "cuda"),
+                 lambda: pipeline.launch_deepspeed("d", None, tiny_lm_dir, tmp_path / "o", tmp_path / "c", "sft_short",
+                                                   None, None, 0, "zero3", str(tmp_path / "log"))):
+        with pytest.raises(RuntimeError) as e:
+            call()
+        assert str(e.value) == NO_GPU
+    with pytest.raises(RuntimeError, match=r"^device 'cuda:1' was requested but no CUDA GPU is visible"):
+        pick_device("cuda:1")

@@ -103,9 +103,12 @@ def tiny_model(out_dir: str, cfg: dict, seed: int, log_path: str) -> None:
 
 # --------------------------------------------------------------------------- contexts, sampling, pairs
 def _tokenizer(model: str, trust_remote_code: bool = False):
-    from transformers import AutoTokenizer
+    from solopo.runtime import MODEL_LOAD_LOCK
 
-    return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    with MODEL_LOAD_LOCK:  # a first transformers import in two threads at once raises ImportError
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
 
 
 def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg: dict, seed: int, log_path: str,

@@ -33,3 +33,31 @@ def pick_device(requested: str = "auto") -> str:
             "use the tiny preset on CPU or run on a GPU node"
         )
     return requested
+
+
+def hub_download(repo_id: str, filename: str, repo_type: str = "dataset", cache_dir: str | None = None) -> str:
+    """`hf_hub_download` that gives up within a bounded time when the hub is unreachable.
+
+    On its own, huggingface_hub retries an unreachable hub 5 times with a 60 s timeout each: a
+    hub that accepts connections but never answers took ~400 s to fail (measured). Here one
+    metadata request (timeout `HF_HUB_ETAG_TIMEOUT`, default 10 s; tried twice) goes first; if it
+    fails, a cached copy is returned or its error raised (~20 s at most). Offline (HF_HUB_OFFLINE=1)
+    the cache is used directly.
+    """
+    import huggingface_hub as hub
+
+    if not is_offline():
+        timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or 10)
+        url = hub.hf_hub_url(repo_id, filename, repo_type=repo_type)
+        for attempt in range(2):
+            try:
+                hub.get_hf_file_metadata(url, timeout=timeout)
+                break
+            except Exception as e:  # noqa: BLE001 - network errors come in several types
+                status = getattr(getattr(e, "response", None), "status_code", None)
+                if attempt == 1 or (status is not None and 400 <= status < 500):  # unreachable, or not found/gated
+                    cached = hub.try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, repo_type=repo_type)
+                    if isinstance(cached, str):
+                        return cached
+                    raise
+    return hub.hf_hub_download(repo_id, filename, repo_type=repo_type, cache_dir=cache_dir)

@@ -89,3 +89,16 @@ def test_pipeline_contexts_writes_skip_count_to_manifests(records, tiny_lm_dir, 
         m = json.loads(path.with_name(path.name + ".manifest.json").read_text())
         assert m["stats"]["skipped_unfittable"] == 1
         assert len(read_jsonl(path)) == len(records) - 1
+
+
+def test_training_on_an_empty_pair_set_says_why(tmp_path):
+    """What follows when skipping leaves nothing to train on: one line, before any model is loaded."""
+    from solopo.pipeline import train
+
+    empty = tmp_path / "sft_short.jsonl"
+    empty.write_text("")
+    with pytest.raises(ValueError) as e:
+        train(str(empty), None, "no/model", str(tmp_path / "model"), "sft_short", "sft_short", None, {}, 0,
+              str(tmp_path / "t.log"))
+    assert str(e.value) == f"{empty}: no training rows for run sft_short (the pair yield was zero)"
+    assert not (tmp_path / "model").exists()

@@ -7,6 +7,7 @@ the manifest. Each benchmark loader names the file and the line (JSONL) or item 
 The messages asserted here are the ones quoted in docs/bad_inputs.md.
 """
 import copy
+import os
 import json
 import re
 import subprocess
@@ -248,3 +249,126 @@ def test_pipeline_jsonl_reader_names_file_and_line(tmp_path):
     with pytest.raises(DataError) as e:
         read_jsonl(path)
     assert str(e.value) == f"{path}:2: not valid UTF-8 (byte 8 of the line): invalid continuation byte"
+
+
+# --------------------------------------------------------------------------- the hub: offline, unreachable, hanging
+
+
+def test_download_offline_says_what_to_do(monkeypatch):
+    from solopo.data.musique import download_musique
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(RuntimeError) as e:
+        download_musique("dgslibisey/MuSiQue", "train")
+    assert str(e.value) == ("MuSiQue train from dgslibisey/MuSiQue: HF_HUB_OFFLINE=1 is set; set data.musique.train_file "
+                            "to a local musique_ans_v1.0_*.jsonl or unset HF_HUB_OFFLINE")
+
+
+@pytest.fixture()
+def silent_hub():
+    """An 'HF endpoint' that accepts connections and never answers (a hung proxy or firewall)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    t.join()
+    for c in held:
+        c.close()
+    server.close()
+
+
+def _closed_port() -> str:
+    import socket
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there: connection refused
+    return f"http://127.0.0.1:{port}"
+
+
+CALL = """
+import sys, time
+t0 = time.time()
+try:
+    if sys.argv[1] == "musique":
+        from solopo.data.musique import download_musique
+        download_musique("dgslibisey/MuSiQue", "train", cache_dir=sys.argv[2])
+    else:
+        from solopo.eval.longbench_v1 import hub_download
+        hub_download("THUDM/LongBench", "data.zip", "LongBench v1")
+    print("RETURNED")
+except Exception as e:
+    print("MESSAGE", e)
+print("SECONDS", round(time.time() - t0, 1))
+"""
+
+
+def _download_online(endpoint: str, tmp_path, what="musique", **env) -> tuple[str, float]:
+    """Call the downloader in a fresh process (huggingface_hub reads HF_ENDPOINT at import), online."""
+    e = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_HUB_ETAG_TIMEOUT")}
+    e.update(HF_ENDPOINT=endpoint, HF_HOME=str(tmp_path / "hf_home"), **env)
+    out = subprocess.run([sys.executable, "-c", CALL, what, str(tmp_path / "cache")], capture_output=True, text=True,
+                         timeout=600, env=e)
+    msg = re.search(r"^MESSAGE (.*)$", out.stdout, re.M)
+    assert msg, out.stdout + out.stderr[-3000:]
+    return msg.group(1), float(re.search(r"^SECONDS (\S+)$", out.stdout, re.M).group(1))
+
+
+def test_download_unreachable_hub_fails_fast(tmp_path):
+    msg, seconds = _download_online(_closed_port(), tmp_path)
+    assert msg == ("MuSiQue train: could not download musique_ans_v1.0_train.jsonl from dgslibisey/MuSiQue: "
+                   "ConnectError: [Errno 111] Connection refused")
+    assert seconds < 10  # huggingface_hub alone: ~23 s of retries
+    msg, seconds = _download_online(_closed_port(), tmp_path, what="longbench_v1")
+    assert msg == ("LongBench v1: cannot download THUDM/LongBench/data.zip (the Hugging Face hub is unreachable or "
+                   "refused; ConnectError)")
+    assert seconds < 10
+
+
+def test_download_hanging_hub_fails_in_bounded_time(tmp_path, silent_hub):
+    msg, seconds = _download_online(silent_hub, tmp_path, HF_HUB_ETAG_TIMEOUT="2")
+    assert msg == ("MuSiQue train: could not download musique_ans_v1.0_train.jsonl from dgslibisey/MuSiQue: "
+                   "ReadTimeout: timed out")
+    assert seconds < 15  # two requests of 2 s; huggingface_hub alone: ~400 s (6 tries x 60 s + backoff)
+
+
+@pytest.mark.slow
+def test_download_hanging_hub_default_timeout_under_a_minute(tmp_path, silent_hub):
+    msg, seconds = _download_online(silent_hub, tmp_path)
+    assert msg.endswith("ReadTimeout: timed out")
+    assert seconds < 60  # measured ~23 s (2 x 10 s); it was ~397 s before solopo.runtime.hub_download
+
+
+def test_download_hanging_hub_falls_back_to_the_cache(tmp_path, silent_hub):
+    """A file already in the HF cache is used when the hub does not answer (as hf_hub_download does, minus the wait)."""
+    commit = "0" * 40
+    repo = tmp_path / "cache" / "datasets--dgslibisey--MuSiQue"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snap = repo / "snapshots" / commit
+    snap.mkdir(parents=True)
+    (snap / "musique_ans_v1.0_train.jsonl").write_text("{}\n")
+    e = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    e.update(HF_ENDPOINT=silent_hub, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_ETAG_TIMEOUT="1")
+    out = subprocess.run([sys.executable, "-c", CALL.replace('print("RETURNED")', 'print("RETURNED", r)').replace(
+        'download_musique("dgslibisey', 'r = download_musique("dgslibisey'), "musique", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=120, env=e)
+    assert f"RETURNED {snap / 'musique_ans_v1.0_train.jsonl'}" in out.stdout, out.stdout + out.stderr[-3000:]
+    assert float(re.search(r"^SECONDS (\S+)$", out.stdout, re.M).group(1)) < 10

@@ -14,11 +14,15 @@ Both go through the library's own pieces (`trainer._collate`, `trainer.sequence_
 Measured per long length L: the step time (minimum over ``repeats`` after a warm-up step, the
 two methods interleaved A, B, A, B in one process) and the peak memory of the step (CPU: the
 peak RSS increase of the step over the process with the model loaded, each (method, L) in a
-fresh subprocess; GPU: ``torch.cuda.max_memory_allocated`` above the memory before the step).
+fresh subprocess with a fixed glibc mmap threshold so that the RSS follows the live tensors;
+GPU: ``torch.cuda.max_memory_allocated`` above the memory before the step). ``memory_lengths``
+adds lengths where only the memory is measured (the longest length both methods still run).
 Beside each measurement: the paper's attention-only prediction (Eq. 11-12), SoLo/vanilla =
 (2c^2 + 1) / 2 with c = |x_short| / |x_long| = S / L, and a linear + attention FLOP model
 (`FLOP_MODEL`). `max_trainable_length` binary-searches the longest L each method can train
-under one memory cap (the paper's Fig. 1b: 9K vanilla vs 19K SoLo).
+under one memory cap (the paper's Fig. 1b: 9K vanilla vs 19K SoLo). Memory is compared with
+the tokens held at the peak, (2(S+R) + (L+R)) / (2(L+R)): SoLo keeps the short pair's graph
+through the long backward, so its memory tends to half of vanilla's only as L grows.
 
 Where a measured ratio is off the linear + attention prediction by more than
 ``profile_tolerance``, the step of each method is profiled (`torch.profiler`) and the top ops
@@ -34,7 +38,6 @@ import copy
 import gc
 import json
 import logging
-import math
 import os
 import re
 import subprocess
@@ -61,7 +64,11 @@ DEFAULTS: dict = {
     "attn_implementation": "auto",  # auto (GPU flash_attention_2 if installed, else sdpa) | sdpa | eager | ...
     "threads": None,  # torch intra-op threads (None: leave torch's default)
     "memory": "subprocess",  # CPU peak memory: subprocess (fresh process per measurement) | inprocess | off
-    "max_length": {"cap_mb": 1024, "lo": 1024, "hi": 16384, "granularity": 512},  # null: skip the search
+    "memory_lengths": [8192],  # extra long lengths where only the peak memory is measured (no timing)
+    # glibc's mmap threshold in the memory subprocesses: a fixed one returns every freed tensor to the OS,
+    # so the peak RSS follows the live tensors (deterministic, like CUDA's max_memory_allocated); null: glibc default
+    "malloc_mmap_threshold": 65536,
+    "max_length": {"cap_mb": 1024, "lo": 1024, "hi": 16384, "granularity": 256},  # null: skip the search
     "profile": True,  # profile lengths whose ratio is off the linear + attention prediction
     "profile_tolerance": 0.10,
     "profile_top_k": 12,
@@ -98,6 +105,7 @@ def settings(config: dict | None) -> dict:
         raise ValueError(f"bench.efficiency: unknown keys {sorted(unknown)}; allowed: {', '.join(DEFAULTS)}")
     s = _merge(DEFAULTS, config or {})
     s["lengths"] = sorted(int(x) for x in s["lengths"])
+    s["memory_lengths"] = sorted(int(x) for x in s["memory_lengths"] or [] if int(x) not in s["lengths"])
     if not s["lengths"] or s["lengths"][0] <= s["short_len"]:
         raise ValueError(f"bench.efficiency.lengths: {s['lengths']} must be non-empty and longer than "
                          f"short_len ({s['short_len']})")
@@ -364,6 +372,8 @@ def _run_worker(job: dict, timeout_s: float) -> dict:
     env = {**os.environ, **OFFLINE_ENV}
     if job.get("threads"):
         env["OMP_NUM_THREADS"] = str(job["threads"])
+    if job.get("malloc_mmap_threshold"):
+        env["MALLOC_MMAP_THRESHOLD_"] = str(int(job["malloc_mmap_threshold"]))
     try:
         proc = subprocess.run([sys.executable, "-m", "solopo.bench.efficiency", "--worker"], input=json.dumps(job),
                               capture_output=True, text=True, timeout=timeout_s, env=env)
@@ -379,7 +389,8 @@ def _run_worker(job: dict, timeout_s: float) -> dict:
 def _job(s: dict, runtime: tuple[str, str, str], method: str, long_len: int, cap_mb: float | None = None) -> dict:
     return {"model": s["model"], "loss": s["losses"][method], "long_len": int(long_len), "short_len": s["short_len"],
             "response_len": s["response_len"], "dtype": runtime[1], "attn_implementation": runtime[2],
-            "threads": s["threads"], "seed": s["seed"], "cap_mb": cap_mb}
+            "threads": s["threads"], "seed": s["seed"], "cap_mb": cap_mb,
+            "malloc_mmap_threshold": s["malloc_mmap_threshold"]}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -648,7 +659,9 @@ def measure(config: dict | None = None) -> dict:
 
     # CPU peak memory in fresh processes (vanilla, solo interleaved per length)
     peaks: dict[tuple[str, int], float | None] = {}
-    for t in timed:
+    mem_only = [{"long_len": L, "memory_only": True} for L in s["memory_lengths"]] if s["memory"] == "subprocess" \
+        and not gpu else []
+    for t in timed + mem_only:
         L = t["long_len"]
         for m in METHODS:
             if mem_mode in ("cuda", "inprocess"):
@@ -662,7 +675,8 @@ def measure(config: dict | None = None) -> dict:
                 peaks[(m, L)] = None
 
     rows = []
-    for t in timed:
+    empty = {"times": [], "forwards": None, "shapes": [], "oom": False}
+    for t in sorted(timed + [{**x, "vanilla": empty, "solo": empty} for x in mem_only], key=lambda x: x["long_len"]):
         L = t["long_len"]
         c = S / L
         tv = min(t["vanilla"]["times"]) if t["vanilla"]["times"] else None
@@ -672,7 +686,7 @@ def measure(config: dict | None = None) -> dict:
         pred_la = ratio_linear_attention(S, L, R, P, layers, hidden)
         rows.append({
             "long_len": L, "c": _r(c), "seq_len_long": L + R, "seq_len_short": S + R,
-            "vanilla_step_s": _r(tv), "solo_step_s": _r(ts),
+            "vanilla_step_s": _r(tv, 6), "solo_step_s": _r(ts, 6),
             "ratio_measured": _r(ratio), "ratio_pred_attention_only": _r(ratio_attention_only(c)),
             "ratio_pred_linear_attention": _r(pred_la),
             "speedup_measured": _r(1 / ratio) if ratio else None,
@@ -681,9 +695,12 @@ def measure(config: dict | None = None) -> dict:
             "rel_dev_from_linear_attention": _r(ratio / pred_la - 1) if ratio else None,
             "vanilla_peak_mb": _r(pv, 1), "solo_peak_mb": _r(ps, 1),
             "mem_ratio": _r(ps / pv) if pv and ps is not None else None,
+            # activations grow with the tokens held at the peak: SoLo keeps the short pair's graph through backward
+            "mem_ratio_pred_tokens": _r((2 * (S + R) + (L + R)) / (2 * (L + R))),
+            "timed": not t.get("memory_only", False),
             "vanilla_oom": t["vanilla"]["oom"], "solo_oom": t["solo"]["oom"],
-            "vanilla_times_s": [_r(x) for x in t["vanilla"]["times"]],
-            "solo_times_s": [_r(x) for x in t["solo"]["times"]],
+            "vanilla_times_s": [_r(x, 6) for x in t["vanilla"]["times"]],
+            "solo_times_s": [_r(x, 6) for x in t["solo"]["times"]],
             "vanilla_forwards": t["vanilla"]["forwards"], "solo_forwards": t["solo"]["forwards"],
             "vanilla_batches": [list(x) for x in t["vanilla"]["shapes"]],
             "solo_batches": [list(x) for x in t["solo"]["shapes"]],
@@ -756,10 +773,14 @@ def measure(config: dict | None = None) -> dict:
     if not gpu:
         notes.append("CPU peak memory = peak RSS increase of one step over the process with the model loaded "
                      f"({'a fresh subprocess per (method, length)' if s['memory'] == 'subprocess' else 'in-process, VmHWM reset before each step; allocator caching can hide part of it'}).")
+    notes.append("memory: with O(n)-memory attention (SDPA / FlashAttention) the activations grow with the tokens "
+                 "held at the peak, and SoLo holds the short pair's graph through the long backward, so "
+                 "SoLo/vanilla memory -> (2(S+R) + (L+R)) / (2(L+R)) (mem_ratio_pred_tokens): 0.5 only as L grows "
+                 "(<= 0.55 needs L+R >= 20(S+R)).")
     notes.append("step = forward(s) + loss + backward, no optimizer update; times are the minimum over repeats "
                  "after one warm-up step per method, the methods interleaved in one process.")
     return {
-        "device": torch.cuda.get_device_name(0) if gpu else f"cpu ({torch.get_num_threads()} threads)",
+        "device": torch.cuda.get_device_name(0) if gpu else f"cpu ({torch.get_num_threads()} thread{'s' if torch.get_num_threads() != 1 else ''})",
         "dtype": dtype, "attention_impl": attn_used,
         "model": {"architecture": "Qwen2ForCausalLM (random init)", **_merge(DEFAULTS["model"], s["model"]),
                   "flop_params": P, "total_params": sum(p.numel() for p in model.parameters())},
@@ -804,6 +825,8 @@ def plot(result: dict, path) -> None:
     if any(r["vanilla_peak_mb"] is not None for r in rows):
         ax[1].plot(Ls, col("vanilla_peak_mb"), "o-", color="C3", label="vanilla")
         ax[1].plot(Ls, col("solo_peak_mb"), "s-", color="C0", label="SoLo")
+        ax[1].plot(Ls, col("vanilla_peak_mb", "mem_ratio_pred_tokens"), "--", color="C0", alpha=0.7,
+                   label="SoLo predicted: vanilla x (2(S+R)+(L+R))/(2(L+R))")
     ml = result.get("max_length")
     if ml:
         ax[1].axhline(ml["cap_mb"], color="grey", ls="--", lw=1, label=f"cap {ml['cap_mb']:.0f} MiB")
@@ -866,16 +889,19 @@ def run(config: dict | None, out_json, out_png, log_file=None) -> dict:
 
 
 def _table(result: dict) -> str:
-    lines = ["| L | c | vanilla s | SoLo s | ratio | pred lin+attn | pred attn-only | vanilla MiB | SoLo MiB | mem ratio |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| L | c | vanilla s | SoLo s | ratio | pred lin+attn | pred attn-only | vanilla MiB | SoLo MiB | mem ratio "
+             "| pred tokens |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
     def f(x, nd=3):
-        return "OOM/n.a." if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+        return "–" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
     for r in result["rows"]:
-        lines.append(f"| {r['long_len']} | {f(r['c'])} | {f(r['vanilla_step_s'])} | {f(r['solo_step_s'])} | "
-                     f"{f(r['ratio_measured'])} | {f(r['ratio_pred_linear_attention'])} | "
-                     f"{f(r['ratio_pred_attention_only'])} | {f(r['vanilla_peak_mb'], 0)} | {f(r['solo_peak_mb'], 0)} | "
-                     f"{f(r['mem_ratio'])} |")
+        tv = "OOM" if r.get("vanilla_oom") else f(r["vanilla_step_s"])
+        ts = "OOM" if r.get("solo_oom") else f(r["solo_step_s"])
+        lines.append(f"| {r['long_len']} | {f(r['c'])} | {tv} | {ts} | {f(r['ratio_measured'])} | "
+                     f"{f(r['ratio_pred_linear_attention'])} | {f(r['ratio_pred_attention_only'])} | "
+                     f"{f(r['vanilla_peak_mb'], 0)} | {f(r['solo_peak_mb'], 0)} | {f(r['mem_ratio'])} | "
+                     f"{f(r['mem_ratio_pred_tokens'])} |")
     ml = result.get("max_length")
     if ml:
         lines.append(f"\nmax trainable L under {ml['cap_mb']:.0f} MiB: vanilla {ml['vanilla']}, SoLo {ml['solo']}, "
@@ -889,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--png", default=None, help="default: --out with .png")
     ap.add_argument("--config", default=None, help="a YAML file: a pipeline config (bench.efficiency is read) or the block itself")
     ap.add_argument("--lengths", type=int, nargs="+")
+    ap.add_argument("--memory-lengths", type=int, nargs="*", help="extra lengths, memory only")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--short-len", type=int)
     ap.add_argument("--response-len", type=int)
@@ -909,7 +936,7 @@ def main(argv: list[str] | None = None) -> int:
 
         loaded = yaml.safe_load(Path(a.config).read_text()) or {}
         cfg = loaded.get("bench", {}).get("efficiency", loaded) if "bench" in loaded else loaded
-    for key, val in (("lengths", a.lengths), ("repeats", a.repeats), ("short_len", a.short_len),
+    for key, val in (("lengths", a.lengths), ("memory_lengths", a.memory_lengths), ("repeats", a.repeats), ("short_len", a.short_len),
                      ("response_len", a.response_len), ("memory", a.memory), ("device", a.device),
                      ("threads", a.threads)):
         if val is not None:

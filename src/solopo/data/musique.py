@@ -77,10 +77,10 @@ def download_musique(hub_id: str, split: str, cache_dir: str | None = None) -> P
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise RuntimeError(f"MuSiQue {split} from {hub_id}: HF_HUB_OFFLINE=1 is set; set data.musique.{split}_file "
                            "to a local musique_ans_v1.0_*.jsonl or unset HF_HUB_OFFLINE")
-    from huggingface_hub import hf_hub_download
+    from solopo.runtime import hub_download
 
-    try:
-        return Path(hf_hub_download(hub_id, HUB_FILES[split], repo_type="dataset", cache_dir=cache_dir))
+    try:  # bounded time when the hub is unreachable (see solopo.runtime.hub_download)
+        return Path(hub_download(hub_id, HUB_FILES[split], "dataset", cache_dir))
     except Exception as e:  # the hub client raises several types; one clear line is what the user needs
         raise RuntimeError(f"MuSiQue {split}: could not download {HUB_FILES[split]} from {hub_id}: "
                            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e

@@ -178,10 +178,10 @@ def load_items(path, cfg: dict) -> list[dict]:
 
 def hub_download(repo_id: str, filename: str, label: str) -> str:
     """`hf_hub_download` of a dataset file; offline or unreachable hub -> one-line RuntimeError."""
-    from huggingface_hub import hf_hub_download
+    from solopo.runtime import hub_download
 
-    try:
-        return hf_hub_download(repo_id=repo_id, filename=filename, repo_type="dataset")
+    try:  # bounded time when the hub is unreachable (see solopo.runtime.hub_download)
+        return hub_download(repo_id, filename, "dataset")
     except Exception as e:  # noqa: BLE001 - every hub failure becomes one clear message
         why = ("HF_HUB_OFFLINE=1 is set and the file is not in the local cache"
                if os.environ.get("HF_HUB_OFFLINE") == "1" else "the Hugging Face hub is unreachable or refused")

@@ -596,9 +596,9 @@ def download(out_dir, cfg: dict) -> dict[str, Path]:
     paths["musique"] = dest
     if not dest.exists():
         try:
-            from huggingface_hub import hf_hub_download
+            from solopo.runtime import hub_download
 
-            got = hf_hub_download(MUSIQUE_HF[0], MUSIQUE_HF[1], repo_type="dataset")
+            got = hub_download(MUSIQUE_HF[0], MUSIQUE_HF[1], "dataset")  # bounded time when unreachable
         except Exception as e:  # noqa: BLE001 -- any hub failure becomes one clear line
             raise RuntimeError(f"ruler download: cannot fetch {MUSIQUE_HF[1]} from hf dataset {MUSIQUE_HF[0]} "
                                f"({type(e).__name__}); offline or unreachable") from None

@@ -12,10 +12,9 @@ log = logging.getLogger(__name__)
 def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str = "auto",
                              trust_remote_code: bool = False, rope_scaling: dict | None = None):
     """Load a causal LM safely: safetensors only, no remote code unless asked for."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
     device = pick_device(device)
+    # transformers is imported inside the lock too: two threads doing their first
+    # `from transformers import AutoConfig` at once get an ImportError (partially initialised module)
     with MODEL_LOAD_LOCK:
         return _load(model_path, device, dtype, trust_remote_code, rope_scaling)
 

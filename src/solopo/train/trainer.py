@@ -83,16 +83,22 @@ def _collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
 def sequence_logps(model, batch: dict, full_nll: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-sequence summed log-prob of the response tokens, response-token counts and,
     optionally, the mean NLL over all tokens (LongPO's NLL over the whole long sequence)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     targets = batch["input_ids"][:, 1:]
-    token_logps = torch.gather(logits.log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
     resp = batch["response_mask"][:, 1:]
-    sums = (token_logps * resp).sum(-1)
     counts = resp.sum(-1)
     nll = None
     if full_nll:
+        token_logps = torch.gather(logits.float().log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+        sums = (token_logps * resp).sum(-1)
         valid = batch["attention_mask"][:, 1:].bool()
         nll = -(token_logps * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+    else:
+        # log-softmax over the vocabulary only where it is used (response tokens): at a 152K
+        # vocabulary and long prompts, the prompt positions would dominate memory
+        picked = logits[resp].float().log_softmax(-1).gather(-1, targets[resp].unsqueeze(-1)).squeeze(-1)
+        rows = torch.arange(resp.shape[0], device=resp.device).unsqueeze(1).expand_as(resp)[resp]
+        sums = torch.zeros(resp.shape[0], dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
     return sums, counts, nll
 
 
