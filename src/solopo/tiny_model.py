@@ -102,6 +102,11 @@ def train_tiny_model(out_dir: str | Path, cfg: dict, seed: int, progress=None) -
     from solopo.generate.chat import format_chat
 
     t0 = time.time()
+    # Nothing else computes while the tiny model pre-trains (every model-dependent job waits
+    # for it), so it may use all cores even when OMP_NUM_THREADS=1 keeps the other jobs at one.
+    threads_before = torch.get_num_threads()
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg["threads"]))
     rng = random.Random(seed)
     sizes = cfg["entities"]
     entities = toy_world.default_entities(sizes)
@@ -147,6 +152,7 @@ def train_tiny_model(out_dir: str | Path, cfg: dict, seed: int, progress=None) -
         if step % 200 == 0 or step == steps - 1:
             log.info("tiny model step %d/%d loss %.4f (%.0f s)", step, steps, loss.item(), time.time() - t0)
     del gen
+    torch.set_num_threads(threads_before)
     model.eval()
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
