@@ -1,0 +1,69 @@
+"""Decoding backends: the HF path for real, the vLLM path up to the engine call."""
+import sys
+import types
+
+import pytest
+
+from solopo.generate import GenerationConfig, load_backend
+from solopo.generate.chat import format_chat
+from solopo.generate.vllm import VLLMBackend, reshape_outputs, sampling_kwargs
+
+
+def test_unknown_backend_names_allowed_values():
+    with pytest.raises(ValueError, match="allowed values are hf, vllm"):
+        load_backend("tgi", "x")
+
+
+def test_vllm_sampling_kwargs_match_hf_semantics():
+    assert sampling_kwargs(GenerationConfig(max_new_tokens=1024, temperature=0.85, top_p=0.9, n=32, seed=7)) == \
+        {"n": 32, "max_tokens": 1024, "seed": 7, "temperature": 0.85, "top_p": 0.9}
+    greedy = sampling_kwargs(GenerationConfig(max_new_tokens=32))
+    assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0 and greedy["n"] == 1
+
+
+def test_vllm_outputs_reshaped_per_prompt_in_order():
+    ro = lambda *texts: types.SimpleNamespace(outputs=[types.SimpleNamespace(text=t) for t in texts])  # noqa: E731
+    assert reshape_outputs([ro("a1", "a2"), ro("b1", "b2")]) == [["a1", "a2"], ["b1", "b2"]]
+
+
+def test_vllm_missing_gives_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(RuntimeError, match="vLLM is not installed"):
+        VLLMBackend("some/model")
+
+
+def test_vllm_backend_calls_engine_with_mapped_params(monkeypatch):
+    calls = {}
+
+    class FakeLLM:
+        def __init__(self, **kw):
+            calls["init"] = kw
+
+        def get_tokenizer(self):
+            return "tok"
+
+        def generate(self, prompts, params, use_tqdm):
+            calls["generate"] = (prompts, params)
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=p + "!")] * params["n"]) for p in prompts]
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = FakeLLM, lambda **kw: kw
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    b = VLLMBackend("m", tensor_parallel_size=2, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+    out = b.generate(["p1", "p2"], GenerationConfig(max_new_tokens=5, temperature=0.5, n=2, seed=3))
+    assert out == [["p1!", "p1!"], ["p2!", "p2!"]]
+    assert calls["init"]["tensor_parallel_size"] == 2 and calls["init"]["trust_remote_code"] is False
+    assert calls["init"]["hf_overrides"] == {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}
+    assert calls["generate"][1] == {"n": 2, "max_tokens": 5, "seed": 3, "temperature": 0.5, "top_p": 1.0}
+
+
+def test_hf_sampling_is_seeded_and_greedy_is_deterministic(tiny_lm_dir):
+    b = load_backend("hf", tiny_lm_dir, device="cpu")
+    prompts = [format_chat(b.tokenizer, "Question: who ?"), format_chat(b.tokenizer, "Another question ?")]
+    cfg = GenerationConfig(max_new_tokens=8, temperature=1.0, n=3, seed=11, batch_size=2)
+    a, again = b.generate(prompts, cfg), b.generate(prompts, cfg)
+    assert a == again and len(a) == 2 and all(len(x) == 3 for x in a)
+    other = b.generate(prompts, GenerationConfig(max_new_tokens=8, temperature=1.0, n=3, seed=12, batch_size=2))
+    assert other != a
+    g = GenerationConfig(max_new_tokens=8)
+    assert b.generate(prompts, g) == b.generate(prompts, g)
