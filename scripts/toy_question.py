@@ -20,6 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ["base", "orpo_short", "orpo_long", "orpo_expand", "solo_orpo"]
 OVERRIDE = """seed: {seed}
+data: {{toy: {{train_questions: 192, dev_questions: 64}}}}
 train:
   methods: [orpo_short, orpo_long, orpo_expand, solo_orpo]
   lambdas: {{solo_orpo: [1.0]}}

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from solopo.eval import leaderboard as lb
+from tests.eval.helpers import tiny_qwen2, tiny_tokenizer
 
 TINY_CFG = {
     "source": "fixture", "dtype": "float32", "num_fewshot": 1, "batch_size": 8,
@@ -29,30 +30,11 @@ def _rows(path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-
     out = tmp_path_factory.mktemp("tiny_qwen2")
     corpus = ["Question: what is the answer? Answer: (A) (B) (C) (D) True False Yes No 0 1 2 3 4 5 6 7 8 9",
               "Problem: Solve for $x$. Solution: \\boxed{5}. Describe a quiet harbor at dawn."] * 20
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
-                                     eos_token="<|im_end|>", pad_token="<pad>")
-    hf_tok.chat_template = (
-        "{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}{% endfor %}"
-        "{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
-    cfg = Qwen2Config(vocab_size=len(hf_tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                      num_key_value_heads=1, intermediate_size=64, max_position_embeddings=4096,
-                      tie_word_embeddings=True, bos_token_id=hf_tok.bos_token_id,
-                      eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id)
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(cfg).save_pretrained(out)
+    hf_tok = tiny_tokenizer(corpus)
+    tiny_qwen2(hf_tok, max_position_embeddings=4096).save_pretrained(out)
     hf_tok.save_pretrained(out)
     return out
 

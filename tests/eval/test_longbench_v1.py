@@ -7,6 +7,7 @@ from solopo.artifacts import DataError
 from solopo.data.prompts import qa_prompt
 from solopo.eval import longbench_v1 as lb1
 from solopo.eval.truncation import middle_truncate
+from tests.eval.helpers import FakeBackend, river_records, scripted, tiny_lm, tiny_tokenizer
 
 WORDS = "a b c d e f g h i j".split()
 
@@ -26,85 +27,6 @@ def _word_tokenizer(bos: bool = False):
         t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
         return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", bos_token="<s>")
     return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]")
-
-
-_CHATML = ("{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}{% endfor %}"
-           "{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
-
-
-def _tiny_tokenizer(corpus):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
-                                 eos_token="<|im_end|>", pad_token="<pad>")
-    hf.chat_template = _CHATML
-    return hf
-
-
-def _tiny_lm(corpus):
-    """A random 1-layer Qwen2 and a BPE tokenizer trained on `corpus` (ChatML chat template)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tok = _tiny_tokenizer(corpus)
-    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                      intermediate_size=64, vocab_size=len(tok), tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg).eval()
-    return model, tok
-
-
-_PEOPLE = ["Alder Vonn", "Brisa Kale", "Corin Dusk", "Delia Marsh", "Evan Thorne", "Fara Quill", "Garen Holt",
-           "Hela Brook"]
-_TOWNS = ["Mossgate", "Tarnby", "Quillford", "Ebbencroft", "Lowmere", "Stavenholm", "Kestrel Bay", "Orrin Vale"]
-
-
-def _toy_records(n: int = 8):
-    """MuSiQue-schema records of a small fictional world (2-hop: person -> birthplace -> river)."""
-    recs = []
-    for i in range(n):
-        person, town, river = _PEOPLE[i], _TOWNS[i], f"River {chr(65 + i)}ven"
-        paras = [
-            {"idx": 0, "title": person, "paragraph_text": f"{person} is a painter who was born in {town}.",
-             "is_supporting": True},
-            {"idx": 1, "title": town, "paragraph_text": f"{town} is a market town on the {river}.",
-             "is_supporting": True},
-            {"idx": 2, "title": _TOWNS[(i + 1) % n], "paragraph_text": f"{_TOWNS[(i + 1) % n]} has an old mill.",
-             "is_supporting": False},
-        ]
-        recs.append({
-            "id": f"2hop__{i}_{i + 100}", "paragraphs": paras,
-            "question": f"Which river flows through the birthplace of {person}?",
-            "question_decomposition": [
-                {"id": i, "question": f"{person} >> place of birth", "answer": town, "paragraph_support_idx": 0},
-                {"id": i + 100, "question": "#1 >> located next to body of water", "answer": river,
-                 "paragraph_support_idx": 1}],
-            "answer": river, "answer_aliases": [f"the {river}"] if i % 2 else [], "answerable": True,
-        })
-    return recs
-
-
-class _FakeBackend:
-    """Returns a scripted output per question (found inside the prompt) and records the calls."""
-
-    def __init__(self, tokenizer, script):
-        self.tokenizer, self.script, self.calls = tokenizer, script, []
-
-    def generate(self, prompts, cfg):
-        self.calls.append((list(prompts), cfg))
-        out = []
-        for p in prompts:
-            hits = [v for q, v in self.script.items() if q in p]
-            out.append([hits[0] if hits else ""])
-        return out
 
 
 # ----------------------------------------------------------------------------- templates
@@ -199,7 +121,7 @@ def test_dataset_score_and_aggregate():
 
 
 def test_fixture_round_trip_and_determinism(tmp_path):
-    recs = _toy_records()
+    recs = river_records()
     cfg = {"fixture_items": 3}
     paths = lb1.build_fixture(recs, tmp_path / "a", cfg, seed=1)
     assert [p.name for p in paths] == [f"{n}.jsonl" for n in lb1.DATASETS]
@@ -271,15 +193,15 @@ def test_download_offline_fails_with_one_line(tmp_path, monkeypatch):
 
 
 def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
-    recs = _toy_records()
+    recs = river_records()
     lb1.build_fixture(recs, tmp_path, {"fixture_items": 2}, seed=0)
     items = lb1.load_items(tmp_path, {})
-    tok = _tiny_tokenizer([r["question"] + " " + r["answer"] for r in recs])
+    tok = tiny_tokenizer([r["question"] + " " + r["answer"] for r in recs])
     script = {}
     for r in recs:  # even records: right final answer; odd: gold only in the reasoning
         script[r["question"]] = (f"The answer is: {r['answer']}." if int(r["id"].split("__")[1].split("_")[0]) % 2 == 0
                                  else f"{r['answer']} is tempting, but the answer is: Mossgate.")
-    backend = _FakeBackend(tok, script)
+    backend = FakeBackend(tok, scripted(script))
     cfg = {"max_length": 10_000, "max_new_tokens": 9, "batch_size": 3}
     result, preds = lb1.evaluate(backend, items, cfg)
     assert len(backend.calls) == 6 and all(c.max_new_tokens == 9 and c.temperature == 0.0 for _, c in backend.calls)
@@ -298,7 +220,7 @@ def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
     assert result["avg"] == result["score"] == round(sum(expected.values()) / 6, 2)
     assert result["settings"] == {"prompt": "solopo_cot", "max_length": 10_000, "max_new_tokens": 9,
                                   "temperature": 0.0, "answer_extraction": True}
-    official, opreds = lb1.evaluate(_FakeBackend(tok, script), items, {**cfg, "prompt": "official"})
+    official, opreds = lb1.evaluate(FakeBackend(tok, scripted(script)), items, {**cfg, "prompt": "official"})
     assert official["settings"]["max_new_tokens"]["musique"] == 32 and not official["settings"]["answer_extraction"]
     assert all(p["prediction"] == p["output"] for p in opreds)  # no extraction: the whole output is scored
     assert all(0.0 < p["score"] < 1.0 for p in opreds)           # gold plus extra words: partial F1
@@ -307,11 +229,11 @@ def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
 def test_evaluate_end_to_end_tiny_model(tmp_path):
     from solopo.generate.hf import HFBackend
 
-    recs = _toy_records()
+    recs = river_records()
     lb1.build_fixture(recs, tmp_path, {"fixture_items": 2}, seed=3)
     items = lb1.load_items(tmp_path, {})
     corpus = [p["paragraph_text"] for r in recs for p in r["paragraphs"]] + [qa_prompt("x", r["question"]) for r in recs]
-    model, tok = _tiny_lm(corpus)
+    model, tok = tiny_lm(corpus)
     cfg = {"max_length": 64, "max_new_tokens": 4, "batch_size": 4}
     result, preds = lb1.evaluate(HFBackend(None, model=model, tokenizer=tok), items, cfg)
     assert result["n"] == 12 and set(result["subsets"]) == set(lb1.DATASETS)

@@ -5,84 +5,9 @@ import pytest
 
 from solopo.artifacts import DataError
 from solopo.eval import longbench_v2 as lb2
+from tests.eval.helpers import FakeBackend, river_records, tiny_lm, tiny_tokenizer
 
 # ----------------------------------------------------------------------------- helpers
-
-_CHATML = ("{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}{% endfor %}"
-           "{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
-
-
-def _tiny_tokenizer(corpus):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
-                                 eos_token="<|im_end|>", pad_token="<pad>")
-    hf.chat_template = _CHATML
-    return hf
-
-
-def _tiny_lm(corpus):
-    """A random 1-layer Qwen2 and a BPE tokenizer trained on `corpus` (ChatML chat template)."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    tok = _tiny_tokenizer(corpus)
-    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                      intermediate_size=64, vocab_size=len(tok), tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg).eval()
-    return model, tok
-
-
-_PEOPLE = ["Alder Vonn", "Brisa Kale", "Corin Dusk", "Delia Marsh", "Evan Thorne", "Fara Quill", "Garen Holt",
-           "Hela Brook"]
-_TOWNS = ["Mossgate", "Tarnby", "Quillford", "Ebbencroft", "Lowmere", "Stavenholm", "Kestrel Bay", "Orrin Vale"]
-
-
-def _toy_records(n: int = 8):
-    """MuSiQue-schema records of a small fictional world (2-hop: person -> birthplace -> river)."""
-    recs = []
-    for i in range(n):
-        person, town, river = _PEOPLE[i], _TOWNS[i], f"River {chr(65 + i)}ven"
-        paras = [
-            {"idx": 0, "title": person, "paragraph_text": f"{person} is a painter who was born in {town}.",
-             "is_supporting": True},
-            {"idx": 1, "title": town, "paragraph_text": f"{town} is a market town on the {river}.",
-             "is_supporting": True},
-            {"idx": 2, "title": _TOWNS[(i + 1) % n], "paragraph_text": f"{_TOWNS[(i + 1) % n]} has an old mill.",
-             "is_supporting": False},
-        ]
-        recs.append({
-            "id": f"2hop__{i}_{i + 100}", "paragraphs": paras,
-            "question": f"Which river flows through the birthplace of {person}?",
-            "question_decomposition": [
-                {"id": i, "question": f"{person} >> place of birth", "answer": town, "paragraph_support_idx": 0},
-                {"id": i + 100, "question": "#1 >> located next to body of water", "answer": river,
-                 "paragraph_support_idx": 1}],
-            "answer": river, "answer_aliases": [f"the {river}"] if i % 2 else [], "answerable": True,
-        })
-    return recs
-
-
-class _FakeBackend:
-    """Answers each prompt with `respond(prompt, call_index)` and records the calls."""
-
-    def __init__(self, tokenizer, respond):
-        self.tokenizer, self.respond, self.calls = tokenizer, respond, []
-
-    def generate(self, prompts, cfg):
-        self.calls.append((list(prompts), cfg))
-        k = len(self.calls) - 1
-        return [[self.respond(p, k)] for p in prompts]
-
 
 
 def _item(**kw):
@@ -200,7 +125,7 @@ def test_rope_scaling_for():
 
 
 def test_fixture_round_trip_and_determinism(tmp_path):
-    recs = _toy_records()
+    recs = river_records()
     cfg = {"fixture_items": 6}
     [path] = lb2.build_fixture(recs, tmp_path / "a", cfg, seed=5)
     assert path.name == "data.json"
@@ -270,7 +195,7 @@ def test_download_offline_fails_with_one_line(tmp_path, monkeypatch):
 
 
 def _fixture_items(tmp_path, n=6, seed=0):
-    [path] = lb2.build_fixture(_toy_records(), tmp_path, {"fixture_items": n}, seed=seed)
+    [path] = lb2.build_fixture(river_records(), tmp_path, {"fixture_items": n}, seed=seed)
     return lb2.load_items(path, {})
 
 
@@ -280,7 +205,7 @@ def _item_of(prompt, items):
 
 def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
     items = _fixture_items(tmp_path)
-    tok = _tiny_tokenizer([it["question"] for it in items])
+    tok = tiny_tokenizer([it["question"] for it in items])
     wrong = {"A": "B", "B": "C", "C": "D", "D": "A"}
 
     def respond(prompt, k):
@@ -292,7 +217,7 @@ def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
         letter = items[i]["answer"] if i % 2 == 0 else wrong[items[i]["answer"]]
         return f"Step by step...\n**The correct answer is ({letter})**"
 
-    backend = _FakeBackend(tok, respond)
+    backend = FakeBackend(tok, respond)
     cfg = {"max_length": 100_000, "max_new_tokens": 11, "temperature": 0.1, "batch_size": 2}
     result, preds = lb2.evaluate(backend, items, cfg)
     [(prompts, gen)] = backend.calls
@@ -311,13 +236,13 @@ def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
 
 def test_evaluate_retries_empty_outputs(tmp_path):
     items = _fixture_items(tmp_path, n=3)
-    tok = _tiny_tokenizer([it["question"] for it in items])
+    tok = tiny_tokenizer([it["question"] for it in items])
 
     def respond(prompt, k):
         it = _item_of(prompt, items)
         return "" if (it is items[0] and k == 0) else f"The correct answer is ({it['answer']})"
 
-    backend = _FakeBackend(tok, respond)
+    backend = FakeBackend(tok, respond)
     result, preds = lb2.evaluate(backend, items, {"empty_retries": 2, "max_length": 10_000})
     assert len(backend.calls) == 2 and len(backend.calls[1][0]) == 1
     assert backend.calls[0][1].seed != backend.calls[1][1].seed
@@ -326,13 +251,13 @@ def test_evaluate_retries_empty_outputs(tmp_path):
 
 def test_evaluate_official_two_stage_and_0shot(tmp_path):
     items = _fixture_items(tmp_path, n=3)
-    tok = _tiny_tokenizer([it["question"] for it in items])
+    tok = tiny_tokenizer([it["question"] for it in items])
 
     def respond(prompt, k):
         it = _item_of(prompt, items)
         return f"thinking about {it['_id']}" if k == 0 else f"The correct answer is ({it['answer']})"
 
-    backend = _FakeBackend(tok, respond)
+    backend = FakeBackend(tok, respond)
     cfg = {"prompt": "0shot_cot", "max_new_tokens": 13, "answer_max_new_tokens": 5, "max_length": 10_000}
     result, preds = lb2.evaluate(backend, items, cfg)
     (p1, g1), (p2, g2) = backend.calls
@@ -343,7 +268,7 @@ def test_evaluate_official_two_stage_and_0shot(tmp_path):
         assert f"Let\u2019s think step by step: thinking about {it['_id']}\n\nBased on the above" in p
     assert result["overall"] == 100.0 and preds[0]["response_cot"] == f"thinking about {items[0]['_id']}"
 
-    backend = _FakeBackend(tok, respond)
+    backend = FakeBackend(tok, respond)
     result, _ = lb2.evaluate(backend, items, {**cfg, "prompt": "0shot"})
     [(p0, g0)] = backend.calls
     assert g0.max_new_tokens == 5 and all("Format your response as follows" in p for p in p0)
@@ -355,7 +280,7 @@ def test_evaluate_end_to_end_tiny_model(tmp_path):
 
     items = _fixture_items(tmp_path, n=4, seed=1)
     corpus = [lb2.fill(lb2.TEMPLATE_SOLOPO_COT, it) for it in items]
-    model, tok = _tiny_lm(corpus)
+    model, tok = tiny_lm(corpus)
     cfg = {"max_length": 48, "max_new_tokens": 4, "batch_size": 4}
     result, preds = lb2.evaluate(HFBackend(None, model=model, tokenizer=tok), items, cfg)
     assert result["benchmark"] == "longbench_v2" and result["n"] + result["n_skipped"] == 4

@@ -13,86 +13,12 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from solopo.artifacts import DataError  # noqa: E402
 from solopo.eval import niah_plus  # noqa: E402
-
-_SYL = ["ka", "lo", "mir", "ten", "vas", "dor", "pel", "quin", "ra", "sul", "tem", "zo", "bri", "fan", "gol", "hex"]
-
-
-def _name(rng, k=3):
-    return "".join(rng.choice(_SYL) for _ in range(k)).capitalize()
-
-
-def _toy_records(n=9, n_other=4, seed=0):
-    """MuSiQue-Ans-schema 2-hop records about fictional entities (answers unambiguous)."""
-    rng = random.Random(seed)
-    recs = []
-    for k in range(n):
-        person, town, region = _name(rng), _name(rng), _name(rng, 2)
-        paras = [
-            {"title": person, "is_supporting": True,
-             "paragraph_text": f"{person} is a painter who was born in {town}. {person} painted rivers and hills. "
-                               f"Critics praised the early work of {person}."},
-            {"title": town, "is_supporting": True,
-             "paragraph_text": f"{town} is a small town in the {region} valley. It was founded in {1500 + k}. "
-                               f"The town of {town} is known for its bridges."},
-        ]
-        for _ in range(n_other):
-            t, o = _name(rng), _name(rng)
-            paras.append({"title": t, "is_supporting": False,
-                          "paragraph_text": f"{t} is a village near {o}. The people of {t} grow apples. "
-                                            f"Its market opens on {rng.choice(['Monday', 'Friday'])}."})
-        order = list(range(len(paras)))
-        rng.shuffle(order)
-        paragraphs = [dict(paras[j], idx=i) for i, j in enumerate(order)]
-        sup = {p["title"]: p["idx"] for p in paragraphs if p["is_supporting"]}
-        recs.append({
-            "id": f"2hop__{k}1_{k}2",
-            "paragraphs": paragraphs,
-            "question": f"In which valley was {person} born?",
-            "question_decomposition": [
-                {"id": k * 10 + 1, "question": f"{person} >> place of birth", "answer": town,
-                 "paragraph_support_idx": sup[person]},
-                {"id": k * 10 + 2, "question": "#1 >> located in the valley", "answer": region,
-                 "paragraph_support_idx": sup[town]},
-            ],
-            "answer": region,
-            "answer_aliases": [f"{region} valley"] if k % 3 == 0 else [],
-            "answerable": True,
-        })
-    return recs
+from tests.eval.helpers import records_tokenizer, tiny_backend, toy_name, valley_records  # noqa: E402
 
 
 def _tiny_tokenizer(records):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [p["paragraph_text"] for r in records for p in r["paragraphs"]] + [r["question"] for r in records]
-    corpus += [niah_plus.TASK_DESCRIPTIONS["needle_squad"], "The answer is: yes. Think step by step. Question: Answer:"] * 3
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
-                                 eos_token="<|im_end|>", pad_token="<pad>")
-    hf.chat_template = ("{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}"
-                        "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
-    return hf
-
-
-def _tiny_lm(tok):
-    """A random 1-layer Qwen2 on the tiny tokenizer, wrapped as the HF backend."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from solopo.generate.hf import HFBackend
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                      intermediate_size=64, vocab_size=len(tok), tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = Qwen2ForCausalLM(cfg).eval()
-    return HFBackend(None, model=model, tokenizer=tok)
+    return records_tokenizer(records, [niah_plus.TASK_DESCRIPTIONS["needle_squad"],
+                                       "The answer is: yes. Think step by step. Question: Answer:"])
 
 
 TOL = 0.1
@@ -103,7 +29,7 @@ FIX_CFG = {"lengths": [256, 384], "single_depths": [0, 50, 100], "multi_depth_pa
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    recs = _toy_records()
+    recs = valley_records()
     tok = _tiny_tokenizer(recs)
     out = tmp_path_factory.mktemp("niah")
     paths = niah_plus.build_fixture(recs, out, FIX_CFG, seed=3, tokenizer=tok)
@@ -114,7 +40,7 @@ def _filler_sentences(n=200):
     rng = random.Random(5)
     docs = []
     for d in range(n // 10):
-        docs.append(" ".join(f"Filler line {d * 10 + k} mentions {_name(rng, 2)}." for k in range(10)))
+        docs.append(" ".join(f"Filler line {d * 10 + k} mentions {toy_name(rng, 2)}." for k in range(10)))
     return docs
 
 
@@ -152,7 +78,7 @@ def test_fixture_schema_counts_and_lengths(world):
 
 def test_single_needle_depth_and_length_within_tolerance():
     docs = _filler_sentences()
-    recs = _toy_records(3)
+    recs = valley_records(3)
     tok = _tiny_tokenizer(recs + [{"paragraphs": [{"paragraph_text": d} for d in docs], "question": ""}])
     needle = {"id": "n1", "question": "Where?", "answers": ["Zokal"],
               "docs": ["Special note\nThe hidden treasure of Zokal lies under the old mill."]}
@@ -170,7 +96,7 @@ def test_single_needle_depth_and_length_within_tolerance():
 
 def test_multi_needles_in_depth_order():
     docs = _filler_sentences()
-    recs = _toy_records(3)
+    recs = valley_records(3)
     tok = _tiny_tokenizer(recs + [{"paragraphs": [{"paragraph_text": d} for d in docs], "question": ""}])
     a, b = "Alpha fact: Quin owns the red boat.", "Beta fact: the red boat is moored at Hexdor."
     needle = {"id": "m1", "question": "Where is Quin's boat moored?", "answers": ["Hexdor"], "docs": [a, b]}
@@ -254,7 +180,7 @@ def test_scoring_grid_and_extraction():
 def test_evaluate_end_to_end_tiny_model(world):
     _, tok, paths = world
     items = niah_plus.load_items(paths["single_doc"].parent)[::2]
-    backend = _tiny_lm(tok)
+    backend = tiny_backend(tok)
     result, preds = niah_plus.evaluate(backend, items, FIX_CFG, seed=0)
     assert result["benchmark"] == "niah_plus" and result["n"] == len(preds) == len(items)
     assert set(result["grid"]["single_doc"]) == {"256", "384"}

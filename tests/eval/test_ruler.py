@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 
 import pytest
@@ -13,91 +12,17 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 from solopo.artifacts import DataError  # noqa: E402
 from solopo.eval import ruler  # noqa: E402
-
-_SYL = ["ka", "lo", "mir", "ten", "vas", "dor", "pel", "quin", "ra", "sul", "tem", "zo", "bri", "fan", "gol", "hex"]
-
-
-def _name(rng, k=3):
-    return "".join(rng.choice(_SYL) for _ in range(k)).capitalize()
-
-
-def _toy_records(n=9, n_other=4, seed=0):
-    """MuSiQue-Ans-schema 2-hop records about fictional entities (answers unambiguous)."""
-    rng = random.Random(seed)
-    recs = []
-    for k in range(n):
-        person, town, region = _name(rng), _name(rng), _name(rng, 2)
-        paras = [
-            {"title": person, "is_supporting": True,
-             "paragraph_text": f"{person} is a painter who was born in {town}. {person} painted rivers and hills. "
-                               f"Critics praised the early work of {person}."},
-            {"title": town, "is_supporting": True,
-             "paragraph_text": f"{town} is a small town in the {region} valley. It was founded in {1500 + k}. "
-                               f"The town of {town} is known for its bridges."},
-        ]
-        for _ in range(n_other):
-            t, o = _name(rng), _name(rng)
-            paras.append({"title": t, "is_supporting": False,
-                          "paragraph_text": f"{t} is a village near {o}. The people of {t} grow apples. "
-                                            f"Its market opens on {rng.choice(['Monday', 'Friday'])}."})
-        order = list(range(len(paras)))
-        rng.shuffle(order)
-        paragraphs = [dict(paras[j], idx=i) for i, j in enumerate(order)]
-        sup = {p["title"]: p["idx"] for p in paragraphs if p["is_supporting"]}
-        recs.append({
-            "id": f"2hop__{k}1_{k}2",
-            "paragraphs": paragraphs,
-            "question": f"In which valley was {person} born?",
-            "question_decomposition": [
-                {"id": k * 10 + 1, "question": f"{person} >> place of birth", "answer": town,
-                 "paragraph_support_idx": sup[person]},
-                {"id": k * 10 + 2, "question": "#1 >> located in the valley", "answer": region,
-                 "paragraph_support_idx": sup[town]},
-            ],
-            "answer": region,
-            "answer_aliases": [f"{region} valley"] if k % 3 == 0 else [],
-            "answerable": True,
-        })
-    return recs
+from tests.eval.helpers import records_tokenizer, tiny_backend, valley_records  # noqa: E402
 
 
 def _tiny_tokenizer(records):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [p["paragraph_text"] for r in records for p in r["paragraphs"]] + [r["question"] for r in records]
-    corpus += [ruler.RULER_QA_TEMPLATE, "Document 1:\nThe answer is: yes. Think step by step."] * 3
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(
-        vocab_size=400, special_tokens=["<unk>", "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    hf = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<|endoftext|>",
-                                 eos_token="<|im_end|>", pad_token="<pad>")
-    hf.chat_template = ("{% for m in messages %}{{'<|im_start|>'+m['role']+'\n'+m['content']+'<|im_end|>\n'}}"
-                        "{% endfor %}{% if add_generation_prompt %}{{'<|im_start|>assistant\n'}}{% endif %}")
-    return hf
-
-
-def _tiny_lm(tok):
-    """A random 1-layer Qwen2 on the tiny tokenizer, wrapped as the HF backend."""
-    import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    from solopo.generate.hf import HFBackend
-
-    torch.manual_seed(0)
-    cfg = Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1,
-                      intermediate_size=64, vocab_size=len(tok), tie_word_embeddings=True,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model = Qwen2ForCausalLM(cfg).eval()
-    return HFBackend(None, model=model, tokenizer=tok)
+    return records_tokenizer(records, [ruler.RULER_QA_TEMPLATE,
+                                       "Document 1:\nThe answer is: yes. Think step by step."])
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    recs = _toy_records()
+    recs = valley_records()
     tok = _tiny_tokenizer(recs)
     out = tmp_path_factory.mktemp("ruler_src")
     sources = ruler.build_fixture(recs, out, {"fixture_more_paragraphs": 2}, seed=1)
@@ -276,7 +201,7 @@ def test_download_refuses_offline(tmp_path, monkeypatch):
 
 def test_evaluate_end_to_end_tiny_model(world, items):
     _, tok, _ = world
-    backend = _tiny_lm(tok)
+    backend = tiny_backend(tok)
     sub = [it for it in items if it["target_length"] == 512]
     result, preds = ruler.evaluate(backend, sub, CFG, seed=0)
     assert set(result["subsets"]) == {"squad_512", "hotpotqa_512", "musique_512"}
