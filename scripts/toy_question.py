@@ -40,6 +40,11 @@ def main() -> None:
     for seed in args.seeds:
         work = ROOT / "results" / "toy_question" / f"seed{seed}"
         work.mkdir(parents=True, exist_ok=True)
+        model_src = ROOT / "results" / "models" / "tiny"
+        if model_src.exists() and not (work / "results/models/tiny").exists():
+            # the backbone is fixed (tiny_model.seed); reuse the main tree's copy instead of retraining it
+            import shutil
+            shutil.copytree(model_src, work / "results/models/tiny")
         (work / "override.yaml").write_text(OVERRIDE.format(seed=seed, samples=args.samples))
         targets = [f"results/eval/{r}_ruler.json" for r in RUNS] + ["results/pairs/tiny/pair_stats.json"]
         cmd = [str(Path(sys.executable).parent / "snakemake"), *targets, "--snakefile", str(ROOT / "Snakefile"),

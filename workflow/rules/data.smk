@@ -37,7 +37,7 @@ rule tiny_model:
     run:
         from solopo import pipeline
 
-        pipeline.tiny_model(output[0], config, SEED, log[0])
+        pipeline.tiny_model(output[0], config, config["tiny_model"].get("seed", SEED), log[0])
 
 
 rule contexts:
