@@ -10,7 +10,6 @@ Also: the first import of transformers in two job threads at once used to fail w
 `ImportError: cannot import name 'AutoConfig' from 'transformers'` about one run in two
 (model loads and tokenizer loads now import under `solopo.runtime.MODEL_LOAD_LOCK`).
 """
-import os
 import subprocess
 import sys
 import textwrap
@@ -18,32 +17,14 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-REDUCED = """
-tiny_model: {steps: 60}
-data: {toy: {train_questions: 24, dev_questions: 12}}
-train:
-  methods: [sft_short, orpo_short, solo_orpo, dpo_short]
-  lambdas: {solo_orpo: [1.0]}
-  select_checkpoint: longbench_v1
-  optim: {save_steps: 1}
-eval:
-  benchmarks: [ruler, longbench_v1]
-  ruler: {num_samples: 2}
-"""
+from tests.reduced_pipeline import ENV, run_reduced
 
 # files whose content legitimately changes from run to run
 VARYING = ("manifest.json", "pretrain_stats.json")
 
 
 def _run(workdir: Path) -> None:
-    (workdir / "reduced.yaml").write_text(REDUCED)
-    out = subprocess.run([SNAKEMAKE, "all", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-                          "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/tiny.yaml"),
-                          str(workdir / "reduced.yaml")], capture_output=True, text=True, timeout=1500, env=ENV)
+    out = run_reduced(workdir, "all")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
 
 

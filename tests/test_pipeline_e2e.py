@@ -6,38 +6,15 @@ one eval JSON reruns exactly that job.
 """
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-
-REDUCED = """
-tiny_model: {steps: 60}
-data: {toy: {train_questions: 24, dev_questions: 12}}
-train:
-  methods: [sft_short, orpo_short, solo_orpo, dpo_short]
-  lambdas: {solo_orpo: [1.0]}
-  select_checkpoint: longbench_v1
-  optim: {save_steps: 1}
-eval:
-  benchmarks: [ruler, longbench_v1]
-  ruler: {num_samples: 2}
-"""
-
-
-def _sm(workdir, *args):
-    return subprocess.run([SNAKEMAKE, *args, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-                           "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/tiny.yaml"),
-                           str(workdir / "reduced.yaml")], capture_output=True, text=True, timeout=1500)
+from tests.reduced_pipeline import run_reduced as _sm
 
 
 @pytest.mark.slow
 def test_tiny_pipeline_end_to_end(tmp_path):
-    (tmp_path / "reduced.yaml").write_text(REDUCED)
     out = _sm(tmp_path, "all")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     res = tmp_path / "results"
