@@ -241,6 +241,16 @@ def _paper_sections(table: str, label_header: list[str]) -> list[Section]:
 
 
 # --------------------------------------------------------------------------- the tables
+def _run_sections(infos, meta, order, header, cells, extra=()) -> list:
+    """One section per backbone: a row per run (name, method label, then `cells(info)`), in paper order."""
+    sections = []
+    for b in _backbones(infos, meta):
+        rows = [[i.name, method_label(i.method, i.lam, i.default)] + cells(i)
+                for i in sorted((i for i in infos if i.backbone == b), key=_order_key(order))]
+        sections.append(Section(f"Runs: {backbone_title(b, meta)}", header, rows, *extra))
+    return sections
+
+
 def table3(results: dict, meta: dict | None = None) -> Table:
     infos = [run_info(r, results, meta) for r in results]
     lengths = sorted({int(k) for r in results.values() for k in (r.get("ruler") or {}).get("by_length", {})})
@@ -248,15 +258,10 @@ def table3(results: dict, meta: dict | None = None) -> Table:
     t = Table("table3", "Table 3: QA on LongBench v1 and RULER",
               note="LongBench v1 QA F1 (S-Doc: NarrativeQA, Qasper, MultiFieldQA-en; M-Doc: HotpotQA, 2WikiMQA, "
                    "MuSiQue) and RULER QA (mean over SQuAD, HotpotQA, MuSiQue) per context length.")
-    for b in _backbones(infos, meta):
-        rows = []
-        for i in sorted((i for i in infos if i.backbone == b), key=_order_key(ORDER3)):
-            rows.append([i.name, method_label(i.method, i.lam, i.default),
-                         _get(results, i.name, "longbench_v1", "s_doc"), _get(results, i.name, "longbench_v1", "m_doc"),
-                         _get(results, i.name, "longbench_v1", "avg")]
-                        + [_get(results, i.name, "ruler", "by_length", str(n)) for n in lengths]
-                        + [_get(results, i.name, "ruler", "score")])
-        t.sections.append(Section(f"Runs: {backbone_title(b, meta)}", header, rows))
+    t.sections += _run_sections(infos, meta, ORDER3, header, lambda i: (
+        [_get(results, i.name, "longbench_v1", k) for k in ("s_doc", "m_doc", "avg")]
+        + [_get(results, i.name, "ruler", "by_length", str(n)) for n in lengths]
+        + [_get(results, i.name, "ruler", "score")]))
     t.sections += _paper_sections("table3", ["model", "method"])
     return t
 
@@ -271,14 +276,10 @@ def table4(results: dict, meta: dict | None = None) -> Table:
     t = Table("table4", "Table 4: LongBench v2 and the Open LLM Leaderboard",
               note="LongBench v2 accuracy (<32k, 32k-128k, >128k are its short/medium/long subsets) and the Open LLM "
                    "Leaderboard tasks; Avg is the mean of the five leaderboard scores.")
-    for b in _backbones(infos, meta):
-        rows = []
-        for i in sorted((i for i in infos if i.backbone == b), key=_order_key(ORDER4)):
-            rows.append([i.name, method_label(i.method, i.lam, i.default)]
-                        + [_get(results, i.name, "longbench_v2", k) for k, _ in lb2]
-                        + [_get(results, i.name, "leaderboard", "subsets", k) for k, _ in lead]
-                        + [_get(results, i.name, "leaderboard", "score")])
-        t.sections.append(Section(f"Runs: {backbone_title(b, meta)}", header, rows, 2, digits))
+    t.sections += _run_sections(infos, meta, ORDER4, header, lambda i: (
+        [_get(results, i.name, "longbench_v2", k) for k, _ in lb2]
+        + [_get(results, i.name, "leaderboard", "subsets", k) for k, _ in lead]
+        + [_get(results, i.name, "leaderboard", "score")]), extra=(2, digits))
     t.sections += _paper_sections("table4", ["model", "method"])
     return t
 
