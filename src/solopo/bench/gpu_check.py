@@ -57,10 +57,10 @@ def environment() -> dict:
     env = {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
            "cuda_available": torch.cuda.is_available(), "cuda": torch.version.cuda,
            "flash_attn_installed": importlib.util.find_spec("flash_attn") is not None}
-    if torch.cuda.is_available():
-        p = torch.cuda.get_device_properties(0)
-        env.update(device=torch.cuda.get_device_name(0), device_memory_gib=round(p.total_memory / 2**30, 1),
-                   capability=f"{p.major}.{p.minor}", device_count=torch.cuda.device_count())
+    # no device properties here: they would create a CUDA context in this (parent) process, holding
+    # GPU memory the phases' processes then lack; each phase records its device itself
+    if env["cuda_available"]:
+        env["device_count"] = torch.cuda.device_count()
     return env
 
 

@@ -308,6 +308,8 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
                 times[m][mid] = r["seconds"]
             else:
                 bad = mid
+            if progress:  # a phase killed during the search still leaves the probes so far
+                progress({**out, "max_length": {**ml, m: good}})
         ml[m] = good
         ml[f"{m}_first_oom"] = bad
     ml["ratio"] = round(ml["solo"] / ml["vanilla"], 3) if ml["vanilla"] and ml["solo"] else None
