@@ -195,12 +195,13 @@ def markdown(summ: dict, comps: list[dict], meta: dict, keys: list[str], answer:
          f"Learning rates: {settings.get('learning_rates')} "
          f"({'tuned on the held-out dev split' if settings.get('lr_tuned_on_dev') else 'NOT tuned on the dev split yet: run the tune step and write the values into config/toy_science.yaml'}).",
          f"Seeds vary the pair selection and the training data order; the backbone, the samples and the test "
-         f"items are shared. Wall time: {settings.get('wall_s', '–')} s.", "",
+         f"items are shared. Wall time of the invocation that wrote this page: {settings.get('wall_s', '–')} s "
+         f"(finished runs are reused).", "",
          "## Scores (mean over seeds [95 % t-interval over seeds]) and training cost", "",
-         "| run | " + " | ".join(keys) + " | train s | tokens (M) | steps |",
+         "| run | " + " | ".join(keys) + " | train s | tokens | steps |",
          "|---|" + "---|" * (len(keys) + 3)]
     for run, row in summ.items():
-        tok = f"{row['train_tokens'] / 1e6:.2f}" if row.get("train_tokens") else "–"
+        tok = f"{row['train_tokens']:,.0f}" if row.get("train_tokens") else "–"
         secs = f"{row['train_seconds']:.0f}" if row.get("train_seconds") else "–"
         steps = f"{row['train_steps']:.0f}" if row.get("train_steps") else "–"
         L.append(f"| {_label(run, meta)} | " + " | ".join(_ci(row.get(k)) for k in keys) + f" | {secs} | {tok} | {steps} |")
@@ -271,7 +272,8 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str
             ax.annotate(_label(run, meta), (row["train_tokens"] / 1e6, y["mean"]), fontsize=7,
                         textcoords="offset points", xytext=(4, 3))
     ax.set(xlabel="training tokens processed (millions, mean over seeds)", ylabel=f"{key} score",
-           title=f"{key} vs training cost")
+           title=f"{key} vs training cost (mean over seeds, 95 % interval)")
+    ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     p = out_dir / "toy_science_cost.png"
