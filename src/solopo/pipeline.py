@@ -217,21 +217,32 @@ def loss_config(cfg: dict, method: str, lam: float | None):
     from solopo.train.losses import LossConfig
 
     lc = cfg["train"]["loss"]
+    lp = {**LONGPO_DEFAULTS, **(cfg["train"].get("longpo") or {})}
     simpo = "simpo" in method
     return LossConfig(beta=lc["simpo_beta"] if simpo else lc["beta"], gamma=lc["gamma"], orpo_lambda=lc["orpo_lambda"],
-                      alpha=lam if lam is not None else 0.0, longpo_beta=lc["longpo_beta"],
-                      longpo_lambda=lc["longpo_lambda"])
+                      alpha=lam if lam is not None else 0.0, longpo_beta=lp["beta"], longpo_lambda=lp["lambda"])
+
+
+# The LongPO release's training command (DAMO-NLP-SG/LongPO README; spec solopo_paper.md §2.4): the
+# LongPO run has its own optimiser block (`train.longpo`) because SoLoPO kept LongPO's defaults.
+LONGPO_DEFAULTS = {"optimizer": "rmsprop", "learning_rate": 5e-7, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
+                   "weight_decay": 0.0, "beta": 0.01, "lambda": 0.01}
 
 
 def train_config(cfg: dict, method: str):
     from solopo.train.trainer import TrainConfig
 
     o = cfg["train"]["optim"]
-    return TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
-                       epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
-                       warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
-                       save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),
-                       gradient_checkpointing=o.get("gradient_checkpointing", False))
+    tc = TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
+                     epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
+                     warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
+                     save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),
+                     gradient_checkpointing=o.get("gradient_checkpointing", False))
+    if method == "longpo":  # LongPO keeps its own release defaults; batch size stays SoLoPO's 64 (D.1)
+        lp = {**LONGPO_DEFAULTS, **(cfg["train"].get("longpo") or {})}
+        tc.optimizer, tc.learning_rate = lp["optimizer"], lp["learning_rate"]
+        tc.warmup_ratio, tc.weight_decay = lp["warmup_ratio"], lp["weight_decay"]
+    return tc
 
 
 def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict, seed: int) -> dict:

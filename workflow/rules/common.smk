@@ -71,7 +71,8 @@ def train_params(wildcards):
     """The config slice a run depends on; a change reruns that run only (Snakemake params trigger)."""
     r = run_of(wildcards)
     return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"],
-            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint")}
+            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint"),
+            "longpo": config["train"].get("longpo") if r.method == "longpo" else None}
 
 
 def bench_data_dir(bench, backbone):

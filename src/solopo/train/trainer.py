@@ -54,6 +54,17 @@ class TrainConfig:
     dtype: str = "auto"
     device: str = "auto"
     gradient_checkpointing: bool = False
+    optimizer: str = "adamw"  # adamw | rmsprop (LongPO's release default, `--optim rmsprop`)
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW for every method (SoLoPO D.1) except where the config names another (LongPO: RMSprop,
+    as HF Trainer's `--optim rmsprop`: torch defaults plus the configured weight decay)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    raise ValueError(f"train optimizer {cfg.optimizer!r}: allowed values are adamw, rmsprop")
 
 
 def tokenize_pair(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
@@ -257,7 +268,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
     grad_accum = max(1, cfg.batch_size // cfg.micro_batch_size)
     order = _order(len(rows), cfg.epochs, seed)
     total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
     ckpt_dir = Path(ckpt_dir)
     start, history = 0, []
@@ -335,7 +346,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     model.train()
     order = _order(len(rows), cfg.epochs, seed)
     total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
     model, opt = acc.prepare(model, opt)
     ckpt_dir = Path(ckpt_dir)
