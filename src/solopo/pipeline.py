@@ -334,6 +334,7 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
         bcfg = cfg["eval"][bench]
         source = bcfg.get("source", "fixture")
         records = read_jsonl(dev_path) if dev_path else []
+        extra: dict = {}
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
             if bench == "longbench_v1":
@@ -345,6 +346,8 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                 sources = ruler.build_fixture(records, src_dir, bcfg, seed) if source == "fixture" else ruler.download(src_dir, bcfg)
                 items = ruler.build_items(sources, _tokenizer(model), bcfg, seed)
                 write_jsonl(tmp / "items.jsonl", items)
+                extra["token_counts"] = ruler.token_stats(items)  # measured, in the dataset manifest
+                log.info("ruler token counts: %s", extra["token_counts"])
             elif bench == "niah_plus":
                 if bcfg.get("source") == "synthetic":
                     niah_plus.build_fixture(records, tmp, bcfg, seed, _tokenizer(model))
@@ -356,7 +359,7 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                     for f in src.glob("*.jsonl"):
                         (tmp / f.name).write_bytes(f.read_bytes())
             Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out, {bench: bcfg, "seed": seed, "model": model}, [dev_path] if dev_path else [], t0), indent=2))
+                out, {bench: bcfg, "seed": seed, "model": model}, [dev_path] if dev_path else [], t0, extra), indent=2))
 
 
 def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, run: str, cfg: dict, seed: int,

@@ -137,3 +137,21 @@ def test_hf_and_vllm_are_handed_the_same_decoding_parameters():
         assert v["n"] == hf.num_return_sequences and (v["temperature"] > 0) == hf.do_sample
         if hf.do_sample:
             assert (v["temperature"], v["top_p"], v["top_k"]) == (hf.temperature, hf.top_p, hf.top_k)
+
+
+# ----------------------------------------------------------------------------- item 3
+def test_ruler_fits_context_plus_template_plus_decoding_budget(tmp_path):
+    from solopo.eval import ruler
+    from tests.eval.helpers import records_tokenizer, valley_records
+
+    recs = valley_records()
+    tok = records_tokenizer(recs, [ruler.RULER_QA_TEMPLATE, "Document 1:\nThe answer is: yes. Think step by step."])
+    sources = ruler.build_fixture(recs, tmp_path, {"fixture_more_paragraphs": 2}, seed=1)
+    cfg = {"sets": ["hotpotqa"], "lengths": [512], "num_samples": 3, "tokens_to_generate": 32, "max_new_tokens": 200,
+           "context_mode": "supporting"}
+    items = ruler.build_items(sources, tok, cfg, seed=7)
+    for it in items:
+        measured = ruler.count_tokens(tok, it["input"] + it["answer_prefix"])  # chat template included
+        assert measured + 200 <= 512 and measured > 512 - 200 - 80  # reserved, and still filled
+    stats = ruler.token_stats(items)["hotpotqa_512"]
+    assert stats["reserve"] == 200 and stats["max_prompt_plus_reserve"] <= 512 and stats["n"] == 3
