@@ -119,6 +119,14 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
             if not f or not Path(f).exists():
                 raise ConfigError(f"config error: data.musique.{split}: {f!r} is not an existing file; "
                                   "allowed: a MuSiQue-Ans JSONL path when data.source is local")
+    from solopo.eval.budget import long_context_plan
+
+    for b in config["backbones"]:  # every suite fits a window the backbone has (issue 14 item 1)
+        for bench in config["eval"]["benchmarks"]:
+            try:
+                long_context_plan(b, bench, config["eval"].get(bench) or {})
+            except ValueError as e:
+                raise ConfigError(f"config error: {e}") from None
     o = config["train"]["optim"]
     if o["batch_size"] % o["micro_batch_size"]:
         raise ConfigError(f"config error: train.optim.batch_size: {o['batch_size']} is not a multiple of "

@@ -379,9 +379,17 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 result, preds = leaderboard.evaluate(model_dir, bcfg, Path(work))
         else:
             kw = dict(backend_kwargs)
-            if bench == "longbench_v2" and kw.pop("yarn", False):
-                kw["rope_scaling"] = longbench_v2.rope_scaling_for({**bcfg, "yarn": True})
-            kw.pop("yarn", None)
+            # The backbone's long-context setting when this suite exceeds its native window (issue 14
+            # item 1; solopo.eval.budget): rope scaling at load, the window as vLLM's max_model_len.
+            plan = kw.pop("long_context", None) or {}
+            if plan.get("rope_scaling"):
+                kw["rope_scaling"] = plan["rope_scaling"]
+            if plan.get("window"):
+                kw["max_model_len"] = plan["window"]
+            if plan:
+                from solopo.eval.budget import describe
+
+                log.info("%s %s: %s", run, bench, describe(plan))
             backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
             mod = {"longbench_v1": longbench_v1, "longbench_v2": longbench_v2, "ruler": ruler, "niah_plus": niah_plus}[bench]
             if bench == "ruler":
@@ -392,6 +400,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 items = mod.load_items(data_dir, bcfg)
             result, preds = mod.evaluate(backend, items, bcfg, seed=seed)
         result["run"] = run
+        if bench != "leaderboard" and backend_kwargs.get("long_context"):
+            result.setdefault("settings", {})["context"] = backend_kwargs["long_context"]
         log.info("%s %s: score %s", run, bench, result.get("score"))
         pred_path = out_json.replace(".json", ".predictions.jsonl")
         inputs = [model_dir] + ([data_dir] if data_dir else [])

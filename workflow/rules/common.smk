@@ -2,6 +2,7 @@ import os
 import sys
 
 from solopo.config import ConfigError, run_table, validate_config
+from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
 from solopo.train.losses import get_loss, get_method
@@ -117,10 +118,16 @@ def run_train(input, output, wildcards, log):
                    config, SEED, log[0], input.get("bench"))
 
 
-def run_evaluate(input, output, wildcards, log):
+def eval_long_context(wildcards):
+    """The backbone's long-context setting for this suite, or the native window (solopo.eval.budget)."""
+    r = RUNS[wildcards.run]
+    return long_context_plan(BACKBONES[r.backbone], wildcards.bench, config["eval"][wildcards.bench])
+
+
+def run_evaluate(input, output, wildcards, log, params):
     from solopo import pipeline
 
     r = RUNS[wildcards.run]
-    kw = backend_kwargs(r.backbone) | {"yarn": BACKBONES[r.backbone].get("yarn_for_longbench_v2", False)}
+    kw = backend_kwargs(r.backbone) | {"long_context": dict(params.long_context)}
     pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
                       wildcards.run, config, SEED, log[0], kw)

@@ -38,7 +38,10 @@ rule evaluate:
         "logs/eval/{run}_{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+        long_context=eval_long_context,
+    message:
+        "evaluate {wildcards.run} on {wildcards.bench}: {params.long_context[summary]}"
     resources:
         gpu=1,
     run:
-        run_evaluate(input, output, wildcards, log)
+        run_evaluate(input, output, wildcards, log, params)
