@@ -155,3 +155,32 @@ def test_ruler_fits_context_plus_template_plus_decoding_budget(tmp_path):
         assert measured + 200 <= 512 and measured > 512 - 200 - 80  # reserved, and still filled
     stats = ruler.token_stats(items)["hotpotqa_512"]
     assert stats["reserve"] == 200 and stats["max_prompt_plus_reserve"] <= 512 and stats["n"] == 3
+
+
+# ----------------------------------------------------------------------------- item 6
+def test_leaderboard_reports_both_math_scorers_and_both_ifeval_figures():
+    from solopo.eval import leaderboard as lb
+
+    out = {
+        "results": {
+            "leaderboard_ifeval": {"prompt_level_strict_acc,none": 0.70, "inst_level_strict_acc,none": 0.80,
+                                   "prompt_level_loose_acc,none": 0.75, "inst_level_loose_acc,none": 0.85},
+            # as lm-eval writes it: the group row aggregates exact_match only
+            "leaderboard_math_hard": {"exact_match,none": 0.20},
+            "leaderboard_math_algebra_hard": {"exact_match,none": 0.10, "exact_match_original,none": 0.30},
+            "leaderboard_math_geometry_hard": {"exact_match,none": 0.40, "exact_match_original,none": 0.00},
+        },
+        "group_subtasks": {"leaderboard_math_hard": ["leaderboard_math_algebra_hard", "leaderboard_math_geometry_hard"]},
+        "n-samples": {"leaderboard_ifeval": {"effective": 5}, "leaderboard_math_algebra_hard": {"effective": 3},
+                      "leaderboard_math_geometry_hard": {"effective": 1}},
+    }
+    names = {"ifeval": "leaderboard_ifeval", "math": "leaderboard_math_hard"}
+    res = lb.aggregate(out, names)
+    assert res["math_metrics"]["exact_match"] == 20.0
+    assert abs(res["math_metrics"]["exact_match_original"] - 22.5) < 1e-9  # (3 x 0.3 + 1 x 0) / 4
+    assert abs(res["ifeval_metrics"]["leaderboard_strict_mean"] - 75.0) < 1e-9
+    assert res["subsets"] == {"ifeval": 70.0, "math": 20.0}
+    assert res["metric_names"] == {"ifeval": "prompt_level_strict_acc", "math": "exact_match",
+                                   "ifeval_variant": "leaderboard_strict_mean", "math_variant": "exact_match_original"}
+    alt = lb.aggregate(out, names, ifeval_metric="leaderboard_strict_mean", math_metric="exact_match_original")
+    assert abs(alt["subsets"]["math"] - 22.5) < 1e-9 and abs(alt["subsets"]["ifeval"] - 75.0) < 1e-9
