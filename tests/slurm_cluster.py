@@ -25,6 +25,11 @@ import time
 from pathlib import Path
 
 CPU_PARTITION, GPU_PARTITION = "cpuq", "gpuq"
+# The slurm plugin's job step strips SLURM_* variables (SLURM_CONF too) before its inner `srun`,
+# so commands inside a job find the config only at the compiled-in path: the cluster links it
+# there while it runs (never over an existing file: a site's config is left alone).
+ETC_CONF = Path("/etc/slurm/slurm.conf")
+PREFIX = "solopo-slurm-"
 PACKAGES = ("slurm-wlm", "munge")
 BINARIES = ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol", "sinfo")
 
@@ -33,6 +38,8 @@ def unavailable_reason() -> str | None:
     """Why no cluster can be started here (None: it can)."""
     if os.geteuid() != 0:
         return "single-node SLURM needs root (slurmd runs jobs as their user; apt-get installs slurm-wlm/munge)"
+    if (ETC_CONF.exists() or ETC_CONF.is_symlink()) and not _ours(ETC_CONF):
+        return f"{ETC_CONF} exists (a site's SLURM config; this test does not touch it)"
     if not Path("/dev/tty7").exists():
         return "no /dev/tty[0-7] to stand in for 8 GPUs in gres.conf"
     if not all(shutil.which(b) for b in BINARIES) and not shutil.which("apt-get"):
@@ -51,6 +58,11 @@ def install() -> None:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             raise RuntimeError(f"apt-get install {' '.join(PACKAGES)} failed: {out.stderr[-1000:]}")
+
+
+def _ours(path: Path) -> bool:
+    """A link left by this module (an earlier run that was killed): safe to replace."""
+    return path.is_symlink() and os.readlink(path).startswith(os.path.join(tempfile.gettempdir(), PREFIX))
 
 
 def _free_port() -> int:
@@ -81,12 +93,13 @@ def _alive(pid: int) -> bool:
 
 class SlurmCluster:
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="solopo-slurm-"))
+        self.dir = Path(tempfile.mkdtemp(prefix=PREFIX))
         self.host = socket.gethostname().split(".")[0]
         self.conf = self.dir / "slurm.conf"
         self.procs: dict[str, subprocess.Popen] = {}
         self.steps_before: set[int] = set()
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
+        self.linked = False
 
     # ------------------------------------------------------------------ setup
     def _out(self, name: str):
@@ -161,6 +174,11 @@ PartitionName={GPU_PARTITION} Nodes={self.host} MaxTime=INFINITE State=UP
         try:
             self._munge()
             self._write_conf()
+            if _ours(ETC_CONF):
+                ETC_CONF.unlink()
+            ETC_CONF.parent.mkdir(parents=True, exist_ok=True)
+            ETC_CONF.symlink_to(self.conf)  # fails (and stops) if a file appeared there meanwhile
+            self.linked = True
             self.procs["slurmctld"] = subprocess.Popen(["slurmctld", "-D", "-f", str(self.conf)], env=self.env,
                                                        stdout=self._out("slurmctld"), stderr=subprocess.STDOUT)
             time.sleep(1)
@@ -213,6 +231,8 @@ PartitionName={GPU_PARTITION} Nodes={self.host} MaxTime=INFINITE State=UP
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(timeout=5)
+        if self.linked and _ours(ETC_CONF):
+            ETC_CONF.unlink()
         left = [p.pid for p in self.procs.values() if _alive(p.pid)] + [p for p in steps if _alive(p)]
         if not left:
             shutil.rmtree(self.dir, ignore_errors=True)

@@ -185,11 +185,14 @@ def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
     # The local reference run of the same target runs alongside: the cluster run mostly waits.
     local = _snakemake(local_dir, ["--profile", str(ROOT / "profiles/local")], ENV)
     cluster = _snakemake(slurm_dir, ["--profile", str(PROFILE)], env)
-    for p in (cluster, local):
-        try:
+    try:
+        for p in (cluster, local):
             p.wait(timeout=1500)
-        except subprocess.TimeoutExpired:
-            p.kill()
+    finally:  # a timeout or an interrupt: end both runs (the cluster's own teardown cancels its jobs)
+        for p in (cluster, local):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
     wall = time.time() - t0
     log = (slurm_dir / "snakemake.log").read_text()
     assert cluster.returncode == 0, log[-5000:] + slurm_cluster.logs()[-3000:]
