@@ -249,7 +249,33 @@ def _job_key(cfg: dict, job: dict) -> str:
                      if k in cfg} | {k: job[k] for k in ("run", "method", "lambda", "seed", "lr")} | {"which": job.get("which")})
 
 
-def experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path) -> dict:
+class _LogTo:
+    """Route the `solopo` loggers to `path` for the duration (the Snakemake rule's log file)."""
+
+    def __init__(self, path: str | None):
+        self.path, self.handler = path, None
+
+    def __enter__(self):
+        if self.path:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.handler = logging.FileHandler(self.path, mode="w")
+            self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+            logging.getLogger("solopo").addHandler(self.handler)
+            logging.getLogger("solopo").setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handler:
+            logging.getLogger("solopo").removeHandler(self.handler)
+            self.handler.close()
+
+
+def experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path, log_path: str | None = None) -> dict:
+    with _LogTo(log_path):
+        return _experiment(cfg, backbone, work, out_md)
+
+
+def _experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path) -> dict:
     from solopo.report.science import write_report
 
     t0 = time.time()
@@ -271,13 +297,20 @@ def experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path) -
         jobs.append(job)
     (work / "runs").mkdir(parents=True, exist_ok=True)
     paths = _run_jobs(jobs, int(s["jobs"]))
+    used = {get_method(r["method"]).dataset for r in run_list(s)}
+    sizes = {sd: {name: sum(1 for _ in open(p)) for name, p in per_seed[sd].items() if name in used} for sd in s["seeds"]}
     rep_settings = {"learning_rates": s["learning_rates"], "lr_tuned_on_dev": s["lr_tuned_on_dev"],
-                    "seeds": s["seeds"], "wall_s": round(time.time() - t0)}
+                    "seeds": s["seeds"], "wall_s": round(time.time() - t0), "training_set_sizes": sizes}
     return write_report(paths, out_md, rep_settings, s["baselines"], s["primary"], int(s["bootstrap_resamples"]))
 
 
-def tune(cfg: dict, backbone: str, work: str | Path) -> dict:
+def tune(cfg: dict, backbone: str, work: str | Path, log_path: str | None = None) -> dict:
     """Per family, the learning rate of `science.tune.grid` with the best dev RULER score (seed 0)."""
+    with _LogTo(log_path):
+        return _tune(cfg, backbone, work)
+
+
+def _tune(cfg: dict, backbone: str, work: str | Path) -> dict:
     s = settings(cfg)
     work = Path(work)
     shared = prepare(cfg, s, backbone, work / "shared")
