@@ -326,8 +326,12 @@ def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg,
 
 
 # --------------------------------------------------------------------------- benchmarks
-def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str) -> None:
-    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper)."""
+def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str,
+               sources_dir: str | None = None) -> None:
+    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper).
+
+    `sources_dir`: RULER's released source files as fetched by rule download_ruler (on a cluster,
+    this job runs offline on a compute node and only reads them)."""
     from solopo.eval import longbench_v1, longbench_v2, niah_plus, ruler
 
     with job(log_path, f"bench_data {bench}") as t0:
@@ -343,7 +347,12 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                 (longbench_v2.build_fixture(records, tmp, bcfg, seed) if source == "fixture" else longbench_v2.download(tmp, bcfg))
             elif bench == "ruler":
                 src_dir = tmp / "sources"
-                sources = ruler.build_fixture(records, src_dir, bcfg, seed) if source == "fixture" else ruler.download(src_dir, bcfg)
+                if source == "fixture":
+                    sources = ruler.build_fixture(records, src_dir, bcfg, seed)
+                elif sources_dir:  # fetched by rule download_ruler; read here, offline
+                    sources = {k: Path(sources_dir) / f for k, f in ruler.SOURCE_FILES.items()}
+                else:
+                    sources = ruler.download(src_dir, bcfg)
                 items = ruler.build_items(sources, _tokenizer(model), bcfg, seed)
                 write_jsonl(tmp / "items.jsonl", items)
                 extra["token_counts"] = ruler.token_stats(items)  # measured, in the dataset manifest

@@ -7,6 +7,7 @@ rule bench_data:
         "logs/benchmarks/{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+    localrule: True  # fixtures are light; hub sources are downloads (compute nodes are offline)
     run:
         from solopo import pipeline
 
@@ -17,6 +18,7 @@ rule bench_data_tokenized:
     input:
         dev="results/data/musique_dev.jsonl",
         model=lambda wc: model_input(wc.backbone),
+        sources=lambda wc: ruler_sources_input(wc.bench),
     output:
         directory("results/benchmarks/{backbone}/{bench}"),
     log:
@@ -26,7 +28,8 @@ rule bench_data_tokenized:
     run:
         from solopo import pipeline
 
-        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0])
+        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0],
+                            input.sources or None)
 
 
 rule evaluate:
