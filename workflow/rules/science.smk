@@ -17,17 +17,9 @@ rule toy_science:
     log:
         "logs/report/toy_science.log",
     run:
-        import logging
-
         from solopo import science
 
-        handler = logging.FileHandler(log[0], mode="w")
-        logging.getLogger("solopo").addHandler(handler)
-        logging.getLogger("solopo").setLevel(logging.INFO)
-        try:
-            science.experiment(config, input.model, "results/science", output.md)
-        finally:
-            logging.getLogger("solopo").removeHandler(handler)
+        science.experiment(config, input.model, "results/science", output.md, log[0])
 
 
 rule toy_science_tune:
@@ -41,4 +33,4 @@ rule toy_science_tune:
     run:
         from solopo import science
 
-        science.tune(config, input.model, "results/science")
+        science.tune(config, input.model, "results/science", log[0])
