@@ -13,7 +13,7 @@ rule efficiency:
     threads: workflow.cores
     log:
         "logs/bench/efficiency.log",
+    conda:
+        ENVS["train"]
     run:
-        from solopo.bench import efficiency
-
-        efficiency.run(params.cfg, output.json, output.png, log[0])
+        stage("bench.efficiency.run", params.cfg, output.json, output.png, log[0])

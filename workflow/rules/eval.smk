@@ -7,10 +7,10 @@ rule bench_data:
         "logs/benchmarks/{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
+        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
 
 
 rule bench_data_tokenized:
@@ -23,10 +23,10 @@ rule bench_data_tokenized:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0])
+        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0])
 
 
 rule evaluate:
@@ -40,5 +40,7 @@ rule evaluate:
         cfg=lambda wc: config["eval"][wc.bench],
     resources:
         gpu=1,
+    conda:
+        eval_env
     run:
         run_evaluate(input, output, wildcards, log)
