@@ -97,6 +97,34 @@ def requirements_pins(path: Path = ROOT / "requirements.txt") -> dict[str, str]:
     return out
 
 
+def venv_mismatches(envs: list[Env], req: dict[str, str]) -> list[str]:
+    """Pins of the base/train envs that differ from requirements.txt (the .venv the tests run in)."""
+    out = []
+    for env in envs:
+        if env.name in SAME_AS_VENV:
+            for name, v in env.versions().items():
+                if name in req and req[name] != v:
+                    out.append(f"{env.path.name}: {name}=={v} but requirements.txt pins {name}=={req[name]} "
+                               "(the .venv is the training stack on CPU; keep them equal)")
+    return out
+
+
+def cpu_test_pins(names: tuple[str, ...] = ("generate", "leaderboard"), drop: str = "vllm") -> list[str]:
+    """The named envs' pins together, minus `drop` (also as an extra): the CPU test env for their code."""
+    pins: dict[str, str] = {}
+    for n in names:
+        for p in read_env(ENV_DIR / f"{n}.yaml").pins:
+            m = PIN.match(p)
+            if canon(m["name"]) == drop:
+                continue
+            extras = [e.strip() for e in (m["extras"] or "").split(",") if e.strip() and canon(e.strip()) != drop]
+            pin = f"{m['name']}{'[' + ','.join(extras) + ']' if extras else ''}=={m['version']}"
+            if canon(m["name"]) in pins and pins[canon(m["name"])] != pin:
+                raise EnvFileError(f"{n}.yaml: {pin} differs from {pins[canon(m['name'])]} in another of {names}")
+            pins[canon(m["name"])] = pin
+    return list(pins.values())
+
+
 def uv_cmd() -> list[str]:
     return [sys.executable, "-m", "uv"]
 
@@ -136,14 +164,9 @@ def check(paths: list[Path]) -> int:
         except EnvFileError as e:
             print(f"envs-check: {e}", file=sys.stderr)
             status = 1
-    req = requirements_pins()
-    for env in envs:
-        if env.name in SAME_AS_VENV:
-            for name, v in env.versions().items():
-                if name in req and req[name] != v:
-                    print(f"envs-check: {env.path.relative_to(ROOT)}: {name}=={v} but requirements.txt pins {name}=={req[name]} "
-                          "(the .venv is the training stack on CPU; keep them equal)", file=sys.stderr)
-                    status = 1
+    for msg in venv_mismatches(envs, requirements_pins()):
+        print(f"envs-check: workflow/envs/{msg}", file=sys.stderr)
+        status = 1
     with ThreadPoolExecutor(max_workers=4) as pool:  # network-bound: resolve the files at once
         results = list(pool.map(resolve, envs))
     codes = [status]
