@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean
+.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check
 
 env:
 	@./scripts/bootstrap.sh
@@ -38,3 +38,9 @@ lint: env
 
 clean:
 	rm -rf results logs .snakemake
+
+# The prepared GPU check (issue 16): needs only python + torch + transformers (no .venv, no network).
+# make gpu-check OUT=/some/folder              on a GPU machine, <= 8 min on an H200
+# make gpu-check ARGS=--cpu-rehearsal          the toy-size CPU run the tests do
+gpu-check:
+	./scripts/gpu_check.sh $(if $(OUT),--out $(OUT),) $(ARGS)

@@ -6,6 +6,7 @@ if config["data"]["source"] == "toy":
             dev="results/data/musique_dev.jsonl",
         log:
             "logs/data/toy_world.log",
+        localrule: True  # seconds of CPU: not worth a cluster job
         conda:
             ENVS["base"]
         run:
@@ -19,6 +20,7 @@ else:
             dev="results/data/musique_dev.jsonl",
         log:
             "logs/data/fetch_musique.log",
+        localrule: True  # a download: compute nodes are offline
         resources:
             hf_download=1,
         conda:

@@ -25,6 +25,7 @@ rule datasets:
         **{d: f"results/datasets/{{backbone}}/{d}.jsonl" for d in DATASETS},
     log:
         "logs/datasets/{backbone}.log",
+    localrule: True  # splits one JSONL into the training sets: not worth a cluster job
     conda:
         ENVS["base"]
     run:
