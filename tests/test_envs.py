@@ -187,6 +187,29 @@ def test_rule_context_finds_the_rule_function_frame():
     assert stage.rule_context() == {}
 
 
+@pytest.mark.slow
+def test_snakemake_runs_a_rule_through_python_m_solopo_stage(tmp_path):
+    """The env path end to end minus activation: snakemake's own run block, rule_context, shell()."""
+    (tmp_path / "small.yaml").write_text("data: {toy: {train_questions: 6, dev_questions: 3}}\n")
+    r = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "results/data/musique_train.jsonl",
+                        "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
+                        "--printshellcmds", "--configfile", str(ROOT / "config" / "tiny.yaml"), str(tmp_path / "small.yaml")],
+                       capture_output=True, text=True, timeout=600, env=dict(CLEAN_ENV, SOLOPO_STAGE_SUBPROCESS="1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    call = tmp_path / "logs" / "data" / "toy_world.log.call.yaml"
+    assert call.is_file(), "no call file: the job ran in-process, not as `python -m solopo stage`"
+    spec = yaml.safe_load(call.read_text())
+    assert spec["function"] == "pipeline.toy_world" and spec["args"][:2] == ["results/data/musique_train.jsonl",
+                                                                            "results/data/musique_dev.jsonl"]
+    assert spec["args"][2]["tiny_model"]["hop_weights"] == {2: 0.8, 3: 0.2}  # integer keys crossed intact
+    here = tmp_path / "here"
+    here.mkdir()
+    from solopo import pipeline
+
+    pipeline.toy_world(str(here / "train.jsonl"), str(here / "dev.jsonl"), *spec["args"][2:4], str(here / "t.log"))
+    assert (here / "train.jsonl").read_bytes() == (tmp_path / "results" / "data" / "musique_train.jsonl").read_bytes()
+
+
 # --------------------------------------------------------------------------- installed package
 def test_no_module_finds_files_by_walking_up_to_the_repository():
     offenders = [f"{p.relative_to(ROOT)}:{i}" for p in (ROOT / "src").rglob("*.py")
