@@ -95,38 +95,36 @@ def test_conflict_names_are_the_files_own_pins():
 
 
 # --------------------------------------------------------------------------- rules
-def _rules() -> dict[str, str]:
-    """rule name -> its body, from every .smk file and the Snakefiles."""
-    out = {}
-    for f in [ROOT / "Snakefile", ROOT / "workflow" / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]:
-        text = f.read_text()
-        heads = list(re.finditer(r"^(\s*)rule (\w+):\s*$", text, re.M))
-        for i, m in enumerate(heads):
-            end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
-            body = text[m.end():end]
-            # the rule ends at the first line indented no deeper than `rule`
-            lines = []
-            for line in body.splitlines():
-                if line.strip() and len(line) - len(line.lstrip()) <= len(m.group(1)):
-                    break
-                lines.append(line)
-            out[m.group(2)] = "\n".join(lines)
-    return out
+def _workflow_rules(configfile: Path):
+    """The parsed workflow's rules, from Snakemake's own API (no DAG, no jobs)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+
+    with SnakemakeApi(OutputSettings()) as api:
+        wf = api.workflow(resource_settings=ResourceSettings(cores=1), config_settings=ConfigSettings(configfiles=[configfile]),
+                          snakefile=ROOT / "Snakefile", workdir=ROOT)._workflow
+        return list(wf.rules)
 
 
 def test_every_rule_that_runs_code_declares_an_env():
-    rules = _rules()
-    code = {n: b for n, b in rules.items() if re.search(r"^\s+(run|shell|script|notebook|wrapper):", b, re.M)}
-    assert len(code) >= 15, sorted(code)  # toy_world ... report_ruler_plot, efficiency
-    missing = sorted(n for n, b in code.items() if not re.search(r"^\s+conda:", b, re.M))
-    assert missing == [], f"rules without conda: {missing}"
-    for n, b in code.items():
-        env = re.search(r"^\s+conda:\s*\n\s+(.+)$", b, re.M).group(1).strip()
-        assert re.fullmatch(r'ENVS\["(base|generate|leaderboard|train)"\]|eval_env', env), (n, env)
-        assert "stage(" in b or "run_" in b, f"rule {n}: the body is one stage(...) call"
-    common = (ROOT / "workflow" / "rules" / "common.smk").read_text()
-    assert 'ENVS = {name: f"../envs/{name}.yaml" for name in ("base", "generate", "leaderboard", "train")}' in common
-    assert 'return ENVS["leaderboard" if wildcards.bench == "leaderboard" else "generate"]' in common
+    rules = {r.name: r for r in _workflow_rules(ROOT / "config" / "tiny.yaml")}
+    code = {n: r for n, r in rules.items() if not r.norun}
+    assert len(code) >= 18, sorted(code)  # downloads, data, sample, pairs, train, eval, report, efficiency
+    assert sorted(n for n, r in code.items() if r.conda_env is None) == [], "rules without conda:"
+
+    def env_of(name, **wildcards):
+        rule = rules[name]
+        wc = {k: wildcards.get(k, "x") for k in rule.wildcard_names}
+        path = Path(str(rule.expand_conda_env(wc).file)).resolve()
+        assert path.parent == ENV_DIR and path.is_file(), (name, path)  # relative to the rules folder, resolved
+        return path.stem
+
+    got = {n: env_of(n) for n in code if n != "evaluate"}
+    assert got["sample"] == "generate" and got["train"] == got["ref_logps"] == got["tiny_model"] == "train"
+    assert got["contexts"] == got["pairs"] == got["report_tables"] == "base"
+    assert env_of("evaluate", bench="ruler") == "generate" and env_of("evaluate", bench="leaderboard") == "leaderboard"
+    text = "".join(f.read_text() for f in (ROOT / "workflow" / "rules").glob("*.smk"))
+    assert "from solopo import pipeline" not in text, "rule bodies call stage(...), which can run in the env"
 
 
 # --------------------------------------------------------------------------- stage dispatch
@@ -140,6 +138,8 @@ def test_call_file_round_trips_integer_keys_and_snakemake_strings(tmp_path):
     assert spec == {"function": "pipeline.toy_world", "args": ["a.jsonl", ["b"]], "kwargs": {"cfg": cfg}}
     with pytest.raises(stage.StageError, match=r"kwargs\['x'\]: a object cannot be passed"):
         stage.write_call(tmp_path / "y.call.yaml", "pipeline.toy_world", (), {"x": object()})
+    with pytest.raises(stage.StageError, match="do not survive the round trip"):
+        stage.write_call(tmp_path / "z.call.yaml", "pipeline.toy_world", ({"pair": (1, 2)},), {})
     with pytest.raises(stage.StageError, match="no such function in the solopo package"):
         stage.resolve("os.system")
 

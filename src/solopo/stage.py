@@ -81,8 +81,11 @@ def plain(value: Any, where: str = "argument") -> Any:
 def write_call(path: str | Path, func: str, args: tuple | list, kwargs: dict) -> Path:
     spec = {"function": func, "args": plain(list(args), "args"), "kwargs": plain(dict(kwargs), "kwargs")}
     text = yaml.safe_dump(spec, sort_keys=False)
-    if yaml.safe_load(text) != spec:
-        raise StageError(f"stage {func!r}: its arguments do not survive the round trip through {path}")
+    back = yaml.safe_load(text)
+    # against the caller's values, not the plain copy: a tuple that would arrive as a list fails here
+    if back["args"] != list(args) or back["kwargs"] != dict(kwargs):
+        raise StageError(f"stage {func!r}: its arguments do not survive the round trip through {path} "
+                         "(only str, int, float, bool, None, lists and dicts cross into a job's env)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
