@@ -127,6 +127,29 @@ def test_every_rule_that_runs_code_declares_an_env():
     assert "from solopo import pipeline" not in text, "rule bodies call stage(...), which can run in the env"
 
 
+NO_TORCH = """
+import sys, yaml
+sys.modules["torch"] = None  # base.yaml has no torch: importing it must fail, not fall back
+from solopo import pipeline
+cfg, out, model = yaml.safe_load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+pipeline.toy_world(f"{out}/train.jsonl", f"{out}/dev.jsonl", cfg, 1, f"{out}/toy.log")
+pipeline.contexts(f"{out}/train.jsonl", model, f"{out}/short.jsonl", f"{out}/long.jsonl", cfg, 1, f"{out}/ctx.log")
+assert sys.modules["torch"] is None
+"""
+
+
+def test_base_env_stages_run_without_torch(tmp_path, tiny_lm_dir):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for k, v in yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text()).items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    cfg["data"].update(toy={"train_questions": 6, "dev_questions": 3}, short_tokens=256, long_tokens=512)
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-c", NO_TORCH, str(tmp_path / "cfg.yaml"), str(tmp_path), tiny_lm_dir],
+                       capture_output=True, text=True, timeout=300, env=dict(CLEAN_ENV, PYTHONPATH=str(ROOT / "src")))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len((tmp_path / "long.jsonl").read_text().splitlines()) == 6
+
+
 # --------------------------------------------------------------------------- stage dispatch
 def test_call_file_round_trips_integer_keys_and_snakemake_strings(tmp_path):
     class IOFile(str):  # Snakemake's paths are str subclasses
