@@ -284,8 +284,10 @@ def test_wheel_installed_in_a_fresh_venv_runs_toy_world_to_contexts(tmp_path, ti
     where = subprocess.run([str(py), "-c", "import solopo; print(solopo.__file__)"], capture_output=True, text=True,
                            cwd=wd, env=CLEAN_ENV, check=True).stdout.strip()
     assert where.startswith(str(venv)) and "site-packages" in where, where
+    backbone = {k: v for k, v in yaml.safe_load((ROOT / "config" / "tiny.yaml").read_text())["backbones"][0].items()
+                if k != "build"} | {"model": tiny_lm_dir}  # a given model folder: no tiny_model job
     (wd / "wheel.yaml").write_text(yaml.safe_dump({
-        "backbones": [{"name": "tiny", "model": tiny_lm_dir, "trust_remote_code": False, "yarn_for_longbench_v2": False}],
+        "backbones": [backbone],
         "data": {"toy": {"train_questions": 8, "dev_questions": 4}, "short_tokens": 256, "long_tokens": 512}}))
     r = subprocess.run([str(venv / "bin" / "snakemake"), "results/contexts/tiny/short.jsonl", "--snakefile",
                         str(ROOT / "Snakefile"), "--directory", str(wd), "--cores", "1", "--configfile",
