@@ -3,6 +3,7 @@ import sys
 from pathlib import Path
 
 from solopo.config import ConfigError, run_table, validate_config
+from solopo.stage import dispatch, rule_context
 from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
@@ -19,6 +20,21 @@ try:
 except ConfigError as e:
     sys.stderr.write(f"{e}\n")
     sys.exit(1)
+
+# Software environments, one per stack (workflow/envs/*.yaml; paths relative to this rules folder).
+# Used only with --sdm conda: then each job runs `python -m solopo stage` in its rule's env (solopo.stage).
+ENVS = {name: f"../envs/{name}.yaml" for name in ("base", "generate", "leaderboard", "train")}
+SRC_DIR = Path(str(workflow.current_basedir)).resolve().parents[1] / "src"
+
+
+def stage(func, *args, **kwargs):
+    """The body of every rule: solopo.<func>(*args, **kwargs), in-process, or in the rule's env under --sdm conda."""
+    dispatch(func, args, kwargs, rule_context(), shell, SRC_DIR)
+
+
+def eval_env(wildcards):
+    return ENVS["leaderboard" if wildcards.bench == "leaderboard" else "generate"]
+
 
 RUNS = run_table(config)
 BACKBONES = {b["name"]: b for b in config["backbones"]}
@@ -113,19 +129,15 @@ def get_final_output():
 
 
 def run_contexts(input, output, wildcards, log):
-    from solopo import pipeline
-
     b = BACKBONES[wildcards.backbone]
-    pipeline.contexts(input.musique, model_path(wildcards.backbone), output.short, output.long, config, SEED, log[0],
-                      b.get("trust_remote_code", False))
+    stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, config, SEED,
+          log[0], b.get("trust_remote_code", False))
 
 
 def run_train(input, output, wildcards, log):
-    from solopo import pipeline
-
     r = RUNS[wildcards.run]
-    pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method, r.lam,
-                   config, SEED, log[0], input.get("bench"))
+    stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method,
+          r.lam, config, SEED, log[0], input.get("bench"))
 
 
 def eval_long_context(wildcards):
@@ -135,12 +147,10 @@ def eval_long_context(wildcards):
 
 
 def run_evaluate(input, output, wildcards, log, params):
-    from solopo import pipeline
-
     r = RUNS[wildcards.run]
     kw = backend_kwargs(r.backbone) | {"long_context": dict(params.long_context)}
-    pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
-                      wildcards.run, config, SEED, log[0], kw)
+    stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
+          wildcards.run, config, SEED, log[0], kw)
 
 
 def ruler_sources_input(bench):

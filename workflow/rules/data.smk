@@ -7,10 +7,10 @@ if config["data"]["source"] == "toy":
         log:
             "logs/data/toy_world.log",
         localrule: True  # seconds of CPU: not worth a cluster job
+        conda:
+            ENVS["base"]
         run:
-            from solopo import pipeline
-
-            pipeline.toy_world(output.train, output.dev, config, SEED, log[0])
+            stage("pipeline.toy_world", output.train, output.dev, config, SEED, log[0])
 
 else:
 
@@ -23,10 +23,10 @@ else:
         localrule: True  # a download: compute nodes are offline
         resources:
             hf_download=1,
+        conda:
+            ENVS["base"]
         run:
-            from solopo import pipeline
-
-            pipeline.fetch_musique(output.train, output.dev, config, log[0])
+            stage("pipeline.fetch_musique", output.train, output.dev, config, log[0])
 
 
 rule tiny_model:
@@ -36,10 +36,10 @@ rule tiny_model:
         "logs/models/tiny_model.log",
     params:
         cfg=config.get("tiny_model"),
+    conda:
+        ENVS["train"]
     run:
-        from solopo import pipeline
-
-        pipeline.tiny_model(output[0], config, config["tiny_model"].get("seed", SEED), log[0])
+        stage("pipeline.tiny_model", output[0], config, config["tiny_model"].get("seed", SEED), log[0])
 
 
 rule contexts:
@@ -53,5 +53,7 @@ rule contexts:
         "logs/contexts/{backbone}.log",
     params:
         data=config["data"],
+    conda:
+        ENVS["base"]
     run:
         run_contexts(input, output, wildcards, log)

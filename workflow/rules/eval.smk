@@ -8,10 +8,10 @@ rule bench_data:
     params:
         cfg=lambda wc: config["eval"][wc.bench],
     localrule: True  # fixtures are light; hub sources are downloads (compute nodes are offline)
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
+        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
 
 
 rule bench_data_tokenized:
@@ -25,11 +25,11 @@ rule bench_data_tokenized:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0],
-                            input.sources or None)
+        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED,
+              log[0], input.sources or None)
 
 
 rule evaluate:
@@ -46,5 +46,7 @@ rule evaluate:
         "evaluate {wildcards.run} on {wildcards.bench}: {params.long_context[summary]}"
     resources:
         gpu=1,
+    conda:
+        eval_env
     run:
         run_evaluate(input, output, wildcards, log, params)
