@@ -13,13 +13,13 @@ rule toy_science:
         plots=multiext("results/report/toy_science_", "ruler_by_length.png", "lambda.png", "cost.png"),
     params:
         science=config.get("science"),
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.resource_settings.cores or 1
     log:
         "logs/report/toy_science.log",
+    conda:
+        ENVS["train"]
     run:
-        from solopo import science
-
-        science.experiment(config, input.model, "results/science", output.md, log[0])
+        stage("science.experiment", dict(config), input.model, "results/science", output.md, log[0])
 
 
 rule toy_science_tune:
@@ -27,10 +27,10 @@ rule toy_science_tune:
         model="results/models/tiny",
     output:
         "results/science/tune/chosen.json",
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.resource_settings.cores or 1
     log:
         "logs/report/toy_science_tune.log",
+    conda:
+        ENVS["train"]
     run:
-        from solopo import science
-
-        science.tune(config, input.model, "results/science", log[0])
+        stage("science.tune", dict(config), input.model, "results/science", log[0])
