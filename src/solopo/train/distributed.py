@@ -220,7 +220,10 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     state = acc.get_state_dict(engine)
     if acc.is_main_process:
         out_dir = Path(out_dir)
-        acc.unwrap_model(engine).save_pretrained(out_dir, state_dict=state, safe_serialization=True)
+        model = acc.unwrap_model(engine)
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)  # tied: the same files as the single-process trainer writes
+        model.save_pretrained(out_dir, state_dict=state, safe_serialization=True)
         tok.save_pretrained(out_dir)
         with open(out_dir / "train_log.jsonl", "w") as fh:
             fh.writelines(json.dumps(h) + "\n" for h in history)
