@@ -133,6 +133,13 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     ds = deepspeed_config(ds_name, cfg, world, bf16)
     accum = ds["gradient_accumulation_steps"]
     timeout = timedelta(seconds=cfg.collective_timeout_s)
+    # DeepSpeed makes its own groups (ZeRO's data-parallel group, ...) with new_group() and no timeout,
+    # which then takes torch's module defaults (30 min gloo, 10 min NCCL), not the process group's
+    import torch.distributed.distributed_c10d as c10d
+
+    c10d.default_pg_timeout = timeout
+    if getattr(c10d, "default_pg_nccl_timeout", None) is not None:
+        c10d.default_pg_nccl_timeout = timeout
     if not use_cuda:
         # CPU (DS_ACCELERATOR=cpu): with `cpu=True` accelerate ignores the DeepSpeed plugin (DDP instead),
         # and without a backend it sees one process while DeepSpeed sees all; so the shared state
