@@ -92,6 +92,20 @@ def _maybe_stall(step: int, rank: int) -> None:
             time.sleep(60)
 
 
+def _skip_cpu_shm_op() -> None:
+    """DeepSpeed's CPU accelerator JIT-compiles a shared-memory all-reduce (`deepspeed_shm_comm`:
+    ~40 s, needs g++/ninja, and a build killed half-way leaves a lock that every later run waits on
+    for ever) when its process group starts. Only its inference all-reduce uses the op; training
+    collectives go through torch.distributed (gloo), so on CPU it is not built."""
+    import importlib
+
+    from deepspeed.accelerator import get_accelerator
+
+    if get_accelerator().device_name() == "cpu":
+        # not `import deepspeed.comm.torch as m`: that resolves to the `torch` name deepspeed.comm imports
+        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
+
+
 def _save(acc, model, step: int, ckpt_dir: Path, history: list[dict], with_weights: bool) -> None:
     """Every rank writes its DeepSpeed shard into `.step-N.tmp`; rank 0 renames it when all are done."""
     final, tmp = ckpt_dir / f"step-{step}", ckpt_dir / f".step-{step}.tmp"
@@ -140,6 +154,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     c10d.default_pg_timeout = timeout
     if getattr(c10d, "default_pg_nccl_timeout", None) is not None:
         c10d.default_pg_nccl_timeout = timeout
+    _skip_cpu_shm_op()
     if not use_cuda:
         # CPU (DS_ACCELERATOR=cpu): with `cpu=True` accelerate ignores the DeepSpeed plugin (DDP instead),
         # and without a backend it sees one process while DeepSpeed sees all; so the shared state

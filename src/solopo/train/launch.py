@@ -30,21 +30,8 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def skip_cpu_shm_op() -> None:
-    """DeepSpeed's CPU accelerator JIT-compiles a shared-memory all-reduce (`deepspeed_shm_comm`,
-    ~40 s, needs g++/ninja, and a build killed half-way leaves a lock every later run waits on for
-    ever) when the process group starts. Only its inference all-reduce uses it; training
-    collectives go through torch.distributed (gloo), so on CPU the op is not built."""
-    if os.environ.get("DS_ACCELERATOR") == "cpu":
-        import importlib
-
-        # not `import deepspeed.comm.torch as m`: that resolves to the `torch` name deepspeed.comm imports
-        importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
-
-
 def main(argv: list[str] | None = None) -> None:
     die_with_parent()
-    skip_cpu_shm_op()
     rank = int(os.environ.get("RANK", "0"))
     # rank 0 reports progress (stdout/stderr go to the job log); the other ranks only warnings
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,

@@ -55,8 +55,9 @@ class TrainConfig:
     save_steps: int = 0  # 0 = only the final model
     # Resumable checkpoints (weights + optimizer/DeepSpeed state) kept on disk: the newest N. Older
     # ones are deleted, or cut to their weights (model.safetensors) when `keep_checkpoint_weights`
-    # (checkpoint selection scores every checkpoint of the epoch). 0 keeps everything.
-    keep_checkpoints: int = 2
+    # (checkpoint selection scores every checkpoint of the epoch). 0 keeps everything (the library
+    # default; the workflow's is train.optim.keep_checkpoints, 2 when absent).
+    keep_checkpoints: int = 0
     keep_checkpoint_weights: bool = False
     report_to: str = "none"  # none | tensorboard | wandb (solopo.train.monitor)
     collective_timeout_s: int = 1800  # multi-process: a rank stuck this long in a collective fails the job
