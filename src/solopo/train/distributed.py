@@ -44,8 +44,8 @@ import torch
 
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
-from solopo.train.trainer import (TrainConfig, _latest_checkpoint, _order, _prepare, _schedule, policy_outputs,
-                                  prune_checkpoints)
+from solopo.train.trainer import (TrainConfig, _latest_checkpoint, _order, _prepare, _schedule, make_optimizer,
+                                  policy_outputs, prune_checkpoints)
 
 log = logging.getLogger(__name__)
 
@@ -174,15 +174,15 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     model.train()
     order = _order(len(rows), cfg.epochs, seed)
     total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
-    engine, _ = acc.prepare(model, opt)  # the DeepSpeedEngine; `sched` drives the wrapped AdamW's lr
+    engine, _ = acc.prepare(model, opt)  # the DeepSpeedEngine; `sched` drives the wrapped optimizer's lr
     from deepspeed import DeepSpeedEngine
 
     if not isinstance(engine, DeepSpeedEngine):
         raise RuntimeError(f"train.deepspeed {ds_name}: accelerate gave a {type(engine).__name__}, not a DeepSpeed "
                            "engine; start the ranks with solopo.pipeline.launch_deepspeed (accelerate launch "
-                           "--config_file src/solopo/train/accelerate/deepspeed.yaml)")
+                           "--config_file src/solopo/train/accelerate_deepspeed.yaml)")
     ckpt_dir = Path(ckpt_dir)
     start, history = 0, []
     latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None

@@ -2,7 +2,7 @@
 
 `solopo.pipeline.launch_deepspeed` writes the job's arguments to a JSON file and starts one
 process per visible GPU through `accelerate launch` with the project's own accelerate config
-(`solopo/train/accelerate/deepspeed.yaml`) when `train.deepspeed` is set (paper preset: ZeRO-3
+(`solopo/train/accelerate_deepspeed.yaml`) when `train.deepspeed` is set (paper preset: ZeRO-3
 with CPU offload on 4 GPUs); rank 0 writes the model and the per-step lines of the job log.
 """
 from __future__ import annotations
