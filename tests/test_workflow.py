@@ -39,6 +39,23 @@ def test_single_target_builds_only_what_it_needs(tmp_path):
     assert "report_tables" not in counts and "ref_logps" not in counts
 
 
+def _lint(snakefile: Path):
+    return _sm("--lint", "--snakefile", str(snakefile), "--configfile", str(ROOT / "config/tiny.yaml"), timeout=120)
+
+
+def _lint_clean(out) -> bool:
+    # a workflow that does not parse prints no "Lints for" at all: the return code must be checked too
+    return out.returncode == 0 and "Lints for" not in out.stdout + out.stderr
+
+
 def test_lint_is_clean():
-    out = _sm("--lint", "--configfile", "config/tiny.yaml", timeout=120)
-    assert "Lints for" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+    out = _lint(ROOT / "Snakefile")
+    assert _lint_clean(out), (out.stdout + out.stderr)[-3000:]
+
+
+def test_lint_check_fails_on_a_workflow_that_does_not_parse(tmp_path):
+    broken = tmp_path / "Snakefile"
+    broken.write_text('rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n\nrule broken(:\n')
+    out = _lint(broken)
+    assert not _lint_clean(out)
+    assert "Lints for" not in out.stdout + out.stderr  # the old check (no lints printed) would have passed

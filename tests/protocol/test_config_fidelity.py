@@ -78,3 +78,12 @@ def test_moved_longpo_key_names_its_new_place():
 def test_presets_are_valid():
     validate_config(_paper())
     validate_config(_merged())
+
+
+def test_a_suite_beyond_every_window_of_the_backbone_is_a_config_error():
+    cfg = _merged()
+    cfg["eval"]["niah_plus"]["lengths"] = [2048]  # tiny backbone: context_window 1024, no long_context
+    with pytest.raises(ConfigError, match=r"eval.niah_plus: inputs need up to 2344 tokens .* backbone tiny's "
+                                          r"context_window 1024, and it has no long_context setting"):
+        validate_config(cfg)
+

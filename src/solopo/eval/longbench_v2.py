@@ -26,9 +26,9 @@ Protocol (spec data_and_eval_protocols.md §5, solopo_paper.md §5):
    evident intent, and what the LongBench v2 paper reports). `compensated` (default off)
    scores an unparsable prediction as 0.25, as `result.py` can.
 
-YaRN: `rope_scaling_for(cfg, model_name)` returns the rope-scaling dict to pass when loading
-the model (Qwen2.5-7B-Instruct was evaluated with YaRN; the official Qwen setting is
-`{"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}`), or None.
+YaRN: the pipeline decides it per backbone and suite (`solopo.eval.budget`: Qwen2.5-7B gets its
+official YaRN, factor 4 over 32,768, because 120,000-token prompts exceed its native window).
+`rope_scaling_for(cfg, model_name)` is kept for direct callers of this module.
 
 Config keys read (`eval.longbench_v2.*`), as `paper preset / tiny preset`:
 
@@ -39,9 +39,6 @@ Config keys read (`eval.longbench_v2.*`), as `paper preset / tiny preset`:
 - `temperature`: 0.1 / 0.1
 - `empty_retries`: 5 / 5 (re-asks of an empty output; still empty = wrong, counted in `n_empty`)
 - `compensated`: false / false
-- `yarn`: true / false (true = the official Qwen dict; a mapping overrides its fields)
-- `yarn_models`: [qwen] / [] (case-insensitive substrings of the model name that get YaRN;
-  empty or absent = every model when `yarn` is on)
 - `batch_size`: 8 / 4; `seed`: 42 / 42; `limit`: null / null (first N items)
 - `fixture_items`: unused / 4 (at least 3, so every length bucket is populated)
 """
