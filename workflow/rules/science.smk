@@ -17,9 +17,9 @@ rule toy_science:
     log:
         "logs/report/toy_science.log",
     conda:
-        ENVS["train"]
+        ENVS["train"]  # trains and evaluates (HF generate) in one job: the training stack
     run:
-        stage("science.experiment", dict(config), input.model, "results/science", output.md, log[0])
+        stage("science.experiment", config, input.model, "results/science", output.md, log[0])
 
 
 rule toy_science_tune:
@@ -33,4 +33,4 @@ rule toy_science_tune:
     conda:
         ENVS["train"]
     run:
-        stage("science.tune", dict(config), input.model, "results/science", log[0])
+        stage("science.tune", config, input.model, "results/science", log[0])
