@@ -30,6 +30,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -265,14 +266,28 @@ def test_extraction_finds_the_documented_commands():
     assert len(COMMANDS) >= 8, COMMANDS
 
 
+@pytest.fixture(scope="module")
+def readme_runs(reduced_tree, tmp_path_factory) -> dict[str, tuple[str, list]]:
+    """Every README command run once in its own checkout, two at a time (each is one mostly
+    single-threaded Snakemake parse; CI has 2 cores): command -> (mode, [(line, result)])."""
+    base = tmp_path_factory.mktemp("readme_commands")
+
+    def run(numbered: tuple[int, str]) -> tuple[str, list]:
+        number, cmd = numbered
+        dest = checkout(reduced_tree, base / str(number))
+        env = shell_env(dest)
+        mode, lines = plan(cmd, dest, env)
+        return mode, [(line, run_shell(line, dest, env)) for line in lines]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(COMMANDS, pool.map(run, enumerate(COMMANDS))))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cmd", COMMANDS)
-def test_readme_command_works_as_typed(cmd, reduced_tree, tmp_path):
-    dest = checkout(reduced_tree, tmp_path / "checkout")
-    env = shell_env(dest)
-    mode, lines = plan(cmd, dest, env)
-    for line in lines:
-        out = run_shell(line, dest, env)
+def test_readme_command_works_as_typed(cmd, readme_runs):
+    mode, runs = readme_runs[cmd]
+    for line, out in runs:
         assert out.returncode == 0, (f"README command failed ({mode}): {cmd}\nran: {line}\n"
                                      f"{(out.stdout + out.stderr)[-3000:]}")
         if mode.startswith("dry-run") and _snakemake_args(line):
