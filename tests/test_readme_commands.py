@@ -2,8 +2,10 @@
 
 Commands are read from README.md itself, so a command added there later is tested without
 editing this file:
-- fenced code blocks tagged bash/sh/shell/console: every line (a trailing `# comment` and a
-  leading `$ ` are dropped);
+- fenced code blocks tagged bash/sh/shell/console, and untagged blocks one of whose lines starts
+  with a command: every line (a trailing `# comment` and a leading `$ ` dropped), typed after the
+  block's earlier `cd`/`export`/`source` lines; a `text` block is not shell (how a section opts out
+  of a command that cannot run here, e.g. the GPU check);
 - table rows: every code span whose first word is a command (on PATH after
   `source .venv/bin/activate`, a shell builtin, or an executable file of the repository), and,
   for a span such as `--configfile config/tiny.yaml` that a cell says to "add", the preceding
@@ -16,8 +18,10 @@ Each command runs in its own checkout-like folder (the repository's entries link
 settings (tests/reduced_pipeline.REDUCED) merged in, exactly the config the tree was built with,
 so `--configfile config/tiny.yaml` sees an up-to-date tree. Commands that would reach the hub
 (a snakemake build on a config with a `source: hub` or a hub model) or a cluster (a profile or
-`--executor` naming a non-local executor) get `-n`; everything else runs for real. A `make`
-target whose recipe would reach the hub or a cluster runs its recipe's snakemake lines with `-n`.
+`--executor` naming a non-local executor) get `-n`, a hub client (`hf`) gets `--help`; everything
+else runs for real. A `make` target whose recipe would reach the hub or a cluster runs its recipe's
+snakemake lines with `-n`. The checkout is named `solopo`, as the README's clone: a block that
+starts with `cd solopo` is typed in the folder above it.
 
 Also the issue's acceptance checks: the tiny one-target command rebuilds exactly the deleted
 file; the paper preset gets past parsing and fails offline with the first download job's
