@@ -13,7 +13,7 @@ rule toy_science:
         plots=multiext("results/report/toy_science_", "ruler_by_length.png", "lambda.png", "cost.png"),
     params:
         science=config.get("science"),
-    threads: lambda wildcards: workflow.resource_settings.cores or 1  # no core count under --profile slurm
+    threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
     log:
         "logs/report/toy_science.log",
     conda:
@@ -27,7 +27,7 @@ rule toy_science_tune:
         model="results/models/tiny",
     output:
         "results/science/tune/chosen.json",
-    threads: lambda wildcards: workflow.resource_settings.cores or 1  # no core count under --profile slurm
+    threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
     log:
         "logs/report/toy_science_tune.log",
     conda:
