@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env clean mutation
+.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation
 
 env:
 	@./scripts/bootstrap.sh
@@ -16,11 +16,16 @@ env:
 tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 	$(SNAKEMAKE) all --profile profiles/local --configfile config/tiny.yaml
 
-test: env  ## the test suite (includes the tiny end-to-end run, marked slow)
+test: env envs-check  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
 	.venv/bin/python -m pytest -q -m "slow or not slow" tests
 
 test-fast: env
 	.venv/bin/python -m pytest -q tests
+
+# Each workflow/envs/*.yaml's pins resolve for Linux x86-64 and the env's Python (uv against the
+# package index; ~20 s); a conflict fails naming the pins. Part of `make test`, so CI runs it.
+envs-check: env
+	.venv/bin/python scripts/envs_check.py
 
 dryrun-paper: env  ## the paper preset's DAG, no cluster needed
 	$(SNAKEMAKE) --profile slurm all -n
@@ -39,3 +44,16 @@ mutation: env
 
 clean:
 	rm -rf results logs .snakemake
+
+# The prepared GPU check (issue 16): needs only python + torch + transformers (no .venv, no network).
+# make gpu-check OUT=/some/folder              on a GPU machine, <= 8 min on an H200
+# make gpu-check ARGS=--cpu-rehearsal          the toy-size CPU run the tests do
+gpu-check:
+	./scripts/gpu_check.sh $(if $(OUT),--out $(OUT),) $(ARGS)
+
+# Toy-science experiment (issue 15; not in the test command): ~90 min on 2 idle cores
+toy-science: env
+	$(SNAKEMAKE) toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
+
+toy-science-tune: env  ## learning rates per family on the dev split; write the choice into config/toy_science.yaml
+	$(SNAKEMAKE) toy_science_tune --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml

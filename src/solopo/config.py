@@ -1,6 +1,6 @@
 """Configuration: schema validation with one-line errors, and the run table.
 
-`validate_config` checks the JSON schema in `workflow/schemas/config.schema.yaml` and the
+`validate_config` checks the JSON schema in `solopo/schemas/config.schema.yaml` (package data) and the
 rules a schema cannot express (short < long, lambdas only for trained SoLo methods, a
 local model folder that exists, ...). Any problem raises `ConfigError` with one line:
 `config error: <key>: <what is wrong>; allowed: <what is allowed>`.
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml), so it ships in the wheel: the schema belongs to the code that checks it.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -43,7 +44,32 @@ def _allowed(schema: dict) -> str:
         parts.append(f"matching {schema['pattern']}")
     if "propertyNames" in schema and "enum" in schema["propertyNames"]:
         parts.append("keys among " + ", ".join(schema["propertyNames"]["enum"]))
-    return " ".join(parts) or "see workflow/schemas/config.schema.yaml"
+    return " ".join(parts) or "see src/solopo/schemas/config.schema.yaml"
+
+
+# Keys that moved to another section: the message names the new place, not a near spelling.
+MOVED_KEYS = {
+    "train.loss.longpo_beta": "train.longpo.beta",
+    "train.loss.longpo_lambda": "train.longpo.lambda",
+    "backbones[].yarn_for_longbench_v2": "backbones[].long_context (applied to every suite that needs it)",
+}
+
+
+def _unknown_key(e) -> str:
+    """One line for a key the schema does not know: the key, and the closest valid one (difflib)."""
+    import difflib
+
+    allowed = list(e.schema.get("properties", {}))
+    unknown = [k for k in e.instance if k not in allowed]
+    key = str(sorted(unknown, key=str)[0]) if unknown else "?"
+    where = _key(list(e.path) + [key])
+    generic = ".".join("[]" if isinstance(p, int) else str(p) for p in e.path).replace(".[]", "[]")
+    moved = MOVED_KEYS.get(f"{generic}.{key}" if generic else key)
+    if moved:
+        return f"{where}: unknown key {key!r}; it moved to {moved}"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+    return f"{where}: unknown key {key!r}; {hint}"
 
 
 def _schema_error(config: dict) -> str | None:
@@ -51,7 +77,9 @@ def _schema_error(config: dict) -> str | None:
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), str(e.path)))
+    # An unknown key sorts before the "required" error its misspelling causes at the same level.
+    errors = sorted(validator.iter_errors(config),
+                    key=lambda e: (len(e.path), e.validator != "additionalProperties", str(e.path)))
     if not errors:
         return None
     e = errors[0]
@@ -59,7 +87,7 @@ def _schema_error(config: dict) -> str | None:
         missing = e.message.split("'")[1]
         return f"{_key(list(e.path) + [missing])}: missing; required key"
     if e.validator == "additionalProperties":
-        return f"{_key(e.path)}: {e.message}; allowed keys: {', '.join(e.schema.get('properties', {}))}"
+        return _unknown_key(e)
     if e.validator == "propertyNames":
         return f"{_key(e.path)}: unknown key {e.instance!r}; allowed: {_allowed(e.schema)}"
     return f"{_key(e.path)}: {e.instance!r} is not valid; allowed: {_allowed(e.schema)}"
@@ -92,6 +120,14 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
             if not f or not Path(f).exists():
                 raise ConfigError(f"config error: data.musique.{split}: {f!r} is not an existing file; "
                                   "allowed: a MuSiQue-Ans JSONL path when data.source is local")
+    from solopo.eval.budget import long_context_plan
+
+    for b in config["backbones"]:  # every suite fits a window the backbone has (issue 14 item 1)
+        for bench in config["eval"]["benchmarks"]:
+            try:
+                long_context_plan(b, bench, config["eval"].get(bench) or {})
+            except ValueError as e:
+                raise ConfigError(f"config error: {e}") from None
     o = config["train"]["optim"]
     if o["batch_size"] % o["micro_batch_size"]:
         raise ConfigError(f"config error: train.optim.batch_size: {o['batch_size']} is not a multiple of "

@@ -1,18 +1,40 @@
 import os
 import sys
+from pathlib import Path
 
 from solopo.config import ConfigError, run_table, validate_config
+from solopo.stage import dispatch, rule_context
+from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
 from solopo.train.losses import get_loss, get_method
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+if workflow.remote_exec:
+    # A job on a cluster node (not a localrule): nodes are assumed offline, so every such job reads
+    # only the local copies the download rules made (resources/) and never waits on the hub.
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
 
 try:
     validate_config(config)
 except ConfigError as e:
     sys.stderr.write(f"{e}\n")
     sys.exit(1)
+
+# Software environments, one per stack (workflow/envs/*.yaml; paths relative to this rules folder).
+# Used only with --sdm conda: then each job runs `python -m solopo stage` in its rule's env (solopo.stage).
+ENVS = {name: f"../envs/{name}.yaml" for name in ("base", "generate", "leaderboard", "train")}
+SRC_DIR = Path(str(workflow.current_basedir)).resolve().parents[1] / "src"
+
+
+def stage(func, *args, **kwargs):
+    """The body of every rule: solopo.<func>(*args, **kwargs), in-process, or in the rule's env under --sdm conda."""
+    dispatch(func, args, kwargs, rule_context(), shell, SRC_DIR)
+
+
+def eval_env(wildcards):
+    return ENVS["leaderboard" if wildcards.bench == "leaderboard" else "generate"]
+
 
 RUNS = run_table(config)
 BACKBONES = {b["name"]: b for b in config["backbones"]}
@@ -33,13 +55,17 @@ wildcard_constraints:
 
 
 def model_path(backbone):
-    """A local folder or a hub id; the tiny backbone is built by rule tiny_model."""
-    return BACKBONES[backbone]["model"]
+    """The backbone's local folder: built (tiny_model), given as a folder, or downloaded from the hub
+    by rule download_model into resources/models/<backbone> (jobs on cluster nodes are offline)."""
+    b = BACKBONES[backbone]
+    if b.get("build") or Path(b["model"]).is_dir():
+        return b["model"]
+    return f"resources/models/{backbone}"
 
 
 def model_input(backbone):
     b = BACKBONES[backbone]
-    return [b["model"]] if b.get("build") else []
+    return [] if Path(b["model"]).is_dir() and not b.get("build") else [model_path(backbone)]
 
 
 def backend_kwargs(backbone):
@@ -71,7 +97,8 @@ def train_params(wildcards):
     """The config slice a run depends on; a change reruns that run only (Snakemake params trigger)."""
     r = run_of(wildcards)
     return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"],
-            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint")}
+            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint"),
+            "longpo": config["train"].get("longpo") if r.method == "longpo" else None}
 
 
 def bench_data_dir(bench, backbone):
@@ -85,7 +112,8 @@ def bench_data_dir(bench, backbone):
 def eval_inputs(wildcards):
     r = run_of(wildcards)
     inputs = {"data": bench_data_dir(wildcards.bench, r.backbone)}
-    inputs["model"] = [] if r.method == "base" and not BACKBONES[r.backbone].get("build") else run_model_dir(wildcards.run)
+    inputs["model"] = model_input(r.backbone) if r.method == "base" else run_model_dir(wildcards.run)
+    inputs["prefetched"] = leaderboard_input(wildcards.bench)  # download.smk
     return inputs
 
 
@@ -101,25 +129,35 @@ def get_final_output():
 
 
 def run_contexts(input, output, wildcards, log):
-    from solopo import pipeline
-
     b = BACKBONES[wildcards.backbone]
-    pipeline.contexts(input.musique, b["model"], output.short, output.long, config, SEED, log[0],
-                      b.get("trust_remote_code", False))
+    stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, config, SEED,
+          log[0], b.get("trust_remote_code", False))
 
 
 def run_train(input, output, wildcards, log):
-    from solopo import pipeline
-
     r = RUNS[wildcards.run]
-    pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method, r.lam,
-                   config, SEED, log[0], input.get("bench"))
+    stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method,
+          r.lam, config, SEED, log[0], input.get("bench"))
 
 
-def run_evaluate(input, output, wildcards, log):
-    from solopo import pipeline
-
+def eval_long_context(wildcards):
+    """The backbone's long-context setting for this suite, or the native window (solopo.eval.budget)."""
     r = RUNS[wildcards.run]
-    kw = backend_kwargs(r.backbone) | {"yarn": BACKBONES[r.backbone].get("yarn_for_longbench_v2", False)}
-    pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
-                      wildcards.run, config, SEED, log[0], kw)
+    return long_context_plan(BACKBONES[r.backbone], wildcards.bench, config["eval"][wildcards.bench])
+
+
+def run_evaluate(input, output, wildcards, log, params):
+    r = RUNS[wildcards.run]
+    kw = backend_kwargs(r.backbone) | {"long_context": dict(params.long_context)}
+    stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
+          wildcards.run, config, SEED, log[0], kw)
+
+
+def ruler_sources_input(bench):
+    """RULER from the released sources reads the copy made by download_ruler; fixtures need none."""
+    return "resources/benchmarks/ruler_sources" if bench == "ruler" and config["eval"]["ruler"].get("source") == "hub" else []
+
+
+def leaderboard_input(bench):
+    """The leaderboard's hub datasets are fetched once on the submitting host (download_leaderboard)."""
+    return "resources/leaderboard/prefetched.json" if bench == "leaderboard" and config["eval"]["leaderboard"].get("source") == "hub" else []

@@ -6,10 +6,11 @@ if config["data"]["source"] == "toy":
             dev="results/data/musique_dev.jsonl",
         log:
             "logs/data/toy_world.log",
+        localrule: True  # seconds of CPU: not worth a cluster job
+        conda:
+            ENVS["base"]
         run:
-            from solopo import pipeline
-
-            pipeline.toy_world(output.train, output.dev, config, SEED, log[0])
+            stage("pipeline.toy_world", output.train, output.dev, config, SEED, log[0])
 
 else:
 
@@ -19,12 +20,13 @@ else:
             dev="results/data/musique_dev.jsonl",
         log:
             "logs/data/fetch_musique.log",
+        localrule: True  # a download: compute nodes are offline
         resources:
             hf_download=1,
+        conda:
+            ENVS["base"]
         run:
-            from solopo import pipeline
-
-            pipeline.fetch_musique(output.train, output.dev, config, log[0])
+            stage("pipeline.fetch_musique", output.train, output.dev, config, log[0])
 
 
 rule tiny_model:
@@ -34,10 +36,10 @@ rule tiny_model:
         "logs/models/tiny_model.log",
     params:
         cfg=config.get("tiny_model"),
+    conda:
+        ENVS["train"]
     run:
-        from solopo import pipeline
-
-        pipeline.tiny_model(output[0], config, config["tiny_model"].get("seed", SEED), log[0])
+        stage("pipeline.tiny_model", output[0], config, config["tiny_model"].get("seed", SEED), log[0])
 
 
 rule contexts:
@@ -51,5 +53,7 @@ rule contexts:
         "logs/contexts/{backbone}.log",
     params:
         data=config["data"],
+    conda:
+        ENVS["base"]
     run:
         run_contexts(input, output, wildcards, log)

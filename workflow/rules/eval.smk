@@ -7,26 +7,29 @@ rule bench_data:
         "logs/benchmarks/{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+    localrule: True  # fixtures are light; hub sources are downloads (compute nodes are offline)
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
+        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
 
 
 rule bench_data_tokenized:
     input:
         dev="results/data/musique_dev.jsonl",
         model=lambda wc: model_input(wc.backbone),
+        sources=lambda wc: ruler_sources_input(wc.bench),
     output:
         directory("results/benchmarks/{backbone}/{bench}"),
     log:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0])
+        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED,
+              log[0], input.sources or None)
 
 
 rule evaluate:
@@ -38,7 +41,12 @@ rule evaluate:
         "logs/eval/{run}_{bench}.log",
     params:
         cfg=lambda wc: config["eval"][wc.bench],
+        long_context=eval_long_context,
+    message:
+        "evaluate {wildcards.run} on {wildcards.bench}: {params.long_context[summary]}"
     resources:
         gpu=1,
+    conda:
+        eval_env
     run:
-        run_evaluate(input, output, wildcards, log)
+        run_evaluate(input, output, wildcards, log, params)

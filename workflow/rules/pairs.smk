@@ -11,10 +11,10 @@ rule pairs:
         "logs/pairs/{backbone}.log",
     params:
         pairs=config["pairs"],
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.pairs(input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
+        stage("pipeline.pairs", input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
                        output.pairs, output.stats, config, SEED, log[0])
 
 
@@ -25,7 +25,8 @@ rule datasets:
         **{d: f"results/datasets/{{backbone}}/{d}.jsonl" for d in DATASETS},
     log:
         "logs/datasets/{backbone}.log",
+    localrule: True  # splits one JSONL into the training sets: not worth a cluster job
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.datasets(input[0], dict(output.items()), config, log[0])
+        stage("pipeline.datasets", input[0], dict(output.items()), config, log[0])

@@ -10,8 +10,8 @@ rule sample:
         sampling=config["sampling"],
     resources:
         gpu=1,
+    conda:
+        ENVS["generate"]
     run:
-        from solopo import pipeline
-
-        pipeline.sample(input.contexts, model_path(wildcards.backbone), output[0], config, SEED, log[0],
+        stage("pipeline.sample", input.contexts, model_path(wildcards.backbone), output[0], config, SEED, log[0],
                         backend_kwargs(wildcards.backbone))

@@ -10,10 +10,10 @@ rule ref_logps:
         optim=config["train"]["optim"],
     resources:
         gpu=1,
+    conda:
+        ENVS["train"]
     run:
-        from solopo import pipeline
-
-        pipeline.ref_logps(input.data, model_path(wildcards.backbone), output[0], config, log[0])
+        stage("pipeline.ref_logps", input.data, model_path(wildcards.backbone), output[0], config, log[0])
 
 
 rule train:
@@ -27,5 +27,7 @@ rule train:
         run=train_params,
     resources:
         gpu=4 if config["preset"] == "paper" else 0,
+    conda:
+        ENVS["train"]
     run:
         run_train(input, output, wildcards, log)
