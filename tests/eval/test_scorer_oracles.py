@@ -138,6 +138,12 @@ def test_string_match_part_hand_cases(preds, refs, expected):
     ("The answer is: ‘Xavier’", "Xavier"),                   # only quotes/asterisks, not letters
     ("The answer is: *XTC*", "XTC"),
     ("The answer is: Paris .", "Paris"),                     # trailing period and the space before it
+    ("The answer is:\nParis", "Paris"),                      # the answer on the next line
+    ("The answer is: **\n**\n\nParis\nRome", "Paris"),       # the next line with more than asterisks
+    ("The answer is:  \n  \n", ""),                           # nothing follows
+    ("The answer is:\nXavier", "Xavier"),
+    ("The answer is:\nXX\nParis", "XX"),                      # letters are not stripped when looking ahead
+    ("The answer is: X\nParis", "X"),
 ])
 def test_extract_answer_line_and_strip_cases(output, expected):
     from solopo.eval.metrics import extract_answer
