@@ -53,6 +53,14 @@ def job(log_path: str, name: str):
         handler.close()
 
 
+def _slice(cfg, direct: dict) -> dict:
+    """What the manifest records: the rule's config slice (solopo.slices, the same value as its Snakemake
+    params) when called from the workflow; `direct` when a test calls the stage with a plain config."""
+    from solopo.slices import Scoped
+
+    return cfg.plain if isinstance(cfg, Scoped) else direct
+
+
 def _bar(total: int, desc: str, log_path: str | None = None):
     # Progress goes to the job log (threads would interleave bars on the terminal).
     fh = open(log_path, "a") if log_path else None
@@ -70,7 +78,7 @@ def toy_world(out_train: str, out_dev: str, cfg: dict, seed: int, log_path: str)
         train = generate_records(toy["train_questions"], seed + 11, hop, tm["entities"])
         dev = generate_records(toy["dev_questions"], seed + 23, hop, tm["entities"], id_offset=10**6)
         for path, rows in ((out_train, train), (out_dev, dev)):
-            write_manifest(path, {"tiny_model": tm, "toy": toy, "seed": seed}, [], t0, {"records": len(rows)})
+            write_manifest(path, _slice(cfg, {"tiny_model": tm, "toy": toy, "seed": seed}), [], t0, {"records": len(rows)})
             write_jsonl(path, rows)
 
 
@@ -85,7 +93,7 @@ def fetch_musique(out_train: str, out_dev: str, cfg: dict, log_path: str) -> Non
             recs, skipped = read_musique(path, allow_skip=d.get("skip_malformed", False))
             if d.get("num_questions") and split == "train":
                 recs = recs[: d["num_questions"]]
-            write_manifest(out, {"data": d}, [str(path)], t0, {"records": len(recs), "skipped": skipped})
+            write_manifest(out, _slice(cfg, {"data": d}), [str(path)], t0, {"records": len(recs), "skipped": skipped})
             write_jsonl(out, recs)
 
 
@@ -98,7 +106,7 @@ def tiny_model(out_dir: str, cfg: dict, seed: int, log_path: str) -> None:
             log.info("tiny model: %s", stats)
             write_json(Path(tmp) / "pretrain_stats.json", stats)
             Path(tmp, "manifest.json").write_text(json.dumps(
-                artifacts.build_manifest(out_dir, {"tiny_model": cfg["tiny_model"], "seed": seed}, [], t0, {"stats": stats}), indent=2))
+                artifacts.build_manifest(out_dir, _slice(cfg, {"tiny_model": cfg["tiny_model"], "seed": seed}), [], t0, {"stats": stats}), indent=2))
 
 
 # --------------------------------------------------------------------------- contexts, sampling, pairs
@@ -127,7 +135,7 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
                                     progress=_bar(len(recs), "contexts", log_path))
         log.info("contexts: %s", stats)
         for path, ctx in ((out_short, "short"), (out_long, "long")):
-            write_manifest(path, {"data": d, "seed": seed, "model": model}, [musique_train], t0, {"stats": stats})
+            write_manifest(path, _slice(cfg, {"data": d, "seed": seed, "model": model}), [musique_train], t0, {"stats": stats})
             write_jsonl(path, out[ctx])
 
 
@@ -156,7 +164,7 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
                                 progress=_bar(len(rows), "sample", log_path),
                                 key=artifacts.hash_obj({"model": model_identity(model), "backend": s["backend"],
                                                         "backend_kwargs": backend_kwargs}))
-        write_manifest(out, {"sampling": s, "seed": seed, "model": model}, [contexts_path], t0, {"n_inputs": len(done)})
+        write_manifest(out, _slice(cfg, {"sampling": s, "seed": seed, "model": model}), [contexts_path], t0, {"n_inputs": len(done)})
         Path(out + ".tmp-samples").replace(out)
 
 
@@ -182,7 +190,7 @@ def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, 
         log.info("pair statistics: %s", stats)
         inputs = [samples_short, samples_long, ctx_short, ctx_long]
         for path in (out_pairs, out_stats):
-            write_manifest(path, {"pairs": cfg["pairs"], "seed": seed, "data": cfg["data"]}, inputs, t0)
+            write_manifest(path, _slice(cfg, {"pairs": cfg["pairs"], "seed": seed}), inputs, t0)
         write_json(out_stats, stats)
         write_jsonl(out_pairs, rows)
 
@@ -193,7 +201,7 @@ def datasets(pairs_path: str, outputs: dict[str, str], cfg: dict, log_path: str)
     with job(log_path, "datasets") as t0:
         sets = method_datasets(read_jsonl(pairs_path))
         for name, path in outputs.items():
-            write_manifest(path, {"pairs": cfg["pairs"]}, [pairs_path], t0, {"rows": len(sets[name])})
+            write_manifest(path, _slice(cfg, {}), [pairs_path], t0, {"rows": len(sets[name])})
             write_jsonl(path, sets[name])
             log.info("dataset %s: %d rows", name, len(sets[name]))
 
@@ -208,7 +216,7 @@ def ref_logps(dataset_path: str, model: str, out: str, cfg: dict, log_path: str)
         m, tok = load_model_and_tokenizer(model, "auto", o.get("dtype", "auto"))
         ref = compute_reference_logps(m, tok, rows, o["max_length"], o["micro_batch_size"],
                                       progress=_bar(len(rows), "ref", log_path))
-        write_manifest(out, {"optim": o, "model": model}, [dataset_path], t0, {"rows": len(ref)})
+        write_manifest(out, _slice(cfg, {"optim": o, "model": model}), [dataset_path], t0, {"rows": len(ref)})
         write_jsonl(out, ref)
 
 
@@ -282,7 +290,7 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
             log.info("train %s: %s", run, stats)
             Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out_dir, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed},
+                out_dir, _slice(cfg, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed}),
                 [dataset_path] + ([ref_path] if ref_path else []), t0, {"stats": stats}), indent=2))
 
 
@@ -345,7 +353,7 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                     for f in src.glob("*.jsonl"):
                         (tmp / f.name).write_bytes(f.read_bytes())
             Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out, {bench: bcfg, "seed": seed, "model": model}, [dev_path] if dev_path else [], t0), indent=2))
+                out, _slice(cfg, {bench: bcfg, "seed": seed, "model": model}), [dev_path] if dev_path else [], t0), indent=2))
 
 
 def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, run: str, cfg: dict, seed: int,
@@ -381,8 +389,9 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
         log.info("%s %s: score %s", run, bench, result.get("score"))
         pred_path = out_json.replace(".json", ".predictions.jsonl")
         inputs = [model_dir] + ([data_dir] if data_dir else [])
-        write_manifest(pred_path, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0)
+        recorded = _slice(cfg, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed})
+        write_manifest(pred_path, recorded, inputs, t0)
         write_jsonl(pred_path, preds)
-        write_manifest(out_json, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0,
+        write_manifest(out_json, recorded, inputs, t0,
                        {"predictions": pred_path})
         write_json(out_json, result)

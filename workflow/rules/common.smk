@@ -1,6 +1,7 @@
 import os
 import sys
 
+from solopo import slices
 from solopo.config import ConfigError, run_table, validate_config
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
@@ -32,14 +33,29 @@ wildcard_constraints:
     bench=_alt(BENCHMARKS),
 
 
+# Each job gets its config slice (solopo.slices) as `params` cfg: Snakemake reruns a job when a
+# value in it changes, and the job sees only that slice. Manifests (`<file>.manifest.json`) are
+# declared outputs, so a failed rerun cannot leave an old manifest beside a deleted artifact.
+def m(path):
+    """The manifest written beside a file artifact."""
+    return f"{path}.manifest.json"
+
+
 def model_path(backbone):
     """A local folder or a hub id; the tiny backbone is built by rule tiny_model."""
     return BACKBONES[backbone]["model"]
 
 
 def model_input(backbone):
+    """The model folder when it is local (built here or given as a folder): an input, so that a rebuilt or
+    swapped model reruns its dependents (the folder's file listing is also in the params, see slices.fingerprint)."""
     b = BACKBONES[backbone]
-    return [b["model"]] if b.get("build") else []
+    return [b["model"]] if b.get("build") or slices.external_model(b) else []
+
+
+def scoped(params, rule):
+    """The job's view of the config: its params slice; reading any other key raises (solopo.slices)."""
+    return slices.scoped(params.cfg, config, rule)
 
 
 def backend_kwargs(backbone):
@@ -69,9 +85,7 @@ def train_inputs(wildcards):
 
 def train_params(wildcards):
     """The config slice a run depends on; a change reruns that run only (Snakemake params trigger)."""
-    r = run_of(wildcards)
-    return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"],
-            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint")}
+    return slices.train(config, run_of(wildcards))
 
 
 def bench_data_dir(bench, backbone):
@@ -100,26 +114,38 @@ def get_final_output():
     return out
 
 
-def run_contexts(input, output, wildcards, log):
+def run_contexts(input, output, params, wildcards, log):
     from solopo import pipeline
 
-    b = BACKBONES[wildcards.backbone]
-    pipeline.contexts(input.musique, b["model"], output.short, output.long, config, SEED, log[0],
-                      b.get("trust_remote_code", False))
+    cfg = scoped(params, "contexts")
+    b = cfg["backbone"]
+    pipeline.contexts(input.musique, b["model"], output.short, output.long, cfg, cfg["seed"], log[0],
+                      b["trust_remote_code"])
 
 
-def run_train(input, output, wildcards, log):
+def run_sample(input, output, params, wildcards, log):
+    from solopo import pipeline
+
+    cfg = scoped(params, "sample")
+    pipeline.sample(input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
+                    {"trust_remote_code": cfg["backbone"]["trust_remote_code"]})
+
+
+def run_train(input, output, params, wildcards, log):
     from solopo import pipeline
 
     r = RUNS[wildcards.run]
-    pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method, r.lam,
-                   config, SEED, log[0], input.get("bench"))
+    cfg = slices.scoped(params.run, config, "train")
+    pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output.model, wildcards.run, r.method, r.lam,
+                   cfg, cfg["seed"], log[0], input.get("bench"))
 
 
-def run_evaluate(input, output, wildcards, log):
+def run_evaluate(input, output, params, wildcards, log):
     from solopo import pipeline
 
     r = RUNS[wildcards.run]
-    kw = backend_kwargs(r.backbone) | {"yarn": BACKBONES[r.backbone].get("yarn_for_longbench_v2", False)}
-    pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
-                      wildcards.run, config, SEED, log[0], kw)
+    cfg = scoped(params, "evaluate")
+    kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"],
+          "yarn": cfg["backbone"].get("yarn_for_longbench_v2", False)}
+    pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
+                      wildcards.run, cfg, cfg["seed"], log[0], kw)

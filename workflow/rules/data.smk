@@ -4,27 +4,38 @@ if config["data"]["source"] == "toy":
         output:
             train="results/data/musique_train.jsonl",
             dev="results/data/musique_dev.jsonl",
+            train_manifest=m("results/data/musique_train.jsonl"),
+            dev_manifest=m("results/data/musique_dev.jsonl"),
         log:
             "logs/data/toy_world.log",
+        params:
+            cfg=slices.toy_world(config),
         run:
             from solopo import pipeline
 
-            pipeline.toy_world(output.train, output.dev, config, SEED, log[0])
+            cfg = scoped(params, "toy_world")
+            pipeline.toy_world(output.train, output.dev, cfg, cfg["seed"], log[0])
 
 else:
 
     rule fetch_musique:
+        input:
+            **slices.musique_files(config),
         output:
             train="results/data/musique_train.jsonl",
             dev="results/data/musique_dev.jsonl",
+            train_manifest=m("results/data/musique_train.jsonl"),
+            dev_manifest=m("results/data/musique_dev.jsonl"),
         log:
             "logs/data/fetch_musique.log",
+        params:
+            cfg=slices.fetch_musique(config),
         resources:
             hf_download=1,
         run:
             from solopo import pipeline
 
-            pipeline.fetch_musique(output.train, output.dev, config, log[0])
+            pipeline.fetch_musique(output.train, output.dev, scoped(params, "fetch_musique"), log[0])
 
 
 rule tiny_model:
@@ -33,11 +44,13 @@ rule tiny_model:
     log:
         "logs/models/tiny_model.log",
     params:
-        cfg=config.get("tiny_model"),
+        cfg=slices.tiny_model(config),
     run:
         from solopo import pipeline
 
-        pipeline.tiny_model(output[0], config, config["tiny_model"].get("seed", SEED), log[0])
+        cfg = scoped(params, "tiny_model")
+        tm = cfg["tiny_model"]
+        pipeline.tiny_model(output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0])
 
 
 rule contexts:
@@ -47,9 +60,11 @@ rule contexts:
     output:
         short="results/contexts/{backbone}/short.jsonl",
         long="results/contexts/{backbone}/long.jsonl",
+        short_manifest=m("results/contexts/{backbone}/short.jsonl"),
+        long_manifest=m("results/contexts/{backbone}/long.jsonl"),
     log:
         "logs/contexts/{backbone}.log",
     params:
-        data=config["data"],
+        cfg=lambda wc: slices.contexts(config, wc.backbone),
     run:
-        run_contexts(input, output, wildcards, log)
+        run_contexts(input, output, params, wildcards, log)

@@ -6,11 +6,12 @@ rule bench_data:
     log:
         "logs/benchmarks/{bench}.log",
     params:
-        cfg=lambda wc: config["eval"][wc.bench],
+        cfg=lambda wc: slices.bench_data(config, wc.bench),
     run:
         from solopo import pipeline
 
-        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
+        cfg = scoped(params, "bench_data")
+        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], cfg, cfg["seed"], log[0])
 
 
 rule bench_data_tokenized:
@@ -22,23 +23,28 @@ rule bench_data_tokenized:
     log:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
-        cfg=lambda wc: config["eval"][wc.bench],
+        cfg=lambda wc: slices.bench_data(config, wc.bench, wc.backbone),
     run:
         from solopo import pipeline
 
-        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED, log[0])
+        cfg = scoped(params, "bench_data")
+        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg, cfg["seed"],
+                            log[0])
 
 
 rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        "results/eval/{run}_{bench}.json",
+        json="results/eval/{run}_{bench}.json",
+        manifest=m("results/eval/{run}_{bench}.json"),
+        predictions="results/eval/{run}_{bench}.predictions.jsonl",
+        predictions_manifest=m("results/eval/{run}_{bench}.predictions.jsonl"),
     log:
         "logs/eval/{run}_{bench}.log",
     params:
-        cfg=lambda wc: config["eval"][wc.bench],
+        cfg=lambda wc: slices.evaluate(config, RUNS[wc.run], wc.bench),
     resources:
         gpu=1,
     run:
-        run_evaluate(input, output, wildcards, log)
+        run_evaluate(input, output, params, wildcards, log)
