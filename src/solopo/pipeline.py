@@ -105,8 +105,8 @@ def tiny_model(out_dir: str, cfg: dict, seed: int, log_path: str) -> None:
             stats = train_tiny_model(tmp, cfg["tiny_model"], seed, progress=_bar(cfg["tiny_model"]["steps"], "pretrain", log_path))
             log.info("tiny model: %s", stats)
             write_json(Path(tmp) / "pretrain_stats.json", stats)
-            Path(tmp, "manifest.json").write_text(json.dumps(
-                artifacts.build_manifest(out_dir, _slice(cfg, {"tiny_model": cfg["tiny_model"], "seed": seed}), [], t0, {"stats": stats}), indent=2))
+            artifacts.write_folder_manifest(tmp, out_dir, _slice(cfg, {"tiny_model": cfg["tiny_model"], "seed": seed}), [], t0,
+                                            {"stats": stats})
 
 
 # --------------------------------------------------------------------------- contexts, sampling, pairs
@@ -289,9 +289,9 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
             log.info("train %s: %s", run, stats)
-            Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out_dir, _slice(cfg, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed}),
-                [dataset_path] + ([ref_path] if ref_path else []), t0, {"stats": stats}), indent=2))
+            artifacts.write_folder_manifest(
+                tmp, out_dir, _slice(cfg, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed}),
+                [dataset_path] + ([ref_path] if ref_path else []), t0, {"stats": stats})
 
 
 def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path) -> dict:
@@ -352,8 +352,8 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                                                 "archive (zuucan/NeedleInAHaystack-PLUS README); unpack it there")
                     for f in src.glob("*.jsonl"):
                         (tmp / f.name).write_bytes(f.read_bytes())
-            Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out, _slice(cfg, {bench: bcfg, "seed": seed, "model": model}), [dev_path] if dev_path else [], t0), indent=2))
+            artifacts.write_folder_manifest(tmp, out, _slice(cfg, {bench: bcfg, "seed": seed, "model": model}),
+                                            [dev_path] if dev_path else [], t0)
 
 
 def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, run: str, cfg: dict, seed: int,
@@ -363,6 +363,7 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
 
     with job(log_path, f"eval {run} {bench}") as t0:
         bcfg = dict(cfg["eval"][bench])
+        artifacts.check_model_folder(model_dir)  # lm-eval and vLLM load the weights themselves
         if bench == "leaderboard":
             import tempfile
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from solopo.generate import GenerationConfig
 from solopo.runtime import MODEL_LOAD_LOCK, TORCH_RNG_LOCK, pick_device
@@ -20,6 +21,18 @@ def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str =
 
 
 def _load(model_path, device, dtype, trust_remote_code, rope_scaling):
+    from solopo.artifacts import DataError, check_model_folder
+
+    check_model_folder(model_path)  # a damaged weights file is named here, not deep inside safetensors
+    try:
+        return _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling)
+    except (OSError, ValueError, RuntimeError) as e:
+        if isinstance(e, DataError) or not Path(str(model_path)).is_dir():
+            raise
+        raise DataError(f"{model_path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+
+
+def _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -19,7 +19,8 @@ rules, from the merged config and the run table) and compares its hash with the 
              compared with the same keys of the merged config (top level, then `train`,
              `eval`, `data`), `ok`/`stale` when any key is found, `unknown` otherwise
 
-With `inputs=True` it also recomputes each recorded input hash (`input changed` means an
+With `inputs=True` it also re-verifies every folder artifact's files against the content digest
+its manifest recorded (`damaged`, naming the file), and recomputes each recorded input hash (`input changed` means an
 upstream artifact was rebuilt after this one: Snakemake's mtime/input trigger reruns it).
 """
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from solopo.artifacts import hash_obj, hash_path, manifest_path
+from solopo.artifacts import hash_obj, hash_path, manifest_path, verify_folder
 
 REPO = Path(__file__).resolve().parents[3]
 BASE_CONFIG = REPO / "config" / "config.yaml"
@@ -129,6 +130,11 @@ def current_hash(path: Path, recorded: str | None) -> str:
     if not path.exists():
         return "missing"
     now = hash_path(path)
+    if now.startswith("c:"):
+        # a folder artifact: its recorded digest, re-verified against the bytes (a changed byte shows)
+        from solopo.artifacts import content_digest, content_files
+
+        return "c:" + content_digest(content_files(path))
     if path.is_dir() and now.startswith("m:") and recorded and not recorded.startswith("m:"):
         h = hashlib.sha256()
         for f in sorted(f for f in path.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
@@ -365,7 +371,7 @@ class Expected:
 @dataclass
 class Finding:
     path: str
-    status: str  # ok | stale | orphan | unknown | input changed
+    status: str  # ok | stale | orphan | unknown | input changed | damaged
     kind: str | None = None
     detail: str = ""
 
@@ -414,6 +420,10 @@ def _check(config: dict, root: Path, inputs: bool, results: str) -> list[Finding
         else:
             diff = _diff(man.get("config"), json.loads(json.dumps(slice_, default=str)))
             f = Finding(rel, "stale", kind, "config changed: " + (", ".join(diff) or "(hash only)"))
+        if inputs and art.is_dir() and f.status == "ok":
+            damaged = verify_folder(Path(rel))  # relative: the message names the path as the user knows it
+            if damaged:
+                f = Finding(rel, "damaged", kind, "; ".join(damaged[:3]) + (f" (+{len(damaged) - 3} more)" if len(damaged) > 3 else ""))
         if inputs and f.status == "ok":
             changed = []
             recorded = man.get("inputs") if isinstance(man.get("inputs"), dict) else {}
