@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from solopo import artifacts
+from solopo import artifacts, validate
 from solopo.artifacts import atomic_path, read_jsonl, write_json, write_jsonl, write_manifest
 
 log = logging.getLogger("solopo")
@@ -91,6 +91,7 @@ def fetch_musique(out_train: str, out_dev: str, cfg: dict, log_path: str) -> Non
             src = (d.get("musique") or {}).get(f"{split}_file") if d["source"] == "local" else None
             path = Path(src) if src else download_musique(d["musique"]["hub_id"], split)
             recs, skipped = read_musique(path, allow_skip=d.get("skip_malformed", False))
+            validate.check_unique_ids(recs, path)
             if d.get("num_questions") and split == "train":
                 recs = recs[: d["num_questions"]]
             write_manifest(out, _slice(cfg, {"data": d}), [str(path)], t0, {"records": len(recs), "skipped": skipped})
@@ -125,9 +126,11 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
 
     with job(log_path, "contexts") as t0:
         d = cfg["data"]
-        recs = read_jsonl(musique_train)
+        recs = validate.read_rows(musique_train, ("id", "question", "answer", "paragraphs"), "records", "records")
+        validate.check_unique_ids(recs, musique_train)
         if d.get("num_questions"):
             recs = recs[: d["num_questions"]]
+        validate.check_long_tokens(model, d["long_tokens"], trust_remote_code)
         tok = _tokenizer(model, trust_remote_code)
         count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         out, stats = build_contexts(recs, paragraph_pool(recs), count, {"short": d["short_tokens"], "long": d["long_tokens"]},
@@ -135,7 +138,8 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
                                     progress=_bar(len(recs), "contexts", log_path))
         log.info("contexts: %s", stats)
         for path, ctx in ((out_short, "short"), (out_long, "long")):
-            write_manifest(path, _slice(cfg, {"data": d, "seed": seed, "model": model}), [musique_train], t0, {"stats": stats})
+            write_manifest(path, _slice(cfg, {"data": d, "seed": seed, "model": model}), [musique_train], t0,
+                           {"stats": stats, "rows": len(out[ctx])})
             write_jsonl(path, out[ctx])
 
 
@@ -157,8 +161,9 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
 
     with job(log_path, "sample") as t0:
         s = cfg["sampling"]
-        rows = read_jsonl(contexts_path)
+        rows = validate.read_rows(contexts_path, ("id", "ctx", "prompt", "answers"), "rows")
         backend = load_backend(s["backend"], model, **backend_kwargs)
+        validate.check_chat_template(backend.tokenizer, model)
         done = sample_responses(backend, rows, out + ".tmp-samples", s["n"], s["temperature"], s.get("top_p", 1.0),
                                 s["max_new_tokens"], seed, s.get("shard_size", 64), s.get("batch_size", 8),
                                 progress=_bar(len(rows), "sample", log_path),
@@ -183,14 +188,18 @@ def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, 
     from solopo.pairs import build_pairs
 
     with job(log_path, "pairs") as t0:
-        samples = {"short": read_jsonl(samples_short), "long": read_jsonl(samples_long)}
-        ctxs = {"short": read_jsonl(ctx_short), "long": read_jsonl(ctx_long)}
+        samples = {"short": validate.read_rows(samples_short, ("id", "responses", "answers"), "n_inputs", "sample sets"),
+                   "long": validate.read_rows(samples_long, ("id", "responses", "answers"), "n_inputs", "sample sets")}
+        ctxs = {"short": validate.read_rows(ctx_short, ("id", "prompt"), "rows"),
+                "long": validate.read_rows(ctx_long, ("id", "prompt"), "rows")}
+        for c, sp, cp in (("short", samples_short, ctx_short), ("long", samples_long, ctx_long)):
+            validate.check_samples(samples[c], ctxs[c], sp, cp)
         rows, stats = build_pairs(samples, ctxs, seed, cfg["pairs"]["num_pairs"], chance_accuracy(cfg),
                                   cfg["pairs"].get("intersection", True))
         log.info("pair statistics: %s", stats)
         inputs = [samples_short, samples_long, ctx_short, ctx_long]
         for path in (out_pairs, out_stats):
-            write_manifest(path, _slice(cfg, {"pairs": cfg["pairs"], "seed": seed}), inputs, t0)
+            write_manifest(path, _slice(cfg, {"pairs": cfg["pairs"], "seed": seed}), inputs, t0, {"rows": len(rows)})
         write_json(out_stats, stats)
         write_jsonl(out_pairs, rows)
 
@@ -199,7 +208,7 @@ def datasets(pairs_path: str, outputs: dict[str, str], cfg: dict, log_path: str)
     from solopo.pairs import method_datasets
 
     with job(log_path, "datasets") as t0:
-        sets = method_datasets(read_jsonl(pairs_path))
+        sets = method_datasets(validate.read_rows(pairs_path, ("id",), "rows"))
         for name, path in outputs.items():
             write_manifest(path, _slice(cfg, {}), [pairs_path], t0, {"rows": len(sets[name])})
             write_jsonl(path, sets[name])
@@ -211,7 +220,7 @@ def ref_logps(dataset_path: str, model: str, out: str, cfg: dict, log_path: str)
     from solopo.train.trainer import compute_reference_logps
 
     with job(log_path, "ref_logps") as t0:
-        rows = read_jsonl(dataset_path)
+        rows = validate.read_rows(dataset_path, (), "rows")
         o = cfg["train"]["optim"]
         m, tok = load_model_and_tokenizer(model, "auto", o.get("dtype", "auto"))
         ref = compute_reference_logps(m, tok, rows, o["max_length"], o["micro_batch_size"],
@@ -268,10 +277,13 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
     from solopo.train.trainer import train as train_loop
 
     with job(log_path, f"train {run}") as t0:
-        rows = read_jsonl(dataset_path)
+        rows = validate.read_rows(dataset_path, (), "rows")
         if not rows:
             raise ValueError(f"{dataset_path}: no training rows for run {run} (the pair yield was zero)")
-        ref = read_jsonl(ref_path) if ref_path else None
+        ref = validate.read_rows(ref_path, (), "rows") if ref_path else None
+        if ref is not None and len(ref) != len(rows):
+            raise artifacts.DataError(f"{ref_path}: {len(ref)} reference rows for {len(rows)} training rows in {dataset_path}; "
+                                      "expected one per row")
         ckpt = Path("results/checkpoints") / run
         lcfg, tcfg = loss_config(cfg, method, lam), train_config(cfg, method)
         ds = cfg["train"].get("deepspeed", "none")
@@ -385,6 +397,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 items = niah_plus.load_items(data_dir)
             else:
                 items = mod.load_items(data_dir, bcfg)
+            validate.check_eval_items(bench, items, data_dir, bcfg)
+            validate.check_chat_template(backend.tokenizer, model_dir)
             result, preds = mod.evaluate(backend, items, bcfg, seed=seed)
         result["run"] = run
         log.info("%s %s: score %s", run, bench, result.get("score"))
