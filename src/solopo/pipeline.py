@@ -190,8 +190,8 @@ def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, 
     with job(log_path, "pairs") as t0:
         samples = {"short": validate.read_rows(samples_short, ("id", "responses", "answers"), "n_inputs", "sample sets"),
                    "long": validate.read_rows(samples_long, ("id", "responses", "answers"), "n_inputs", "sample sets")}
-        ctxs = {"short": validate.read_rows(ctx_short, ("id", "prompt"), "rows"),
-                "long": validate.read_rows(ctx_long, ("id", "prompt"), "rows")}
+        ctxs = {"short": validate.read_rows(ctx_short, ("id", "question", "answers", "prompt"), "rows"),
+                "long": validate.read_rows(ctx_long, ("id", "question", "answers", "prompt"), "rows")}
         for c, sp, cp in (("short", samples_short, ctx_short), ("long", samples_long, ctx_long)):
             validate.check_samples(samples[c], ctxs[c], sp, cp)
         rows, stats = build_pairs(samples, ctxs, seed, cfg["pairs"]["num_pairs"], chance_accuracy(cfg),
