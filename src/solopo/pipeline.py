@@ -61,10 +61,21 @@ def _slice(cfg, direct: dict) -> dict:
     return cfg.plain if isinstance(cfg, Scoped) else direct
 
 
+class _StoppableBar(tqdm):
+    """A progress bar whose every update checks the Ctrl-C flag (solopo.runtime.STOP): each job loop
+    (pre-training, contexts, sampling, reference log-probs, training steps) updates it per step."""
+
+    def update(self, n=1):
+        from solopo.runtime import check_stop
+
+        check_stop()
+        return super().update(n)
+
+
 def _bar(total: int, desc: str, log_path: str | None = None):
     # Progress goes to the job log (threads would interleave bars on the terminal).
     fh = open(log_path, "a") if log_path else None
-    return tqdm(total=total, desc=desc, file=fh, mininterval=5, disable=fh is None)
+    return _StoppableBar(total=total, desc=desc, file=fh, mininterval=5, disable=fh is None)
 
 
 # --------------------------------------------------------------------------- data

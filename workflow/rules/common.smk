@@ -15,6 +15,11 @@ except ConfigError as e:
     sys.stderr.write(f"{e}\n")
     sys.exit(1)
 
+# Ctrl-C stops running job threads within a step (solopo.runtime.STOP), not after the job
+from solopo.runtime import install_stop_handler
+
+install_stop_handler()
+
 RUNS = run_table(config)
 BACKBONES = {b["name"]: b for b in config["backbones"]}
 PRIMARY = config["backbones"][0]["name"]

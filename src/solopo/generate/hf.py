@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from solopo.generate import GenerationConfig
-from solopo.runtime import MODEL_LOAD_LOCK, TORCH_RNG_LOCK, pick_device
+from solopo.runtime import MODEL_LOAD_LOCK, STOP, TORCH_RNG_LOCK, check_stop, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,11 @@ class HFBackend:
                 kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            check_stop()
             with TORCH_RNG_LOCK, torch.no_grad():
                 torch.manual_seed(cfg.seed * 1_000_003 + b)
-                out = self.model.generate(**enc, **kwargs)
+                out = self.model.generate(**enc, **kwargs, stopping_criteria=_stop_criteria())
+            check_stop()  # generate ended early on Ctrl-C: never return a cut output
             new = out[:, enc["input_ids"].shape[1]:]
             texts = tok.batch_decode(new, skip_special_tokens=True)
             for i in range(len(chunk)):
@@ -89,3 +91,15 @@ class HFBackend:
             if progress is not None:
                 progress.update(len(chunk))
         return outputs
+
+
+def _stop_criteria():
+    """Stop generating at the next token once Ctrl-C was pressed (solopo.runtime.STOP)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), STOP.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Stop()])
