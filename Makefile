@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env clean
+.PHONY: tiny test test-all dryrun-paper lint report env clean gpu-check toy-science toy-science-tune
 
 env:
 	@./scripts/bootstrap.sh
@@ -33,3 +33,16 @@ lint: env
 
 clean:
 	rm -rf results logs .snakemake
+
+# The prepared GPU check (issue 16): needs only python + torch + transformers (no .venv, no network).
+# make gpu-check OUT=/some/folder              on a GPU machine, <= 8 min on an H200
+# make gpu-check ARGS=--cpu-rehearsal          the toy-size CPU run the tests do
+gpu-check:
+	./scripts/gpu_check.sh $(if $(OUT),--out $(OUT),) $(ARGS)
+
+# Toy-science experiment (issue 15; not in the test command): ~90 min on 2 idle cores
+toy-science: env
+	$(SNAKEMAKE) toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
+
+toy-science-tune: env  ## learning rates per family on the dev split; write the choice into config/toy_science.yaml
+	$(SNAKEMAKE) toy_science_tune --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml

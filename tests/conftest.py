@@ -29,3 +29,15 @@ def tiny_lm_dir(tmp_path_factory, toy_records):
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def reduced_tree(tmp_path_factory):
+    """The reduced tiny pipeline (tests/reduced_pipeline.py) run to the end once per session: a folder
+    with results/, logs/ and .snakemake/. Shared and read-only: copy what you change."""
+    from tests.reduced_pipeline import run_reduced
+
+    tree = tmp_path_factory.mktemp("reduced_tree")
+    out = run_reduced(tree, "all")
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    return tree

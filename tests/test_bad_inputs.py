@@ -41,13 +41,14 @@ def _cfg(**changes) -> dict:
      "config error: train.lambdas.solo_orpo: 0.1234568 and 0.1234567 both give run solo_orpo_lam0.123457"),
     ({"train__lambdas": {"solo_orpo": [2.0, 2]}}, "config error: train.lambdas.solo_orpo: 2.0 and 2.0 both give run solo_orpo "),
     ({"eval__ruler__num_samples": 0},
-     "config error: eval.ruler.num_samples: 0 gives no evaluation items; allowed: an integer >= 1"),
-    ({"eval__longbench_v1__fixture_items": 0}, "config error: eval.longbench_v1.fixture_items: 0 gives no evaluation items"),
+     "config error: eval.ruler.num_samples: 0 is not valid; allowed: integer >= 1"),
+    ({"eval__longbench_v1__fixture_items": 0}, "config error: eval.longbench_v1.fixture_items: 0 is not valid"),
     ({"eval__ruler__sets": []}, "config error: eval.ruler.sets: [] gives no evaluation items; allowed: a non-empty list"),
     ({"data__long_tokens": 2000},
      "config error: data.long_tokens + sampling.max_new_tokens: 2040 is beyond the tiny backbone's position range "
      "(tiny_model.max_positions 1024); allowed: <= 1024"),
-    ({"eval__ruler__lengths": [256, 4096]}, "config error: eval.ruler.lengths[1]: 4096 is beyond the tiny backbone's position range"),
+    ({"eval__ruler__lengths": [256, 4096]}, "config error: eval.ruler: inputs need up to 4096 tokens (prompt + generation), "
+                                            "more than backbone tiny's context_window 1024"),
     ({"train__optim__max_length": 300},
      "config error: train.optim.max_length: 300 cannot hold a long prompt and its response (data.long_tokens 384 + "
      "sampling.max_new_tokens 40 = 424); allowed: >= 424"),

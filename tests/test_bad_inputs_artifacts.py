@@ -14,7 +14,7 @@ import pytest
 from solopo import artifacts, slices
 from solopo.artifacts import DataError
 from solopo.cli import main
-from solopo.config import run_table
+from solopo.config import run_table, validate_config
 from solopo.report.provenance import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +34,7 @@ def model_tree(tmp_path, monkeypatch, tiny_lm_dir):
     """results/train/solo_orpo/model: a real (tiny) model folder with the manifest rule train writes."""
     monkeypatch.chdir(tmp_path)
     cfg = load_config([TINY])
+    validate_config(cfg)
     model = Path("results/train/solo_orpo/model")
     tmp = model.with_name(".model.tmp")
     shutil.copytree(tiny_lm_dir, tmp)

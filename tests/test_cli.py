@@ -13,7 +13,7 @@ import pytest
 
 from solopo import artifacts, slices
 from solopo.cli import main
-from solopo.config import run_table
+from solopo.config import run_table, validate_config
 from solopo.report.provenance import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +24,7 @@ TINY = str(ROOT / "config" / "tiny.yaml")
 def tree(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config([TINY])
+    validate_config(cfg)  # as the workflow does: YAML integers become floats where the schema says number
     seed = cfg["seed"]
     res = Path("results")
     data = res / "data" / "musique_train.jsonl"

@@ -9,6 +9,7 @@ file and a local model folder, edited or swapped under the same name.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import time
 from pathlib import Path
@@ -16,13 +17,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from solopo.config import ConfigError, validate_config
+from solopo.config import SCHEMA_PATH, ConfigError, validate_config
 from solopo.report.provenance import check, load_config
 from tests.snakemake_plan import ROOT, build_tree, plan
 
 TARGETS = ("all", "results/bench/efficiency.json")
 # fewer runs than tiny.yaml (every run of a method has the same slice keys), every benchmark
-REDUCED = {"train": {"methods": ["dpo_short", "solo_orpo"]}}  # dpo: reference log-probs
+REDUCED = {"train": {"methods": ["dpo_short", "solo_orpo", "longpo"],  # dpo: reference log-probs
+                     "lambdas": {"solo_orpo": [1.0, 4.0]}}}
 
 # leaf keys that change which jobs exist rather than a job's settings; each is covered elsewhere
 STRUCTURAL = {
@@ -32,9 +34,12 @@ STRUCTURAL = {
     "backbones[0].model": "a built backbone's folder is an output of rule tiny_model (test_local_model_folder_...)",
     "backbones[0].build": "switches the model from built to given (test_local_model_folder_...)",
     "data.skip_malformed": "read by fetch_musique only, not by the toy world (test_local_musique_file_is_an_input)",
+    "train.longpo.lr_scheduler": "the schema allows one value (cosine): it cannot change",
 }
 # mutations for values that the generic rule below cannot change into something valid
 MUTATIONS = {
+    "backbones[0].long_context": {"rope_scaling": {"type": "yarn", "factor": 2.0, "original_max_position_embeddings": 1024},
+                                  "context_window": 2048},
     "sampling.backend": "vllm",
     "eval.backend": "vllm",
     "train.deepspeed": "zero2",
@@ -49,7 +54,8 @@ MUTATIONS = {
 
 def _config() -> dict:
     cfg = load_config([ROOT / "config/tiny.yaml"], ROOT / "config/config.yaml")
-    cfg["train"]["methods"] = REDUCED["train"]["methods"]
+    cfg["train"].update(REDUCED["train"])
+    validate_config(cfg)  # as the workflow does (YAML integers become floats where the schema says number)
     return cfg
 
 
@@ -99,10 +105,23 @@ def _candidates(value):
     raise AssertionError(value)
 
 
+def _schema_enum(path) -> list:
+    """The other values the schema allows at `path` (an `enum`), if any."""
+    root = yaml.safe_load(SCHEMA_PATH.read_text())
+    node = root
+    for p in path:
+        if "$ref" in node:
+            node = root["$defs"][node["$ref"].split("/")[-1]]
+        node = node.get("items", {}) if isinstance(p, int) else (node.get("properties") or {}).get(p) or {}
+    return list(node.get("enum") or [])
+
+
 def mutate(base: dict, path) -> dict:
     """`base` with the value at `path` changed into another value the config validation accepts."""
     name = _name(path)
-    for cand in [MUTATIONS[name]] if name in MUTATIONS else _candidates(_get(base, path)):
+    value = _get(base, path)
+    enum = [v for v in _schema_enum(path) if v != value]
+    for cand in [MUTATIONS[name]] if name in MUTATIONS else enum or _candidates(value):
         cfg = copy.deepcopy(base)
         _set(cfg, path, cand)
         try:
@@ -187,6 +206,7 @@ def test_every_key_reruns_exactly_what_records_it(tree):
     assert not disagreements, "\n".join(disagreements)
     assert not ignored, f"changing these keys reruns nothing: {ignored}"
     print(f"{len(report)} keys in {time.time() - t0:.0f} s")
+    (work / "staleness_report.json").write_text(json.dumps(report, indent=1))
 
 
 @pytest.mark.parametrize("key,must,must_not", [
@@ -231,6 +251,7 @@ def external(tmp_path_factory):
     cwd = os.getcwd()
     os.chdir(work)  # validate_config checks local paths relative to the working directory
     try:
+        validate_config(cfg)
         build_tree(work, cfg)
     finally:
         os.chdir(cwd)

@@ -24,6 +24,10 @@ def test_paper_preset_dry_run_lists_every_job_with_gpu_training(tmp_path):
     assert int(counts["sample"]) == 4 and int(counts["fetch_musique"]) == 1
     train_blocks = [b for b in text.split("\n\n") if "rule train:" in b]
     assert train_blocks and all("gpu=4" in b for b in train_blocks)
+    # issue 14 item 1: every job whose inputs exceed the native window shows the long-context setting
+    yarn = re.findall(r"evaluate (\S+) on (\S+): context: yarn x4 \(window 131072\)", text)
+    assert len(yarn) == 23 * 2 and {b for _, b in yarn} == {"longbench_v2", "niah_plus"}
+    assert not any(r.startswith("llama31_8b__") for r, _ in yarn)
 
 
 def test_single_target_builds_only_what_it_needs(tmp_path):
@@ -35,6 +39,23 @@ def test_single_target_builds_only_what_it_needs(tmp_path):
     assert "report_tables" not in counts and "ref_logps" not in counts
 
 
+def _lint(snakefile: Path):
+    return _sm("--lint", "--snakefile", str(snakefile), "--configfile", str(ROOT / "config/tiny.yaml"), timeout=120)
+
+
+def _lint_clean(out) -> bool:
+    # a workflow that does not parse prints no "Lints for" at all: the return code must be checked too
+    return out.returncode == 0 and "Lints for" not in out.stdout + out.stderr
+
+
 def test_lint_is_clean():
-    out = _sm("--lint", "--configfile", "config/tiny.yaml", timeout=120)
-    assert "Lints for" not in out.stdout + out.stderr, (out.stdout + out.stderr)[-3000:]
+    out = _lint(ROOT / "Snakefile")
+    assert _lint_clean(out), (out.stdout + out.stderr)[-3000:]
+
+
+def test_lint_check_fails_on_a_workflow_that_does_not_parse(tmp_path):
+    broken = tmp_path / "Snakefile"
+    broken.write_text('rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n\nrule broken(:\n')
+    out = _lint(broken)
+    assert not _lint_clean(out)
+    assert "Lints for" not in out.stdout + out.stderr  # the old check (no lints printed) would have passed

@@ -53,12 +53,39 @@ def _allowed(schema: dict) -> str:
     return " ".join(parts) or "see workflow/schemas/config.schema.yaml"
 
 
+# Keys that moved to another section: the message names the new place, not a near spelling.
+MOVED_KEYS = {
+    "train.loss.longpo_beta": "train.longpo.beta",
+    "train.loss.longpo_lambda": "train.longpo.lambda",
+    "backbones[].yarn_for_longbench_v2": "backbones[].long_context (applied to every suite that needs it)",
+}
+
+
+def _unknown_key(e) -> str:
+    """One line for a key the schema does not know: the key, and the closest valid one (difflib)."""
+    import difflib
+
+    allowed = list(e.schema.get("properties", {}))
+    unknown = [k for k in e.instance if k not in allowed]
+    key = str(sorted(unknown, key=str)[0]) if unknown else "?"
+    where = _key(list(e.path) + [key])
+    generic = ".".join("[]" if isinstance(p, int) else str(p) for p in e.path).replace(".[]", "[]")
+    moved = MOVED_KEYS.get(f"{generic}.{key}" if generic else key)
+    if moved:
+        return f"{where}: unknown key {key!r}; it moved to {moved}"
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+    return f"{where}: unknown key {key!r}; {hint}"
+
+
 def _schema_error(config: dict) -> str | None:
     import jsonschema
 
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), str(e.path)))
+    # An unknown key sorts before the "required" error its misspelling causes at the same level.
+    errors = sorted(validator.iter_errors(config),
+                    key=lambda e: (len(e.path), e.validator != "additionalProperties", str(e.path)))
     if not errors:
         return None
     e = errors[0]
@@ -66,33 +93,38 @@ def _schema_error(config: dict) -> str | None:
         missing = e.message.split("'")[1]
         return f"{_key(list(e.path) + [missing])}: missing; required key"
     if e.validator == "additionalProperties":
-        return f"{_key(e.path)}: {e.message}; allowed keys: {', '.join(e.schema.get('properties', {}))}"
+        return _unknown_key(e)
     if e.validator == "propertyNames":
         return f"{_key(e.path)}: unknown key {e.instance!r}; allowed: {_allowed(e.schema)}"
     return f"{_key(e.path)}: {e.instance!r} is not valid; allowed: {_allowed(e.schema)}"
 
 
-def _coerce_numbers(node, schema: dict) -> None:
+def _coerce_numbers(node, schema: dict, root: dict | None = None) -> None:
     """YAML `2` where the schema says `number` becomes 2.0 (in place): downstream code and libraries
     (transformers' GenerationConfig) expect floats, and `temperature: 2` must mean what `2.0` means."""
+    root = schema if root is None else root
+    if isinstance(schema, dict) and str(schema.get("$ref", "")).startswith("#/$defs/"):
+        schema = root.get("$defs", {}).get(schema["$ref"].split("/")[-1], {})
     if not isinstance(schema, dict):
         return
     if isinstance(node, dict):
         props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
         for k, v in node.items():
             sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if isinstance(sub, dict) and str(sub.get("$ref", "")).startswith("#/$defs/"):
+                sub = root.get("$defs", {}).get(sub["$ref"].split("/")[-1], {})
             if sub is None:
                 continue
             if _is_number(sub) and isinstance(v, int) and not isinstance(v, bool):
                 node[k] = float(v)
             else:
-                _coerce_numbers(v, sub)
+                _coerce_numbers(v, sub, root)
     elif isinstance(node, list) and isinstance(schema.get("items"), dict):
         for i, v in enumerate(node):
             if _is_number(schema["items"]) and isinstance(v, int) and not isinstance(v, bool):
                 node[i] = float(v)
             else:
-                _coerce_numbers(v, schema["items"])
+                _coerce_numbers(v, schema["items"], root)
 
 
 def _is_number(schema: dict) -> bool:
@@ -118,15 +150,8 @@ def _semantic_errors(config: dict) -> str | None:
     need = d["long_tokens"] + s["max_new_tokens"]
     if any(b.get("build") == "tiny_model" for b in config["backbones"]):
         limit = (config.get("tiny_model") or {}).get("max_positions", 1024)
+        # (evaluation lengths against the backbone's window: solopo.eval.budget, checked with the schema)
         lengths = {"data.long_tokens + sampling.max_new_tokens": need, "train.optim.max_length": o.get("max_length", 0)}
-        ev = config["eval"]
-        for bench in ev.get("benchmarks", []):
-            b = ev.get(bench) or {}
-            for key in ("lengths",):
-                for i, v in enumerate(b.get(key) or []):
-                    lengths[f"eval.{bench}.{key}[{i}]"] = int(v)
-            if "max_length" in b:
-                lengths[f"eval.{bench}.max_length + max_new_tokens"] = int(b["max_length"]) + int(b.get("max_new_tokens", 0))
         for key, v in lengths.items():
             if v > limit:
                 return (f"{key}: {v} is beyond the tiny backbone's position range (tiny_model.max_positions {limit}); "
@@ -179,6 +204,14 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
             if not f or not Path(f).exists():
                 raise ConfigError(f"config error: data.musique.{split}: {f!r} is not an existing file; "
                                   "allowed: a MuSiQue-Ans JSONL path when data.source is local")
+    from solopo.eval.budget import long_context_plan
+
+    for b in config["backbones"]:  # every suite fits a window the backbone has (issue 14 item 1)
+        for bench in config["eval"]["benchmarks"]:
+            try:
+                long_context_plan(b, bench, config["eval"].get(bench) or {})
+            except ValueError as e:
+                raise ConfigError(f"config error: {e}") from None
     o = config["train"]["optim"]
     if o["batch_size"] % o["micro_batch_size"]:
         raise ConfigError(f"config error: train.optim.batch_size: {o['batch_size']} is not a multiple of "

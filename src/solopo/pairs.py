@@ -10,8 +10,38 @@ context. Besides the yield, the statistics report the sampled accuracy against c
 from __future__ import annotations
 
 import random
+import re
+from collections import Counter
 
 from solopo.eval.metrics import extract_answer, has_answer_marker, sub_em
+
+_HOPS = re.compile(r"^(\d+)hop")
+
+
+def hop_count(qid: str) -> str:
+    """MuSiQue's hop label from the id prefix (`2hop__`, `3hop1__`, `4hop3__` -> 2hop/3hop/4hop)."""
+    m = _HOPS.match(str(qid))
+    return f"{m.group(1)}hop" if m else "unknown"
+
+
+def stratified_order(ids: list[str], seed, label=hop_count) -> list[str]:
+    """A seeded random order of `ids` in which every prefix keeps the hop mix of the whole list.
+
+    MuSiQue's training file is grouped by hop count (2-hop first), so taking the first
+    `num_pairs` questions in file order would select 2-hop questions only. Each hop group is
+    shuffled on its own and its k-th member (of n) gets the key (k + u) / n, u uniform in [0, 1):
+    sorting by key interleaves the groups in proportion to their sizes.
+    """
+    rng = random.Random(f"{seed}-pair-selection")
+    groups: dict[str, list[str]] = {}
+    for i in ids:
+        groups.setdefault(label(i), []).append(i)
+    keyed = []
+    for name in sorted(groups):
+        members = groups[name]
+        rng.shuffle(members)
+        keyed += [((k + rng.random()) / len(members), i) for k, i in enumerate(members)]
+    return [i for _, i in sorted(keyed)]
 
 
 def label_sub_em(responses: list[str], golds: list[str]) -> list[bool]:
@@ -34,7 +64,9 @@ def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]],
     `samples[ctx]` are sampling rows ({id, responses, answers}); `contexts[ctx]` the prompts.
     Each output row: {id, question, answers, x_short, x_long, short: {chosen, rejected} | None,
     long: {chosen, rejected} | None}. Selection: questions with pairs on both contexts first
-    (intersection rule), then the rest, up to `num_pairs` per pair set.
+    (intersection rule), then the rest, up to `num_pairs` per pair set; within each tier in a
+    seeded random order stratified by hop count (`stratified_order`). The hop mix of the inputs
+    and of each selected set is in the statistics (`hop_mix`).
     """
     prompts = {ctx: {r["id"]: r for r in rows} for ctx, rows in contexts.items()}
     stats: dict = {"chance_accuracy": chance}
@@ -62,7 +94,8 @@ def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]],
     ids = [r["id"] for r in contexts["short"]]
     both = [i for i in ids if per_ctx["short"].get(i) and per_ctx["long"].get(i)]
     rest = [i for i in ids if i not in set(both)]
-    order = both + rest if intersection else ids
+    # Within each tier, a seeded random order stratified by hop count (not the file's order).
+    order = stratified_order(both, seed) + stratified_order(rest, seed) if intersection else stratified_order(ids, seed)
     out, counts = [], {"short": 0, "long": 0}
     for i in order:
         row = {"id": i, "question": prompts["short"][i]["question"], "answers": prompts["short"][i]["answers"],
@@ -76,6 +109,12 @@ def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]],
             out.append(row)
     stats["intersection"] = len(both)
     stats["selected"] = counts
+    stats["selection"] = "seeded random, stratified by hop count (intersection tier first)" if intersection \
+        else "seeded random, stratified by hop count"
+    stats["hop_mix"] = {
+        "inputs": dict(sorted(Counter(hop_count(i) for i in ids).items())),
+        **{ctx: dict(sorted(Counter(hop_count(r["id"]) for r in out if r[ctx]).items())) for ctx in ("short", "long")},
+    }
     return out, stats
 
 

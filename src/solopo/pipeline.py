@@ -245,21 +245,33 @@ def loss_config(cfg: dict, method: str, lam: float | None):
     from solopo.train.losses import LossConfig
 
     lc = cfg["train"]["loss"]
+    # train.longpo is read (and in the params, solopo.slices.train) for the LongPO run only
+    lp = {**LONGPO_DEFAULTS, **((cfg["train"].get("longpo") or {}) if method == "longpo" else {})}
     simpo = "simpo" in method
     return LossConfig(beta=lc["simpo_beta"] if simpo else lc["beta"], gamma=lc["gamma"], orpo_lambda=lc["orpo_lambda"],
-                      alpha=lam if lam is not None else 0.0, longpo_beta=lc["longpo_beta"],
-                      longpo_lambda=lc["longpo_lambda"])
+                      alpha=lam if lam is not None else 0.0, longpo_beta=lp["beta"], longpo_lambda=lp["lambda"])
+
+
+# The LongPO release's training command (DAMO-NLP-SG/LongPO README; spec solopo_paper.md §2.4): the
+# LongPO run has its own optimiser block (`train.longpo`) because SoLoPO kept LongPO's defaults.
+LONGPO_DEFAULTS = {"optimizer": "rmsprop", "learning_rate": 5e-7, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
+                   "weight_decay": 0.0, "beta": 0.01, "lambda": 0.01}
 
 
 def train_config(cfg: dict, method: str):
     from solopo.train.trainer import TrainConfig
 
     o = cfg["train"]["optim"]
-    return TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
-                       epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
-                       warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
-                       save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),
-                       gradient_checkpointing=o.get("gradient_checkpointing", False))
+    tc = TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
+                     epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
+                     warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
+                     save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),
+                     gradient_checkpointing=o.get("gradient_checkpointing", False))
+    if method == "longpo":  # LongPO keeps its own release defaults; batch size stays SoLoPO's 64 (D.1)
+        lp = {**LONGPO_DEFAULTS, **(cfg["train"].get("longpo") or {})}
+        tc.optimizer, tc.learning_rate = lp["optimizer"], lp["learning_rate"]
+        tc.warmup_ratio, tc.weight_decay = lp["warmup_ratio"], lp["weight_decay"]
+    return tc
 
 
 def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict, seed: int) -> dict:
@@ -346,14 +358,19 @@ def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg,
 
 
 # --------------------------------------------------------------------------- benchmarks
-def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str) -> None:
-    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper)."""
+def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str,
+               sources_dir: str | None = None) -> None:
+    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper).
+
+    `sources_dir`: RULER's released source files as fetched by rule download_ruler (on a cluster,
+    this job runs offline on a compute node and only reads them)."""
     from solopo.eval import longbench_v1, longbench_v2, niah_plus, ruler
 
     with job(log_path, f"bench_data {bench}") as t0:
         bcfg = cfg["eval"][bench]
         source = bcfg.get("source", "fixture")
         records = read_jsonl(dev_path) if dev_path else []
+        extra: dict = {}
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
             if bench == "longbench_v1":
@@ -362,9 +379,16 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                 (longbench_v2.build_fixture(records, tmp, bcfg, seed) if source == "fixture" else longbench_v2.download(tmp, bcfg))
             elif bench == "ruler":
                 src_dir = tmp / "sources"
-                sources = ruler.build_fixture(records, src_dir, bcfg, seed) if source == "fixture" else ruler.download(src_dir, bcfg)
+                if source == "fixture":
+                    sources = ruler.build_fixture(records, src_dir, bcfg, seed)
+                elif sources_dir:  # fetched by rule download_ruler; read here, offline
+                    sources = {k: Path(sources_dir) / f for k, f in ruler.SOURCE_FILES.items()}
+                else:
+                    sources = ruler.download(src_dir, bcfg)
                 items = ruler.build_items(sources, _tokenizer(model), bcfg, seed)
                 write_jsonl(tmp / "items.jsonl", items)
+                extra["token_counts"] = ruler.token_stats(items)  # measured, in the dataset manifest
+                log.info("ruler token counts: %s", extra["token_counts"])
             elif bench == "niah_plus":
                 if bcfg.get("source") == "synthetic":
                     niah_plus.build_fixture(records, tmp, bcfg, seed, _tokenizer(model))
@@ -376,7 +400,7 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                     for f in src.glob("*.jsonl"):
                         (tmp / f.name).write_bytes(f.read_bytes())
             artifacts.write_folder_manifest(tmp, out, _slice(cfg, {bench: bcfg, "seed": seed, "model": model}),
-                                            [dev_path] if dev_path else [], t0)
+                                            [dev_path] if dev_path else [], t0, extra)
 
 
 def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, run: str, cfg: dict, seed: int,
@@ -397,9 +421,17 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 result, preds = leaderboard.evaluate(model_dir, bcfg, Path(work))
         else:
             kw = dict(backend_kwargs)
-            if bench == "longbench_v2" and kw.pop("yarn", False):
-                kw["rope_scaling"] = longbench_v2.rope_scaling_for({**bcfg, "yarn": True})
-            kw.pop("yarn", None)
+            # The backbone's long-context setting when this suite exceeds its native window (issue 14
+            # item 1; solopo.eval.budget): rope scaling at load, the window as vLLM's max_model_len.
+            plan = kw.pop("long_context", None) or {}
+            if plan.get("rope_scaling"):
+                kw["rope_scaling"] = plan["rope_scaling"]
+            if plan.get("window"):
+                kw["max_model_len"] = plan["window"]
+            if plan:
+                from solopo.eval.budget import describe
+
+                log.info("%s %s: %s", run, bench, describe(plan))
             backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
             mod = {"longbench_v1": longbench_v1, "longbench_v2": longbench_v2, "ruler": ruler, "niah_plus": niah_plus}[bench]
             if bench == "ruler":
@@ -412,6 +444,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
             validate.check_chat_template(backend.tokenizer, model_dir)
             result, preds = mod.evaluate(backend, items, bcfg, seed=seed)
         result["run"] = run
+        if bench != "leaderboard" and backend_kwargs.get("long_context"):
+            result.setdefault("settings", {})["context"] = backend_kwargs["long_context"]
         log.info("%s %s: score %s", run, bench, result.get("score"))
         pred_path = out_json.replace(".json", ".predictions.jsonl")
         inputs = [model_dir] + ([data_dir] if data_dir else [])

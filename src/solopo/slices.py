@@ -112,7 +112,7 @@ def _backbone(config: dict, name: str, *extra: str) -> dict:
     """What a job knows of its backbone: the model (hub id or folder; a folder is also an input) and loading flags."""
     b = next(b for b in config["backbones"] if b["name"] == name)
     out = {"name": name, "model": b["model"], "trust_remote_code": b.get("trust_remote_code", False),
-           **{k: b.get(k, False) for k in extra}}
+           **{k: b[k] for k in extra}}
     if external_model(b):
         out["files"] = fingerprint(b["model"])
     return {"backbone": out}
@@ -172,7 +172,7 @@ def train(config: dict, run) -> dict:
     """`run`: a solopo.config.Run. Checkpoint selection on LongBench v1 evaluates with eval.longbench_v1."""
     select = config["train"].get("select_checkpoint", "final") == "longbench_v1"
     paths = ("seed", "train.loss", "train.optim", "train.deepspeed", "train.select_checkpoint") + \
-        (("eval.longbench_v1",) if select else ())
+        (("eval.longbench_v1",) if select else ()) + (("train.longpo",) if run.method == "longpo" else ())
     return project(config, paths) | {"method": run.method, "lambda": run.lam} | _backbone(config, run.backbone)
 
 
@@ -180,6 +180,12 @@ def bench_data(config: dict, bench: str, backbone: str | None = None) -> dict:
     return project(config, ("seed", f"eval.{bench}")) | (_backbone(config, backbone) if backbone else {})
 
 
+# backbone keys that only name runs (not an artifact's content) or are in every backbone slice
+_RUN_TABLE_KEYS = ("name", "model", "trust_remote_code", "build", "methods", "lambdas")
+
+
 def evaluate(config: dict, run, bench: str) -> dict:
-    yarn = ("yarn_for_longbench_v2",) if bench == "longbench_v2" else ()
-    return project(config, ("seed", f"eval.{bench}", "eval.backend")) | _backbone(config, run.backbone, *yarn)
+    """Also every loading setting of the backbone (context window, long-context setting: solopo.eval.budget)."""
+    b = next(b for b in config["backbones"] if b["name"] == run.backbone)
+    extra = tuple(k for k in b if k not in _RUN_TABLE_KEYS)
+    return project(config, ("seed", f"eval.{bench}", "eval.backend")) | _backbone(config, run.backbone, *extra)

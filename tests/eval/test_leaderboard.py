@@ -172,7 +172,8 @@ def test_evaluate_tiny(tiny_run):
     for v in list(result["subsets"].values()) + list(result["ifeval_metrics"].values()):
         assert 0.0 <= v <= 100.0
     assert result["score"] == pytest.approx(sum(result["subsets"].values()) / 5)
-    assert set(result["ifeval_metrics"]) == set(lb.IFEVAL_METRICS)
+    assert set(result["ifeval_metrics"]) == set(lb.IFEVAL_CHOICES)
+    assert set(result["math_metrics"]) == set(lb.MATH_METRICS)  # both MATH scorers, through real lm-eval
     assert result["subsets"]["ifeval"] == result["ifeval_metrics"]["prompt_level_strict_acc"]
 
     s = result["settings"]

@@ -211,25 +211,25 @@ def test_evaluate_scores_exactly_with_scripted_backend(tmp_path):
     def respond(prompt, k):
         i = items.index(_item_of(prompt, items))
         if i == 0:
-            return "   "                                          # empty after strip: skipped
+            return "   "                                          # empty after strip: wrong
         if i == 1:
             return "I cannot tell."                               # unparsable: wrong
         letter = items[i]["answer"] if i % 2 == 0 else wrong[items[i]["answer"]]
         return f"Step by step...\n**The correct answer is ({letter})**"
 
     backend = FakeBackend(tok, respond)
-    cfg = {"max_length": 100_000, "max_new_tokens": 11, "temperature": 0.1, "batch_size": 2}
+    cfg = {"max_length": 100_000, "max_new_tokens": 11, "temperature": 0.1, "batch_size": 2, "empty_retries": 0}
     result, preds = lb2.evaluate(backend, items, cfg)
     [(prompts, gen)] = backend.calls
     assert gen.max_new_tokens == 11 and gen.temperature == 0.1 and len(prompts) == 6
     assert all("Let\u2019s think step by step, then answer" in p and p.endswith("<|im_start|>assistant\n")
                for p in prompts)
-    assert [p["skipped"] for p in preds] == [True] + [False] * 5
+    assert [p["empty"] for p in preds] == [True] + [False] * 5
     assert [p["judge"] for p in preds] == [False, False, True, False, True, False]
     assert preds[1]["pred"] is None
-    assert result["n"] == 5 and result["n_skipped"] == 1 and result["n_unparsed"] == 1
+    assert result["n"] == 6 and result["n_empty"] == 1 and result["n_unparsed"] == 2
     expected = lb2.breakdown(preds)
-    assert result["overall"] == result["score"] == expected["overall"] == 40.0
+    assert result["overall"] == result["score"] == expected["overall"] == 33.3
     assert result["subsets"] == {k: expected[k] for k in ("easy", "hard", "short", "medium", "long")}
     assert result["settings"]["prompt"] == "solopo_cot" and result["settings"]["temperature"] == 0.1
 

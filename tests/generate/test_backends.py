@@ -16,7 +16,8 @@ def test_unknown_backend_names_allowed_values():
 
 def test_vllm_sampling_kwargs_match_hf_semantics():
     assert sampling_kwargs(GenerationConfig(max_new_tokens=1024, temperature=0.85, top_p=0.9, n=32, seed=7)) == \
-        {"n": 32, "max_tokens": 1024, "seed": 7, "temperature": 0.85, "top_p": 0.9}
+        {"n": 32, "max_tokens": 1024, "seed": 7, "temperature": 0.85, "top_p": 0.9, "top_k": 0, "min_p": 0.0,
+         "repetition_penalty": 1.0}
     greedy = sampling_kwargs(GenerationConfig(max_new_tokens=32))
     assert greedy["temperature"] == 0.0 and greedy["top_p"] == 1.0 and greedy["n"] == 1
 
@@ -40,11 +41,12 @@ def test_vllm_backend_calls_engine_with_mapped_params(monkeypatch):
             calls["init"] = kw
 
         def get_tokenizer(self):
-            return "tok"
+            return lambda text, add_special_tokens: {"input_ids": [ord(c) for c in text]}
 
         def generate(self, prompts, params, use_tqdm):
             calls["generate"] = (prompts, params)
-            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text=p + "!")] * params["n"]) for p in prompts]
+            return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="".join(map(chr, p["prompt_token_ids"]))
+                                                                         + "!")] * params["n"]) for p in prompts]
 
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = FakeLLM, lambda **kw: kw
@@ -54,7 +56,9 @@ def test_vllm_backend_calls_engine_with_mapped_params(monkeypatch):
     assert out == [["p1!", "p1!"], ["p2!", "p2!"]]
     assert calls["init"]["tensor_parallel_size"] == 2 and calls["init"]["trust_remote_code"] is False
     assert calls["init"]["hf_overrides"] == {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}
-    assert calls["generate"][1] == {"n": 2, "max_tokens": 5, "seed": 3, "temperature": 0.5, "top_p": 1.0}
+    assert calls["generate"][1] == {"n": 2, "max_tokens": 5, "seed": 3, "temperature": 0.5, "top_p": 1.0, "top_k": 0,
+                                    "min_p": 0.0, "repetition_penalty": 1.0}
+    assert calls["init"]["generation_config"] == "vllm"
 
 
 def test_hf_sampling_is_seeded_and_greedy_is_deterministic(tiny_lm_dir):

@@ -56,3 +56,20 @@ def test_plots_without_matching_runs_still_write_a_png(tmp_path):
     plots.write_lambda_sweep([], str(out), "", "solo_simpo")
     plots.write_ruler_by_length([], str(tmp_path / "ruler.png"), "")
     assert out.read_bytes()[:8] == PNG and (tmp_path / "ruler.png").read_bytes()[:8] == PNG
+
+
+def test_family_of_every_method_and_faceted_ruler_plot(tmp_path):
+    from solopo.train.losses import METHODS
+
+    assert plots.family_of("dpo_long") == ("dpo", "long")
+    assert plots.family_of("solo_kl_orpo") == ("orpo", "solo_kl")
+    assert plots.family_of("solo_simpo_both") == ("simpo", "solo_both")
+    assert plots.family_of("sft_expand") == ("sft", "expand") and plots.family_of("longpo") == ("sft", "longpo")
+    assert plots.family_of("base") is None
+    assert all(plots.family_of(m) for m in METHODS)  # every pipeline method lands in a panel
+    curves = [{"method": m, "label": m, "x": [256, 512], "y": [20.0, 10.0]}
+              for m in ("base", "orpo_short", "solo_orpo", "dpo_long")]
+    fig = plots.facet_by_family(curves, str(tmp_path / "f.png"), "t", "score")
+    titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
+    assert titles == ["DPO", "ORPO"]  # one panel per family present, base drawn in each
+    assert [len(ax.get_lines()) for ax in fig.axes if ax.get_visible()] == [2, 3]

@@ -93,7 +93,8 @@ def ref_po(fam: str, b=B, cfg=CFG) -> float:
 
 
 def ref_reward(fam: str, logp: float, n: int, cfg=CFG) -> float:
-    return {"dpo": cfg.beta * logp, "simpo": cfg.beta * logp / n, "orpo": log_odds(logp / n), "kl": logp}[fam]
+    return {"dpo": cfg.beta * logp, "simpo": cfg.beta * logp / n, "orpo": log_odds(logp / n),
+            "kl_dpo": logp, "kl_simpo": logp / n, "kl_orpo": logp / n}[fam]
 
 
 def ref_ra(fam: str, which: str, b=B, cfg=CFG) -> float:
@@ -113,7 +114,7 @@ def ref_loss(name: str, b=B, cfg=CFG) -> float:
         return ref_po(name, b, cfg)
     if name.startswith("solo_kl_"):
         fam = name.removeprefix("solo_kl_")
-        return ref_po(fam, b, cfg) + cfg.alpha * ref_ra("kl", "chosen", b, cfg)
+        return ref_po(fam, b, cfg) + cfg.alpha * ref_ra(f"kl_{fam}", "chosen", b, cfg)
     fam = name.removeprefix("solo_").removesuffix("_both")
     ra = ref_ra(fam, "chosen", b, cfg) + (ref_ra(fam, "rejected", b, cfg) if name.endswith("_both") else 0.0)
     return ref_po(fam, b, cfg) + cfg.alpha * ra
@@ -336,7 +337,7 @@ def test_ra_term_gradient_reaches_short_and_long(name):
     reward_fn = {"dpo": lambda s: CFG.beta * s.logps, "simpo": lambda s: simpo_reward(s, CFG.beta),
                  "orpo": orpo_reward}[spec.family]
     if spec.variant == "solo_kl":
-        reward_fn = lambda s: s.logps  # noqa: E731
+        reward_fn = (lambda s: s.logps) if spec.family == "dpo" else (lambda s: s.mean)  # noqa: E731
     ra = solo_ra_term(out.chosen, out.long_chosen, reward_fn)
     if spec.variant == "solo_both":
         ra = ra + solo_ra_term(out.rejected, out.long_rejected, reward_fn)
@@ -421,3 +422,14 @@ def test_config_validation():
         LossConfig(label_smoothing=0.5)
     with pytest.raises(ValueError, match="shape"):
         SeqLogps(torch.zeros(2), torch.ones(3))
+
+
+# Issue 14 item 8: SoLo-KL on the family's normalisation, so that it equals SoLo-RA up to the reward constant.
+def test_solo_kl_simpo_equals_solo_simpo_alignment_up_to_beta():
+    cfg = LossConfig(beta=2.5, gamma=0.5, orpo_lambda=0.1, alpha=1.0)
+    _, kl = get_loss("solo_kl_simpo")(outputs(), cfg)
+    _, ra = get_loss("solo_simpo")(outputs(), cfg)
+    assert kl["ra_term"].item() * cfg.beta == pytest.approx(ra["ra_term"].item(), rel=1e-12)
+    _, kl_dpo = get_loss("solo_kl_dpo")(outputs(), cfg)
+    _, ra_dpo = get_loss("solo_dpo")(outputs(), cfg)
+    assert kl_dpo["ra_term"].item() * cfg.beta == pytest.approx(ra_dpo["ra_term"].item(), rel=1e-12)

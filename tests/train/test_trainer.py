@@ -58,14 +58,31 @@ def test_resume_after_kill_gives_same_weights(tiny_lm_dir, tmp_path):
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
-def test_pickle_checkpoint_is_refused(tmp_path):
-    class Evil:
-        def __reduce__(self):
-            return (print, ("pwned",))
+class _Evil:
+    """A pickle that runs code on load: it creates the folder `target`."""
 
-    torch.save({"optimizer": Evil()}, tmp_path / "trainer_state.pt")
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.target,))
+
+
+def test_pickle_checkpoint_is_refused_by_the_trainers_loader(tiny_lm_dir, tmp_path):
+    """Resuming goes through the trainer's own checkpoint loader, which must not unpickle code."""
+    rows = _rows(4)
+    cfg = TrainConfig(learning_rate=1e-3, batch_size=2, micro_batch_size=2, save_steps=1, max_length=128, dtype="float32")
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_lm_dir, rows, "sft_short", LossConfig(), cfg, 0, tmp_path / "o", tmp_path / "ck", stop_after_step=1)
+    state = tmp_path / "ck/step-1/trainer_state.pt"
+    assert state.exists() and (tmp_path / "ck/step-1/COMPLETE").exists()
+    torch.save({"optimizer": _Evil(tmp_path / "pwned"), "scheduler": {}, "step": 1}, state)
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
-        torch.load(tmp_path / "trainer_state.pt", weights_only=True)
+        train(tiny_lm_dir, rows, "sft_short", LossConfig(), cfg, 0, tmp_path / "o", tmp_path / "ck")
+    assert not (tmp_path / "pwned").exists()
+    assert not (tmp_path / "o").exists()
 
 
 def test_reference_needed_for_dpo(tiny_lm_dir, tmp_path):

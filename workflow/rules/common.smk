@@ -1,13 +1,19 @@
 import os
 import sys
+from pathlib import Path
 
 from solopo import slices
 from solopo.config import ConfigError, run_table, validate_config
+from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
 from solopo.train.losses import get_loss, get_method
 
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+if workflow.remote_exec:
+    # A job on a cluster node (not a localrule): nodes are assumed offline, so every such job reads
+    # only the local copies the download rules made (resources/) and never waits on the hub.
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
 
 try:
     validate_config(config)
@@ -47,15 +53,19 @@ def m(path):
 
 
 def model_path(backbone):
-    """A local folder or a hub id; the tiny backbone is built by rule tiny_model."""
-    return BACKBONES[backbone]["model"]
+    """The backbone's local folder: built (tiny_model), given as a folder, or downloaded from the hub
+    by rule download_model into resources/models/<backbone> (jobs on cluster nodes are offline)."""
+    b = BACKBONES[backbone]
+    if b.get("build") or Path(b["model"]).is_dir():
+        return b["model"]
+    return f"resources/models/{backbone}"
 
 
 def model_input(backbone):
     """The model folder when it is local (built here or given as a folder): an input, so that a rebuilt or
     swapped model reruns its dependents (the folder's file listing is also in the params, see slices.fingerprint)."""
     b = BACKBONES[backbone]
-    return [b["model"]] if b.get("build") or slices.external_model(b) else []
+    return [model_path(backbone)]
 
 
 def scoped(params, rule):
@@ -104,7 +114,8 @@ def bench_data_dir(bench, backbone):
 def eval_inputs(wildcards):
     r = run_of(wildcards)
     inputs = {"data": bench_data_dir(wildcards.bench, r.backbone)}
-    inputs["model"] = [] if r.method == "base" and not BACKBONES[r.backbone].get("build") else run_model_dir(wildcards.run)
+    inputs["model"] = model_input(r.backbone) if r.method == "base" else run_model_dir(wildcards.run)
+    inputs["prefetched"] = leaderboard_input(wildcards.bench)  # download.smk
     return inputs
 
 
@@ -123,9 +134,8 @@ def run_contexts(input, output, params, wildcards, log):
     from solopo import pipeline
 
     cfg = scoped(params, "contexts")
-    b = cfg["backbone"]
-    pipeline.contexts(input.musique, b["model"], output.short, output.long, cfg, cfg["seed"], log[0],
-                      b["trust_remote_code"])
+    pipeline.contexts(input.musique, model_path(wildcards.backbone), output.short, output.long, cfg, cfg["seed"], log[0],
+                      cfg["backbone"]["trust_remote_code"])
 
 
 def run_sample(input, output, params, wildcards, log):
@@ -145,12 +155,26 @@ def run_train(input, output, params, wildcards, log):
                    cfg, cfg["seed"], log[0], input.get("bench"))
 
 
+def eval_long_context(wildcards):
+    """The backbone's long-context setting for this suite, or the native window (solopo.eval.budget)."""
+    r = RUNS[wildcards.run]
+    return long_context_plan(BACKBONES[r.backbone], wildcards.bench, config["eval"][wildcards.bench])
+
+
 def run_evaluate(input, output, params, wildcards, log):
     from solopo import pipeline
 
-    r = RUNS[wildcards.run]
     cfg = scoped(params, "evaluate")
-    kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"],
-          "yarn": cfg["backbone"].get("yarn_for_longbench_v2", False)}
+    kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"], "long_context": dict(params.long_context)}
     pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
                       wildcards.run, cfg, cfg["seed"], log[0], kw)
+
+
+def ruler_sources_input(bench):
+    """RULER from the released sources reads the copy made by download_ruler; fixtures need none."""
+    return "resources/benchmarks/ruler_sources" if bench == "ruler" and config["eval"]["ruler"].get("source") == "hub" else []
+
+
+def leaderboard_input(bench):
+    """The leaderboard's hub datasets are fetched once on the submitting host (download_leaderboard)."""
+    return "resources/leaderboard/prefetched.json" if bench == "leaderboard" and config["eval"]["leaderboard"].get("source") == "hub" else []

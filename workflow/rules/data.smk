@@ -10,6 +10,7 @@ if config["data"]["source"] == "toy":
             "logs/data/toy_world.log",
         params:
             cfg=slices.toy_world(config),
+        localrule: True  # seconds of CPU: not worth a cluster job
         run:
             from solopo import pipeline
 
@@ -30,6 +31,7 @@ else:
             "logs/data/fetch_musique.log",
         params:
             cfg=slices.fetch_musique(config),
+        localrule: True  # a download: compute nodes are offline
         resources:
             hf_download=1,
         run:

@@ -7,6 +7,7 @@ rule bench_data:
         "logs/benchmarks/{bench}.log",
     params:
         cfg=lambda wc: slices.bench_data(config, wc.bench),
+    localrule: True  # fixtures are light; hub sources are downloads (compute nodes are offline)
     run:
         from solopo import pipeline
 
@@ -18,6 +19,7 @@ rule bench_data_tokenized:
     input:
         dev="results/data/musique_dev.jsonl",
         model=lambda wc: model_input(wc.backbone),
+        sources=lambda wc: ruler_sources_input(wc.bench),
     output:
         directory("results/benchmarks/{backbone}/{bench}"),
     log:
@@ -29,7 +31,7 @@ rule bench_data_tokenized:
 
         cfg = scoped(params, "bench_data")
         pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg, cfg["seed"],
-                            log[0])
+                            log[0], input.sources or None)
 
 
 rule evaluate:
@@ -44,6 +46,9 @@ rule evaluate:
         "logs/eval/{run}_{bench}.log",
     params:
         cfg=lambda wc: slices.evaluate(config, RUNS[wc.run], wc.bench),
+        long_context=eval_long_context,
+    message:
+        "evaluate {wildcards.run} on {wildcards.bench}: {params.long_context[summary]}"
     resources:
         gpu=1,
     run:

@@ -31,6 +31,7 @@ rule datasets:
         "logs/datasets/{backbone}.log",
     params:
         cfg=lambda wc: slices.datasets(config, wc.backbone),
+    localrule: True  # splits one JSONL into the training sets: not worth a cluster job
     run:
         from solopo import pipeline
 

@@ -41,12 +41,14 @@ def _candidates(rec: dict, pool: list[tuple[str, str]], rng: random.Random, coun
     own = [format_document(p["title"], p["paragraph_text"]) for p in rec["paragraphs"] if not p["is_supporting"]]
     rng.shuffle(own)
     titles = {p["title"] for p in rec["paragraphs"]}
-    out, tries = own, 0
+    out, tries, seen = own, 0, set(own)
     while len(out) < count and tries < 20 * count + 100:
         t, txt = pool[rng.randrange(len(pool))]
         tries += 1
-        if t not in titles:
-            out.append(format_document(t, txt))
+        doc = format_document(t, txt)
+        if t not in titles and doc not in seen:  # drawn with replacement: a document twice in one context is a bug
+            seen.add(doc)
+            out.append(doc)
     return out
 
 

@@ -29,3 +29,17 @@ def format_context(documents: list[str]) -> str:
 
 def qa_prompt(context: str, question: str) -> str:
     return QA_COT_TEMPLATE.format(context=context, question=question)
+
+
+_CONTEXT_START = QA_COT_TEMPLATE.index("{context}")
+_QUESTION_MARK = "\n\nQuestion: "
+
+
+def context_span(prompt: str) -> tuple[int, int] | None:
+    """(start, end) character offsets of the documents inside a `qa_prompt` string, or None when
+    `prompt` is not one. Used to truncate inside the documents, never the instruction or question."""
+    head = QA_COT_TEMPLATE[:_CONTEXT_START]
+    end = prompt.rfind(_QUESTION_MARK)
+    if not prompt.startswith(head) or end < len(head):
+        return None
+    return len(head), end

@@ -5,6 +5,13 @@ so memorising facts is useless and only reading the context answers it. Paragrap
 are compact ("P born C .") because a tiny model learns such one-step copies in
 minutes while verbose prose stays at chance (stack_probe.md, toy-world table).
 
+Every answer entity has one alias (its syllables swapped: "Kerak" -> "Rakke"), listed in
+`answer_aliases`. In a fixed share of questions (`ALIAS_RATE`, decided by a hash of the
+fact chain, not the record RNG, so the drawn facts are the same as without aliases) the
+last supporting paragraph names the answer by its alias, and the gold reasoning trace
+copies that form: a model that reads its context then answers with the alias, which is
+right only through `answer_aliases` (as "U.S." is for "United States" in MuSiQue).
+
 Records follow MuSiQue-Ans exactly: `id` (`2hop__…`, `3hop1__…`, `4hop1__…`),
 20 `paragraphs` with `idx`, `title`, `paragraph_text`, `is_supporting`,
 `question`, `question_decomposition` (`#1` references), `answer`, `answer_aliases`,
@@ -20,6 +27,7 @@ _SYL_B = ["rak", "len", "dor", "mis", "tan", "vel", "bor", "kin", "sul", "pex", 
 # (relation word in the paragraph, decomposition phrase, entity kind of the object)
 HOPS = [("born", "place of birth", "city"), ("in", "country", "country"), ("led", "head of state", "leader"),
         ("wed", "spouse", "spouse")]
+ALIAS_RATE = 0.25
 QUESTION_TEMPLATES = {
     2: "In which country was {p} born ?",
     3: "Who leads the country where {p} was born ?",
@@ -48,6 +56,17 @@ def default_entities(sizes: dict[str, int]) -> dict[str, list[str]]:
     return out
 
 
+def alias(name: str) -> str:
+    """The alias of an entity name: its two syllables swapped ("Kerak" -> "Rakke"). Names are a
+    2-letter then a 3-letter syllable, so no alias equals a name or contains one."""
+    return (name[2:] + name[:2]).capitalize()
+
+
+def uses_alias(chain: list[str]) -> bool:
+    """Whether a question's context names its answer by the alias (a hash of the chain, no RNG draw)."""
+    return random.Random("alias-" + "|".join(chain)).random() < ALIAS_RATE
+
+
 def fact_paragraph(subject: str, relation: str, obj: str) -> tuple[str, str]:
     return subject, f"{subject} {relation} {obj} ."
 
@@ -64,7 +83,9 @@ def make_record(rng: random.Random, entities: dict[str, list[str]], hops: int, u
     kinds = ["person", "city", "country", "leader", "spouse"]
     chain = [rng.choice(entities[k]) for k in kinds[: hops + 1]]
     used = set(chain)
-    paragraphs = [fact_paragraph(chain[i], HOPS[i][0], chain[i + 1]) + (True,) for i in range(hops)]
+    # `written`: the chain as the context states it (the answer possibly by its alias)
+    written = chain[:hops] + [alias(chain[hops]) if uses_alias(chain) else chain[hops]]
+    paragraphs = [fact_paragraph(chain[i], HOPS[i][0], written[i + 1]) + (True,) for i in range(hops)]
     # Non-supporting paragraphs state facts about other subjects (never contradict the chain).
     while len(paragraphs) < num_paragraphs:
         h = rng.randrange(len(HOPS))
@@ -88,9 +109,9 @@ def make_record(rng: random.Random, entities: dict[str, list[str]], hops: int, u
         "question": QUESTION_TEMPLATES[hops].format(p=chain[0]),
         "question_decomposition": decomposition,
         "answer": chain[hops],
-        "answer_aliases": [],
+        "answer_aliases": [alias(chain[hops])],
         "answerable": True,
-        "cot": cot_answer(chain, hops),  # extra field: the gold reasoning trace (used only to pre-train the tiny model)
+        "cot": cot_answer(written, hops),  # extra field: the gold reasoning trace (used only to pre-train the tiny model)
     }
 
 

@@ -20,11 +20,15 @@ Sources
 Scores
 ------
 Raw lm-eval metrics x 100 (SoLoPO reports raw, not leaderboard-normalised, scores):
-MMLU-Pro ``acc``; BBH ``acc_norm`` (group); MATH ``exact_match`` (group, math-verify since
-lm-eval 0.4.9); GPQA ``acc_norm`` (group of main/diamond/extended); IFEval: all four of
-prompt/inst x strict/loose are kept under ``result["ifeval_metrics"]`` and ``cfg["ifeval_metric"]``
-(default ``prompt_level_strict_acc``, the IFEval paper's headline metric; which one SoLoPO
-printed is not stated) is the ``ifeval`` subset score. ``score`` = plain mean of the subsets that
+MMLU-Pro ``acc``; BBH ``acc_norm`` (group); MATH: ``exact_match`` (math-verify since lm-eval
+0.4.9) and ``exact_match_original`` (the Minerva normalisation + sympy of lm-eval <= 0.4.8, group =
+size-weighted mean of the subtasks) both under ``result["math_metrics"]``, ``cfg["math_metric"]``
+(default ``exact_match``) being the ``math`` subset score; GPQA ``acc_norm`` (group of
+main/diamond/extended); IFEval: all four of prompt/inst x strict/loose plus the leaderboard's
+``leaderboard_strict_mean`` (mean of prompt- and instruction-level strict) are kept under
+``result["ifeval_metrics"]`` and ``cfg["ifeval_metric"]`` (default ``prompt_level_strict_acc``, the
+IFEval paper's headline metric; which one SoLoPO printed is not stated) is the ``ifeval`` subset
+score. ``result["metric_names"]`` says which is which; Table 4 prints both variants. ``score`` = plain mean of the subsets that
 were computed (``avg_over`` lists them; all five in a complete run).
 
 IFEval and nltk punkt_tab
@@ -56,7 +60,8 @@ Config keys (paper preset / tiny preset)
 - ``gen_kwargs``: ``{temperature: 0}`` / ``{temperature: 0, max_gen_toks: 16}``
 - ``limit``: None / None;  ``batch_size``: "auto" / 8
 - ``log_samples``: true / true;  ``random_seed``: 0, ``fewshot_random_seed``: 1234 (lm-eval defaults)
-- ``ifeval_metric``: prompt_level_strict_acc / prompt_level_strict_acc
+- ``ifeval_metric``: prompt_level_strict_acc / prompt_level_strict_acc (or leaderboard_strict_mean)
+- ``math_metric``: exact_match / exact_match (or exact_match_original)
 """
 from __future__ import annotations
 
@@ -122,6 +127,11 @@ SUBSET_METRIC: dict[str, str] = {
 }
 IFEVAL_METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc",
                   "prompt_level_loose_acc", "inst_level_loose_acc")
+# The Open LLM Leaderboard's IFEval figure: mean of prompt- and instruction-level strict accuracy.
+IFEVAL_LEADERBOARD = "leaderboard_strict_mean"
+IFEVAL_CHOICES = IFEVAL_METRICS + (IFEVAL_LEADERBOARD,)
+# MATH-hard: math-verify (lm-eval >= 0.4.9) and the original Minerva normalisation + sympy.
+MATH_METRICS = ("exact_match", "exact_match_original")
 # IFEval instruction ids whose checkers need nltk punkt (lm_eval/tasks/ifeval/instructions.py).
 PUNKT_INSTRUCTIONS = frozenset({"length_constraints:number_sentences",
                                 "change_case:capital_word_frequency"})
@@ -146,6 +156,7 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "random_seed": 0,
     "fewshot_random_seed": 1234,
     "ifeval_metric": "prompt_level_strict_acc",
+    "math_metric": "exact_match",
 }
 
 
@@ -348,8 +359,26 @@ def _n_samples(out: dict, name: str) -> int:
     return 0
 
 
+def _group_metric(out: dict, task: str, metric: str) -> float | None:
+    """`metric` of a task, or the size-weighted mean over a group's subtasks when the group row lacks it
+    (lm-eval's MATH group aggregates exact_match only); None when no subtask has it."""
+    res = out["results"]
+    try:
+        return _metric(res, task, metric)
+    except KeyError:
+        pass
+    rows = []
+    for sub in out.get("group_subtasks", {}).get(task) or []:
+        try:
+            rows.append((_n_samples(out, sub), _metric(res, sub, metric)))
+        except KeyError:
+            return None
+    total = sum(n for n, _ in rows)
+    return sum(n * v for n, v in rows) / total if rows and total else None
+
+
 def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = "prompt_level_strict_acc",
-              skipped: dict[str, str] | None = None) -> dict:
+              skipped: dict[str, str] | None = None, math_metric: str = "exact_match") -> dict:
     """Turn an lm-eval ``simple_evaluate`` output into our result dict (no samples).
 
     ``task_names`` maps the subsets that were run to their lm-eval task/group names.
@@ -358,6 +387,7 @@ def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = "promp
     res = out["results"]
     subsets: dict[str, float] = {}
     ifeval_metrics: dict[str, float] = {}
+    math_metrics: dict[str, float] = {}
     for sub in SUBSETS:
         if sub not in task_names:
             continue
@@ -365,9 +395,21 @@ def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = "promp
         if sub == "ifeval":
             for m in IFEVAL_METRICS:
                 ifeval_metrics[m] = 100.0 * _metric(res, task, m)
+            ifeval_metrics[IFEVAL_LEADERBOARD] = (ifeval_metrics["prompt_level_strict_acc"]
+                                                  + ifeval_metrics["inst_level_strict_acc"]) / 2
             if ifeval_metric not in ifeval_metrics:
-                raise ValueError(f"ifeval_metric must be one of {IFEVAL_METRICS}, got {ifeval_metric!r}")
+                raise ValueError(f"ifeval_metric must be one of {IFEVAL_CHOICES}, got {ifeval_metric!r}")
             subsets[sub] = ifeval_metrics[ifeval_metric]
+        elif sub == "math":
+            for m in MATH_METRICS:
+                v = _group_metric(out, task, m)
+                if v is not None:
+                    math_metrics[m] = 100.0 * v
+            if math_metric not in MATH_METRICS:
+                raise ValueError(f"math_metric must be one of {MATH_METRICS}, got {math_metric!r}")
+            if math_metric not in math_metrics:
+                raise KeyError(f"lm-eval results for {task!r} have no numeric {math_metric!r}")
+            subsets[sub] = math_metrics[math_metric]
         else:
             subsets[sub] = 100.0 * _metric(res, task, SUBSET_METRIC[sub])
     score = sum(subsets.values()) / len(subsets) if subsets else None
@@ -380,6 +422,13 @@ def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = "promp
         "subsets": subsets,
         "ifeval_metrics": ifeval_metrics,
         "ifeval_metric": ifeval_metric,
+        "math_metrics": math_metrics,
+        "math_metric": math_metric,
+        # which scorer each reported figure is (Table 4 prints both variants)
+        "metric_names": {"ifeval": ifeval_metric, "math": math_metric,
+                         "ifeval_variant": IFEVAL_LEADERBOARD if ifeval_metric != IFEVAL_LEADERBOARD
+                         else "prompt_level_strict_acc",
+                         "math_variant": "exact_match_original" if math_metric == "exact_match" else "exact_match"},
         "n": {sub: _n_samples(out, task_names[sub]) for sub in subsets},
         "task_names": dict(task_names),
         "raw": _jsonable(raw),
@@ -413,8 +462,10 @@ def _resolve_cfg(cfg: dict) -> dict:
         raise ValueError(f"source must be hub or fixture, got {c['source']!r}")
     if c["backend"] not in ("hf", "vllm"):
         raise ValueError(f"backend must be hf or vllm, got {c['backend']!r}")
-    if c["ifeval_metric"] not in IFEVAL_METRICS:
-        raise ValueError(f"ifeval_metric must be one of {IFEVAL_METRICS}, got {c['ifeval_metric']!r}")
+    if c["ifeval_metric"] not in IFEVAL_CHOICES:
+        raise ValueError(f"ifeval_metric must be one of {IFEVAL_CHOICES}, got {c['ifeval_metric']!r}")
+    if c["math_metric"] not in MATH_METRICS:
+        raise ValueError(f"math_metric must be one of {MATH_METRICS}, got {c['math_metric']!r}")
     return c
 
 
@@ -479,7 +530,7 @@ def evaluate(model_path: str, cfg: dict, work_dir: Path, device: str = "cpu") ->
     )
     if out is None:  # non-zero rank in a distributed run
         raise RuntimeError("lm_eval.simple_evaluate returned None (not rank 0?)")
-    result = aggregate(out, names, c["ifeval_metric"], skipped)
+    result = aggregate(out, names, c["ifeval_metric"], skipped, c["math_metric"])
     result["settings"] = _jsonable({
         "apply_chat_template": c["apply_chat_template"],
         "fewshot_as_multiturn": c["fewshot_as_multiturn"],

@@ -14,9 +14,11 @@ Protocol (spec data_and_eval_protocols.md §5, solopo_paper.md §5):
    (stage 1 CoT with `max_new_tokens`; stage 2 `0shot_cot_ans` without the document, with
    `answer_max_new_tokens`); `0shot` uses `answer_max_new_tokens`; `solopo_cot` one stage
    with `max_new_tokens`.
-4. `extract_choice` on the stripped output (official regexes). An empty output is re-sampled
-   up to `empty_retries` times with a new seed; if still empty the item is skipped, as the
-   official script does (it is not written, so it leaves the denominator).
+4. `extract_choice` on the stripped output (official regexes). An empty output is re-asked
+   up to `empty_retries` times (default 5) with a new seed: the official script does not
+   write an empty output and its rerun asks again (through the `_id` cache) until there is
+   one. An output still empty after the retries stays in the denominator as wrong
+   (unparsed), counted in `n_empty`: dropping it would raise the score silently.
 5. Scoring as `result.py`: Overall, Easy/Hard (anything not "easy" is hard),
    Short/Medium/Long, each `round(100 * acc, 1)`; an empty bucket gives None. The released
    `result.py` tests `length == "short"` twice, so its Medium column is always empty and
@@ -24,9 +26,9 @@ Protocol (spec data_and_eval_protocols.md §5, solopo_paper.md §5):
    evident intent, and what the LongBench v2 paper reports). `compensated` (default off)
    scores an unparsable prediction as 0.25, as `result.py` can.
 
-YaRN: `rope_scaling_for(cfg, model_name)` returns the rope-scaling dict to pass when loading
-the model (Qwen2.5-7B-Instruct was evaluated with YaRN; the official Qwen setting is
-`{"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}`), or None.
+YaRN: the pipeline decides it per backbone and suite (`solopo.eval.budget`: Qwen2.5-7B gets its
+official YaRN, factor 4 over 32,768, because 120,000-token prompts exceed its native window).
+`rope_scaling_for(cfg, model_name)` is kept for direct callers of this module.
 
 Config keys read (`eval.longbench_v2.*`), as `paper preset / tiny preset`:
 
@@ -35,11 +37,8 @@ Config keys read (`eval.longbench_v2.*`), as `paper preset / tiny preset`:
 - `max_new_tokens`: 1024 / 32 (CoT generation)
 - `answer_max_new_tokens`: 128 / 16 (`0shot`, and stage 2 of `0shot_cot`)
 - `temperature`: 0.1 / 0.1
-- `empty_retries`: 0 / 0 (re-samples of an empty output before skipping it)
+- `empty_retries`: 5 / 5 (re-asks of an empty output; still empty = wrong, counted in `n_empty`)
 - `compensated`: false / false
-- `yarn`: true / false (true = the official Qwen dict; a mapping overrides its fields)
-- `yarn_models`: [qwen] / [] (case-insensitive substrings of the model name that get YaRN;
-  empty or absent = every model when `yarn` is on)
 - `batch_size`: 8 / 4; `seed`: 42 / 42; `limit`: null / null (first N items)
 - `fixture_items`: unused / 4 (at least 3, so every length bucket is populated)
 """
@@ -97,6 +96,7 @@ TEMPLATES = {"0shot": TEMPLATE_0SHOT, "0shot_cot": TEMPLATE_0SHOT_COT, "0shot_co
              "solopo_cot": TEMPLATE_SOLOPO_COT}
 
 QWEN_YARN = {"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+EMPTY_RETRIES = 5  # official pred.py: query_llm tries 5 times; a rerun re-asks items with no output
 
 _PAREN = re.compile(r"The correct answer is \(([A-D])\)")
 _BARE = re.compile(r"The correct answer is ([A-D])")
@@ -271,7 +271,7 @@ def _generate(backend, prompts: list[str], cfg: dict, max_new_tokens: int, seed_
     """One sample per prompt, stripped; empty outputs re-sampled up to `empty_retries` times with new seeds."""
     if not prompts:
         return []
-    seed, retries = int(cfg.get("seed", 42)), int(cfg.get("empty_retries", 0))
+    seed, retries = int(cfg.get("seed", 42)), int(cfg.get("empty_retries", EMPTY_RETRIES))
 
     def run(ps, k):
         gen = GenerationConfig(max_new_tokens=max_new_tokens, temperature=float(cfg.get("temperature", 0.1)), n=1,
@@ -321,13 +321,13 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int | None = None) -> 
         row = {
             "id": it["_id"], "difficulty": it["difficulty"], "length": it["length"], "domain": it["domain"],
             "raw_prompt_tokens": raw_tokens, "truncated": raw_tokens > max_length, "prompt_tokens": prompt_tokens,
-            "output": out, "pred": pred, "answer": it["answer"], "judge": pred == it["answer"], "skipped": not out,
+            "output": out, "pred": pred, "answer": it["answer"], "judge": pred == it["answer"], "empty": not out,
         }
         if cot is not None:
             row["response_cot"] = cot
         predictions.append(row)
     figures = breakdown(predictions, bool(cfg.get("compensated", False)))
-    scored = [p for p in predictions if not p["skipped"]]
+    scored = [p for p in predictions if not p.get("skipped")]
     result = {
         "benchmark": BENCHMARK,
         "score": figures["overall"],
@@ -335,6 +335,7 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int | None = None) -> 
         **figures,
         "n": len(scored),
         "n_skipped": len(predictions) - len(scored),
+        "n_empty": sum(1 for p in scored if p["empty"]),
         "n_unparsed": sum(1 for p in scored if p["pred"] is None),
         "settings": {
             "prompt": kind,
@@ -343,6 +344,7 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int | None = None) -> 
             "answer_max_new_tokens": ans_tokens,
             "temperature": float(cfg.get("temperature", 0.1)),
             "compensated": bool(cfg.get("compensated", False)),
+            "empty_retries": int(cfg.get("empty_retries", EMPTY_RETRIES)),
         },
     }
     return result, predictions

@@ -56,13 +56,17 @@ def string_match_part(preds: list[str], refs: list[list[str]]) -> float:
 def extract_answer(text: str) -> str:
     """The final answer of a CoT output.
 
-    Take the rest of the line after the last case-insensitive "answer is" (optional colon),
-    strip whitespace, quotes and asterisks and one trailing period. Without a match, fall
-    back to the last non-empty line (the spec's fallback), or "" for an empty output.
+    Take the rest of the line after the last case-insensitive "answer is" (optional colon), or,
+    when that line ends there ("The answer is:\nParis"), the next non-empty line; strip
+    whitespace, quotes and asterisks and one trailing period. Without a match, fall back to
+    the last non-empty line (the spec's fallback), or "" for an empty output.
     """
     matches = list(_ANSWER_IS.finditer(text))
     if matches:
-        rest = text[matches[-1].end():].split("\n", 1)[0]
+        lines = text[matches[-1].end():].split("\n")
+        rest = lines[0]
+        if not rest.strip().strip("*").strip():  # the answer sits on a following line
+            rest = next((ln for ln in lines[1:] if ln.strip().strip("*").strip()), "")
     else:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         rest = lines[-1] if lines else ""

@@ -14,9 +14,10 @@ nearest to the requested depth, with the whole context within `length_tolerance`
 target length (never above it). `build_fixture` uses it on MuSiQue-schema toy records.
 The exact 15 lengths, the tokenizer and the multi-doc haystack of the release are unknown.
 
-Prompt: `official` = the LongAgent task description (`utils/data_loader.py`) in the
-LongBench hotpotqa wrapper (description, passages, description, `Question: ..\\nAnswer:`),
-or `solopo_cot` = SoLoPO's Fig. 6 CoT prompt (`qa_prompt`). Greedy. Score: one-directional
+Prompt: `official` (default; SoLoPO: "official default prompts") = the LongAgent task
+description (`utils/data_loader.py`) in the LongBench hotpotqa wrapper (description, passages,
+description, `Question: ..\\nAnswer:`), or `solopo_cot` = SoLoPO's Fig. 6 CoT prompt
+(`qa_prompt`), an option. Greedy. Score: one-directional
 normalised sub-EM over `answers` (spec §3.2), after `extract_answer` for the CoT prompt;
 accuracy x100 per cell, per task (mean over its items, i.e. over equal-size cells), and
 their mean.
@@ -25,8 +26,8 @@ Config keys (`eval.niah_plus`), paper preset / tiny preset:
 
 * `source`: released (read `data_dir`) / synthetic (`build_fixture` from the toy world)
 * `data_dir`: results/data/niah_plus (the unpacked Drive archive) / -
-* `prompt`: solopo_cot | official / solopo_cot
-* `max_new_tokens`: 512 (CoT; 32 is enough for `official`) / 16
+* `prompt`: official | solopo_cot / solopo_cot (the tiny model answers in the CoT format)
+* `max_new_tokens`: 32 (`official`, LongBench's hotpotqa budget; 512 with `solopo_cot`) / 40
 * `batch_size`: 1 (contexts up to 128K) / 8
 * `lengths`: 15 values linspace(1000, 128000, 15) (only for a synthetic reconstruction) / [256, 384]
 * `single_depths`: linspace(0, 100, 10) / [0, 50, 100]
@@ -51,7 +52,8 @@ from solopo.generate.chat import format_chat
 
 SINGLE, MULTI = "needle_squad", "needle_hotpotqa"
 KIND_OF = {SINGLE: "single_doc", MULTI: "multi_doc"}
-PROMPTS = ("solopo_cot", "official")
+PROMPTS = ("official", "solopo_cot")
+DEFAULT_PROMPT = "official"
 
 # LongAgent utils/data_loader.py task descriptions (quoted in spec §6.3).
 TASK_DESCRIPTIONS = {
@@ -352,7 +354,46 @@ def _cell_key(item: dict) -> tuple[str, str]:
     return str(int(item["context_length"])), f"{depth_key(item['depth_percent1'])}-{depth_key(item['depth_percent2'])}"
 
 
-def score(items: list[dict], preds: list[str], prompt: str = "solopo_cot") -> tuple[dict, list[bool]]:
+def default_max_new_tokens(cfg: dict) -> int:
+    return 512 if cfg.get("prompt", DEFAULT_PROMPT) == "solopo_cot" else 32
+
+
+def _depths(item: dict) -> list[float]:
+    keys = ("depth_percent",) if item["dataset"] == SINGLE else ("depth_percent1", "depth_percent2")
+    return sorted(float(item[k]) for k in keys)
+
+
+def fit_context(item: dict, prompt: str, tokenizer, window: int | None, max_new_tokens: int) -> tuple[dict, int]:
+    """`item` with its haystack shortened so that chat prompt + max_new_tokens <= window; (item, tokens cut).
+
+    The released contexts were measured with another tokenizer, so a 128,000-token item can exceed
+    the window in the evaluated model's tokens. Tokens are removed only from the context (never the
+    instruction or question), where the cut is farthest from the needle depths: at the end, at the
+    start, or in the middle of the widest gap between two needles."""
+    if window is None:
+        return item, 0
+    fmt = lambda it: format_chat(tokenizer, user_prompt(it, prompt))  # noqa: E731
+    n = len(tokenizer(fmt(item), add_special_tokens=False)["input_ids"])
+    if n + max_new_tokens <= window:
+        return item, 0
+    ids = tokenizer(item["context"], add_special_tokens=False)["input_ids"]
+    d = _depths(item)
+    options = [(d[0], 0.0), (100 - d[-1], 100.0)] + [((b - a) / 2, (a + b) / 2) for a, b in zip(d, d[1:])]
+    at = max(options)[1] / 100
+    cut = n + max_new_tokens - window
+    for _ in range(4):  # re-tokenising the joined pieces can shift a few tokens: cut a little more
+        cut_n = min(len(ids), cut)
+        start = min(max(0, round(at * len(ids) - cut_n / 2)), len(ids) - cut_n)
+        text = tokenizer.decode(ids[:start]) + tokenizer.decode(ids[start + cut_n:])
+        new = {**item, "context": text}
+        n_new = len(tokenizer(fmt(new), add_special_tokens=False)["input_ids"])
+        if n_new + max_new_tokens <= window:
+            return new, cut_n
+        cut += n_new + max_new_tokens - window + 8
+    raise ValueError(f"niah_plus item {item['id']}: could not fit the window {window} ({n} prompt tokens)")
+
+
+def score(items: list[dict], preds: list[str], prompt: str = DEFAULT_PROMPT) -> tuple[dict, list[bool]]:
     """sub-EM accuracy (x100): per task, per (length, depth) cell, and the mean of the tasks."""
     correct = []
     for it, p in zip(items, preds):
@@ -375,12 +416,15 @@ def score(items: list[dict], preds: list[str], prompt: str = "solopo_cot") -> tu
 
 
 def evaluate(backend, items: list[dict], cfg: dict, seed: int = 0) -> tuple[dict, list[dict]]:
-    prompt = cfg.get("prompt", "solopo_cot")
+    prompt = cfg.get("prompt", DEFAULT_PROMPT)
     if prompt not in PROMPTS:
         raise ValueError(f"niah_plus prompt {prompt!r}: allowed values are {', '.join(PROMPTS)}")
-    gen = GenerationConfig(max_new_tokens=int(cfg.get("max_new_tokens", 512 if prompt == "solopo_cot" else 32)),
+    gen = GenerationConfig(max_new_tokens=int(cfg.get("max_new_tokens", default_max_new_tokens(cfg))),
                            temperature=0.0, n=1, seed=seed, batch_size=int(cfg.get("batch_size", 1)))
-    prompts = [format_chat(backend.tokenizer, user_prompt(it, prompt)) for it in items]
+    window = getattr(backend, "max_model_len", None)
+    fitted = [fit_context(it, prompt, backend.tokenizer, window, gen.max_new_tokens) for it in items]
+    cut = [c for _, c in fitted]
+    prompts = [format_chat(backend.tokenizer, user_prompt(it, prompt)) for it, _ in fitted]
     raw = [outs[0] for outs in backend.generate(prompts, gen)] if prompts else []
     preds = [ruler_postprocess(r) for r in raw]
     scores, correct = score(items, preds, prompt)
@@ -388,12 +432,13 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int = 0) -> tuple[dict
               "settings": {"prompt": prompt, "max_new_tokens": gen.max_new_tokens, "temperature": 0.0,
                            "metric": "sub-EM (one-directional, normalised) over answers"
                                      + (", after extract_answer" if prompt == "solopo_cot" else ""),
-                           "source": cfg.get("source", "released")}}
+                           "source": cfg.get("source", "released"), "window": window,
+                           "n_context_shortened": sum(1 for c in cut if c)}}
     predictions = []
-    for it, r, p, c in zip(items, raw, preds, correct):
+    for it, r, p, c, k in zip(items, raw, preds, correct, cut):
         L, d = _cell_key(it)
         predictions.append({"id": it["id"], "dataset": it["dataset"], "context_length": it["context_length"],
-                            "depth": d, "output": r, "pred": p,
+                            "depth": d, "output": r, "pred": p, "context_tokens_cut": k,
                             "extracted": extract_answer(p) if prompt == "solopo_cot" else p,
                             "answers": it["answers"], "correct": c})
     return result, predictions

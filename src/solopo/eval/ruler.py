@@ -21,8 +21,12 @@ Fig. 6 CoT prompt (`solopo.data.prompts.qa_prompt`). Deliberate departures from 
   per-sample random keys, so a longer sample of the same item keeps the relative order.
 
 Length accounting (RULER `hf` tokenizer type, no special tokens added):
-`length_w_model_temp = tokens(chat template(task prompt) + answer_prefix) + tokens_to_generate`
-must be <= the target length; `length` is the same count without the chat wrapper.
+`length_w_model_temp = tokens(chat template(task prompt) + answer_prefix) + reserve`
+must be <= the target length; `length` is the same count without the chat wrapper. The
+reserve is the decoding budget, `max(tokens_to_generate, max_new_tokens)` (`generation_reserve`):
+RULER reserves its 32 answer tokens, and a CoT prompt decoding 512 tokens must find them
+inside the evaluated window too (else, at 32K, the answer would be cut off). Each item records
+`prompt_tokens` and `reserve`; `token_stats` summarises them for the dataset manifest.
 
 Config keys (`eval.ruler`), paper preset / tiny preset:
 
@@ -33,7 +37,8 @@ Config keys (`eval.ruler`), paper preset / tiny preset:
 * `prompt`: solopo_cot (Fig. 6 CoT, answer prefix "") | ruler (native template, answer
   prefix " Answer:" inside the assistant turn) / solopo_cot
 * `tokens_to_generate`: 32 (RULER's reserve in the length budget) / 32
-* `max_new_tokens`: 512 (CoT needs more than RULER's 32; defaults to tokens_to_generate) / 16
+* `max_new_tokens`: 512 (CoT needs more than RULER's 32; defaults to tokens_to_generate) / 40;
+  the length budget reserves max(tokens_to_generate, max_new_tokens)
 * `context_mode`: all (Hotpot pattern: every paragraph of a HotpotQA/MuSiQue item is a
   gold document) | supporting (supporting paragraphs are gold, the item's other
   paragraphs are hard distractors, like SQuAD's `more_context`) / all
@@ -372,6 +377,8 @@ class _Synth:
             "outputs": list(qa["outputs"]),
             "length": count_tokens(self.tok, out["user"] + out["answer_prefix"]) + self.ttg,
             "length_w_model_temp": out["n_full"],
+            "prompt_tokens": out["n_full"] - self.ttg,
+            "reserve": self.ttg,
             "answer_prefix": out["answer_prefix"],
             "set": self.set_name,
             "target_length": target,
@@ -391,6 +398,25 @@ def generate_input_output(synth: _Synth, index: int, num_docs: int) -> str:
     return format_context([synth.docs[i] for i in sorted(pool[:num_docs], key=order_key.__getitem__)])
 
 
+def generation_reserve(cfg: dict) -> int:
+    """Tokens kept free after the prompt: the decoding budget, at least RULER's tokens_to_generate."""
+    ttg = int(cfg.get("tokens_to_generate", 32))
+    return max(ttg, int(cfg.get("max_new_tokens", ttg)))
+
+
+def token_stats(items: list[dict]) -> dict:
+    """Measured prompt tokens per (set, length) for the dataset manifest: prompt + reserve <= length."""
+    out: dict[str, dict] = {}
+    for it in items:
+        out.setdefault(f"{it['set']}_{it['target_length']}", []).append(it)
+    return {k: {"n": len(v), "target_length": v[0]["target_length"], "reserve": v[0]["reserve"],
+                "prompt_tokens_min": min(i["prompt_tokens"] for i in v),
+                "prompt_tokens_mean": round(sum(i["prompt_tokens"] for i in v) / len(v), 1),
+                "prompt_tokens_max": max(i["prompt_tokens"] for i in v),
+                "max_prompt_plus_reserve": max(i["prompt_tokens"] + i["reserve"] for i in v)}
+            for k, v in sorted(out.items())}
+
+
 def build_items(sources: dict, tokenizer, cfg: dict, seed: int) -> list[dict]:
     """All configured sets x lengths, RULER JSONL records (plus set, target_length, num_docs, id, gold_doc_positions)."""
     sets = list(cfg.get("sets", SETS))
@@ -398,7 +424,7 @@ def build_items(sources: dict, tokenizer, cfg: dict, seed: int) -> list[dict]:
     num_samples = int(cfg.get("num_samples", 500))
     prompt = cfg.get("prompt", "solopo_cot")
     task_prompt(prompt, "", "")  # validate
-    ttg = int(cfg.get("tokens_to_generate", 32))
+    ttg = generation_reserve(cfg)
     mode = cfg.get("context_mode", "all")
     missing = [s for s in sets if s not in sources]
     if missing:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from solopo.generate import GenerationConfig
+from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
 from solopo.runtime import MODEL_LOAD_LOCK, STOP, TORCH_RNG_LOCK, check_stop, pick_device
 
 log = logging.getLogger(__name__)
@@ -55,41 +55,61 @@ def _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling):
     return model, tok
 
 
+def hf_generation_config(cfg: GenerationConfig, tok):
+    """A transformers GenerationConfig holding `decoding_params` and nothing else."""
+    from transformers import GenerationConfig as HFGenerationConfig
+
+    p = decoding_params(cfg)
+    greedy = p["temperature"] == 0.0
+    return HFGenerationConfig(
+        max_new_tokens=p["max_new_tokens"], num_return_sequences=p["n"], do_sample=not greedy,
+        temperature=None if greedy else p["temperature"], top_p=None if greedy else p["top_p"],
+        top_k=None if greedy else p["top_k"], min_p=None if greedy else p["min_p"],
+        repetition_penalty=p["repetition_penalty"], num_beams=1, no_repeat_ngram_size=0,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+
+
 class HFBackend:
     def __init__(self, model_path: str, device: str = "auto", dtype: str = "auto",
-                 trust_remote_code: bool = False, rope_scaling: dict | None = None, model=None, tokenizer=None):
+                 trust_remote_code: bool = False, rope_scaling: dict | None = None, model=None, tokenizer=None,
+                 max_model_len: int | None = None):
         if model is not None:
             self.model, self.tokenizer = model, tokenizer
         else:
             self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype, trust_remote_code, rope_scaling)
         self.device = next(self.model.parameters()).device
+        self.max_model_len = max_model_len
 
     def generate(self, prompts: list[str], cfg: GenerationConfig, progress=None) -> list[list[str]]:
         import torch
 
+        from transformers import GenerationConfig as HFGenerationConfig
+
         tok = self.tokenizer
         tok.padding_side = "left"
+        gen_cfg = hf_generation_config(cfg, tok)
         outputs: list[list[str]] = []
         for b, start in enumerate(range(0, len(prompts), cfg.batch_size)):
-            chunk = prompts[start : start + cfg.batch_size]
-            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            kwargs = dict(max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id,
-                          eos_token_id=tok.eos_token_id, num_return_sequences=cfg.n)
-            if cfg.temperature > 0:
-                kwargs.update(do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0)
-            else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+            ids = encode_prompts(tok, prompts[start : start + cfg.batch_size])
+            check_window(ids, cfg.max_new_tokens, self.max_model_len)
+            enc = tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
             check_stop()
             with TORCH_RNG_LOCK, torch.no_grad():
                 torch.manual_seed(cfg.seed * 1_000_003 + b)
-                out = self.model.generate(**enc, **kwargs, stopping_criteria=_stop_criteria())
+                # transformers fills every unset field from model.generation_config (the checkpoint's
+                # generation_config.json): swap in the library defaults while generating
+                saved, self.model.generation_config = self.model.generation_config, HFGenerationConfig()
+                try:
+                    out = self.model.generate(**enc, generation_config=gen_cfg, stopping_criteria=_stop_criteria())
+                finally:
+                    self.model.generation_config = saved
             check_stop()  # generate ended early on Ctrl-C: never return a cut output
             new = out[:, enc["input_ids"].shape[1]:]
             texts = tok.batch_decode(new, skip_special_tokens=True)
-            for i in range(len(chunk)):
+            for i in range(len(ids)):
                 outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
             if progress is not None:
-                progress.update(len(chunk))
+                progress.update(len(ids))
         return outputs
 
 

@@ -5,17 +5,19 @@ reshaping) lives in plain functions tested without vLLM installed.
 """
 from __future__ import annotations
 
-from solopo.generate import GenerationConfig
+from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
 
 
 def sampling_kwargs(cfg: GenerationConfig) -> dict:
-    """vLLM `SamplingParams` keyword arguments matching the HF backend's semantics."""
-    kw = dict(n=cfg.n, max_tokens=cfg.max_new_tokens, seed=cfg.seed)
-    if cfg.temperature > 0:
-        kw.update(temperature=cfg.temperature, top_p=cfg.top_p)
-    else:
-        kw.update(temperature=0.0, top_p=1.0)
+    """vLLM `SamplingParams` keyword arguments: `decoding_params`, renamed (max_new_tokens -> max_tokens)."""
+    kw = decoding_params(cfg)
+    kw["max_tokens"] = kw.pop("max_new_tokens")
     return kw
+
+
+def token_prompts(tokenizer, prompts: list[str]) -> list[dict]:
+    """vLLM `TokensPrompt`s: the training tokenisation, so vLLM adds no second BOS."""
+    return [{"prompt_token_ids": ids} for ids in encode_prompts(tokenizer, prompts)]
 
 
 def reshape_outputs(request_outputs) -> list[list[str]]:
@@ -37,12 +39,17 @@ class VLLMBackend:
         from vllm import LLM
 
         extra = {"hf_overrides": {"rope_scaling": rope_scaling}} if rope_scaling else {}
+        # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
         self.llm = LLM(model=model_path, trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
-                       max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization, **extra)
+                       max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
+                       generation_config="vllm", **extra)
         self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = max_model_len
 
     def generate(self, prompts: list[str], cfg: GenerationConfig, progress=None) -> list[list[str]]:
         from vllm import SamplingParams
 
-        outs = self.llm.generate(prompts, SamplingParams(**sampling_kwargs(cfg)), use_tqdm=progress is not None)
+        requests = token_prompts(self.tokenizer, prompts)
+        check_window([r["prompt_token_ids"] for r in requests], cfg.max_new_tokens, self.max_model_len)
+        outs = self.llm.generate(requests, SamplingParams(**sampling_kwargs(cfg)), use_tqdm=progress is not None)
         return reshape_outputs(outs)

@@ -2,7 +2,8 @@
 
 - `plot_lambda_sweep`: one figure per SoLo method (and backbone), one panel per benchmark,
   score vs lambda (the SoLo-RA weight, alpha in the paper); the default run is a filled star.
-- `plot_ruler_by_length`: one figure per backbone, RULER QA score vs context length, one line per run.
+- `plot_ruler_by_length`: one figure per backbone, RULER QA score vs context length, one panel per
+  PO family (`facet_by_family`, also used by the toy-science report).
 
 Both take the same `{run: {bench: result}}` and optional run metadata as `solopo.report.tables`.
 """
@@ -85,40 +86,96 @@ def plot_lambda_sweep(results: dict, meta: dict | None, backbone: str, method: s
     _save(fig, out_png, plt, {"backbone": backbone, "method": method, **report_slice(meta, results)}, list(inputs))
 
 
-def plot_ruler_by_length(results: dict, meta: dict | None, backbone: str, out_png: str, inputs: list[str] = ()) -> None:
-    plt = _plt()
-    runs = [r for r in sorted(results) if run_info(r, results, meta).backbone == backbone and "ruler" in results[r]]
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    lengths: set[int] = set()
-    cmap = plt.get_cmap("tab20")
-    for k, run in enumerate(runs):
-        by_len = {int(n): v for n, v in results[run]["ruler"].get("by_length", {}).items() if v is not None}
-        if not by_len:
-            continue
-        xs = sorted(by_len)
-        lengths |= set(xs)
-        i = run_info(run, results, meta)
-        style = "-" if i.method.startswith("solo_") or i.method == "base" else "--"
-        lw = 2.2 if i.method == "base" or (i.method.startswith("solo_") and i.default) else 1.2
-        ax.plot(xs, [by_len[x] for x in xs], style, marker="o", markersize=3.5, lw=lw, color=cmap(k % 20),
-                label=f"{run} ({method_label(i.method, i.lam, i.default)})" if not i.default or i.method == "base"
-                else f"{run}")
-    if lengths:
-        xs = sorted(lengths)
-        if len(xs) > 1 and xs[-1] / xs[0] >= 4:
+# one panel per PO family; within a panel one colour per data regime, the SoLo default run thickest
+FAMILIES = (("dpo", "DPO"), ("simpo", "SimPO"), ("orpo", "ORPO"), ("sft", "SFT / LongPO"))
+REGIME_STYLE = {"short": ("tab:orange", "--"), "long": ("tab:red", "--"), "expand": ("tab:purple", "--"),
+                "solo": ("tab:blue", "-"), "solo_both": ("tab:cyan", "-"), "solo_kl": ("tab:green", "-"),
+                "longpo": ("tab:brown", "-"), "base": ("black", ":")}
+
+
+def family_of(method: str) -> tuple[str, str] | None:
+    """(family, regime) of a method: dpo_long -> (dpo, long), solo_kl_orpo -> (orpo, solo_kl),
+    sft_short -> (sft, short), longpo -> (sft, longpo) (the panel of the SFT baselines); base -> None."""
+    if method == "base":
+        return None
+    if method == "longpo":
+        return "sft", "longpo"
+    for prefix, regime in (("solo_kl_", "solo_kl"), ("solo_", "solo")):
+        if method.startswith(prefix):
+            fam = method[len(prefix):]
+            if fam.endswith("_both"):
+                return fam[:-5], "solo_both"
+            return fam, regime
+    fam, _, data = method.rpartition("_")
+    return (fam, data) if fam and data in ("short", "long", "expand") else None
+
+
+def facet_by_family(curves: list[dict], out_png: str, title: str, ylabel: str, plt=None) -> None:
+    """curves: [{"method", "label", "x": [...], "y": [...], "lo": [...] | None, "hi": [...] | None,
+    "default": bool}] -> one panel per PO family (the base model, if present, drawn in every panel);
+    lo/hi draw an interval band. Panels without curves are left out."""
+    plt = plt or _plt()
+    base = [c for c in curves if c["method"] == "base"]
+    panels = []
+    for fam, fam_label in FAMILIES:
+        members = sorted(((c, family_of(c["method"])[1]) for c in curves if (family_of(c["method"]) or ("",))[0] == fam),
+                         key=lambda cr: (list(REGIME_STYLE).index(cr[1]), not cr[0].get("default", True)))
+        if members:
+            panels.append((fam_label, members))
+    n = max(1, len(panels))
+    ncols = min(n, 2)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels):]:
+        ax.set_visible(False)
+    xs_all = sorted({x for c in curves for x in c["x"]})
+    top = max([v for c in curves for v in (c.get("hi") or c["y"]) if v is not None] + [1])
+    for ax, (fam_label, members) in zip(flat, panels):
+        for c, regime in [(b, "base") for b in base] + members:
+            colour, ls = REGIME_STYLE[regime]
+            lw = 2.4 if regime == "solo" and c.get("default", True) else 1.3
+            ax.plot(c["x"], c["y"], ls, marker="o", markersize=3.5, lw=lw, color=colour, label=c["label"],
+                    alpha=1.0 if c.get("default", True) else 0.55)
+            if c.get("lo") and c.get("hi"):
+                ax.fill_between(c["x"], c["lo"], c["hi"], color=colour, alpha=0.15, lw=0)
+        ax.set_title(fam_label, fontsize=10)
+        if len(xs_all) > 1 and xs_all[-1] / xs_all[0] >= 4:
             ax.set_xscale("log", base=2)
-        ax.set_xticks(xs)
-        ax.set_xticklabels([_len_label(x) for x in xs])
+        ax.set_xticks(xs_all)
+        ax.set_xticklabels([_len_label(x) for x in xs_all])
         ax.minorticks_off()
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), ncol=1 + len(runs) // 24)
-    else:
-        ax.text(0.5, 0.5, "no RULER results", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("RULER QA score")
-    ax.set_title("RULER QA by context length" + (f": {backbone}" if backbone else ""), fontsize=11)
-    ax.grid(alpha=0.3)
-    top = max([v for r in runs for v in results[r]["ruler"].get("by_length", {}).values() if v is not None] + [1])
-    ax.set_ylim(0, max(5, math.ceil(top * 1.1)))
+        ax.set_xlabel("context length (tokens)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    if not panels:
+        flat[0].set_visible(True)
+        flat[0].text(0.5, 0.5, "no results", ha="center", va="center", transform=flat[0].transAxes)
+    flat[0].set_ylim(0, max(5, math.ceil(top * 1.1)))
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_ruler_by_length(results: dict, meta: dict | None, backbone: str, out_png: str, inputs: list[str] = ()) -> None:
+    """RULER QA score vs context length, one panel per PO family: the family's short / long / expand
+    baselines against its SoLo variants, the base model in every panel (λ-sweep runs other than the
+    default are left to the λ plot)."""
+    plt = _plt()
+    curves = []
+    for run in sorted(results):
+        i = run_info(run, results, meta)
+        if i.backbone != backbone or "ruler" not in results[run] or not i.default:
+            continue
+        by_len = {int(n): v for n, v in results[run]["ruler"].get("by_length", {}).items() if v is not None}
+        if by_len and (i.method == "base" or family_of(i.method)):
+            xs = sorted(by_len)
+            curves.append({"method": i.method, "label": method_label(i.method, i.lam, i.default), "x": xs,
+                           "y": [by_len[x] for x in xs]})
+    fig = facet_by_family(curves, out_png, "RULER QA by context length" + (f": {backbone}" if backbone else ""),
+                          "RULER QA score", plt)
     _save(fig, out_png, plt, {"backbone": backbone, **report_slice(meta, results)}, list(inputs))
 
 

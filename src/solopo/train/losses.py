@@ -25,7 +25,8 @@ Losses (registry names, see `list_losses()`):
 - ``dpo``, ``simpo``, ``orpo``             the vanilla algorithms on the PO prompt.
 - ``solo_{dpo,simpo,orpo}``                short PO + alpha * chosen-only SoLo-RA (paper default, Eq. 9).
 - ``solo_{dpo,simpo,orpo}_both``           short PO + alpha * (RA on y_w + RA on y_l).
-- ``solo_kl_{dpo,simpo,orpo}``             short PO + alpha * SoLo-KL (Eq. 10, ablation).
+- ``solo_kl_{dpo,simpo,orpo}``             short PO + alpha * SoLo-KL (Eq. 10, ablation), on the family's
+                                           log-prob normalisation (sum for DPO, mean for SimPO/ORPO).
 - ``longpo``                               LongPO as implemented in DAMO-NLP-SG/LongPO (spec §2.3).
 
 Choices the paper does not pin down (spec §1.4, marked [INF] there), made here:
@@ -166,8 +167,21 @@ def orpo_reward(s: SeqLogps) -> torch.Tensor:
 
 
 def summed_logp(s: SeqLogps) -> torch.Tensor:
-    """SoLo-KL "reward": the plain summed log-prob log pi(y|x) (no scaling)."""
+    """The plain summed log-prob log pi(y|x) (no scaling)."""
     return s.logps
+
+
+def mean_logp(s: SeqLogps) -> torch.Tensor:
+    """The length-averaged log-prob log pi(y|x) / |y|."""
+    return s.mean
+
+
+# SoLo-KL's log-prob per family: the normalisation the family's reward uses (sum for DPO, mean for
+# SimPO/ORPO, LLaMA-Factory). Then SoLo-KL equals SoLo-RA up to the reward's constant for DPO and
+# SimPO ("the reward coefficients can be integrated into alpha", SoLoPO §4.2), so Fig. 2(b) compares
+# them at comparable strength for one alpha. On summed log-probs, SimPO's KL term was |y|/beta times
+# its RA term (a 15x spread across examples, measured), for every alpha.
+KL_LOGP = {"dpo": summed_logp, "simpo": mean_logp, "orpo": mean_logp}
 
 
 def solo_ra_term(short: SeqLogps, long: SeqLogps, reward_fn: Callable[[SeqLogps], torch.Tensor]) -> torch.Tensor:
@@ -324,13 +338,16 @@ def solo_loss(
 def solo_kl_loss(out: PolicyOutputs, cfg: LossConfig, *, family: str) -> tuple[torch.Tensor, Metrics]:
     """SoLo-KL (Eq. 10, ablation): short-context PO plus the absolute single-sample KL estimate at y_w:
 
-    L = L_PO(x_s, y_w, y_l) + alpha * mean_i | log pi(y_w|x_s) - log pi(y_w|x_l) |      (summed log-probs)
+    L = L_PO(x_s, y_w, y_l) + alpha * mean_i | lp(y_w|x_s) - lp(y_w|x_l) |
+
+    lp is the log-prob as the family's reward normalises it (`KL_LOGP`): summed for DPO, averaged
+    over the response tokens for SimPO and ORPO.
     """
     if family not in _VANILLA:
         raise ValueError(f"unknown PO family '{family}': allowed values are {', '.join(_VANILLA)}")
     _require(out, ("long_chosen",), f"solo_kl_{family}")
     po, metrics = _VANILLA[family](out, cfg)
-    kl = solo_ra_term(out.chosen, out.long_chosen, summed_logp)
+    kl = solo_ra_term(out.chosen, out.long_chosen, KL_LOGP[family])
     loss = po + cfg.alpha * kl
     metrics |= {"loss": loss.detach(), "po_loss": po.detach(), "ra_term": kl.detach()}
     return loss, metrics | _logp_metrics(out)

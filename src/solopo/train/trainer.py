@@ -54,18 +54,54 @@ class TrainConfig:
     dtype: str = "auto"
     device: str = "auto"
     gradient_checkpointing: bool = False
+    optimizer: str = "adamw"  # adamw | rmsprop (LongPO's release default, `--optim rmsprop`)
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW for every method (SoLoPO D.1) except where the config names another (LongPO: RMSprop,
+    as HF Trainer's `--optim rmsprop`: torch defaults plus the configured weight decay)."""
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    raise ValueError(f"train optimizer {cfg.optimizer!r}: allowed values are adamw, rmsprop")
 
 
 def tokenize_pair(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
     """Token ids of chat(prompt) + response + eos, and the number of response tokens.
 
-    Over-long sequences lose prompt tokens from the left, never response tokens: the
-    response must be identical in the short and long copies (RA compares the same y)."""
-    p = tok(format_chat(tok, prompt), add_special_tokens=False)["input_ids"]
+    Over-long sequences lose tokens from the middle of the prompt's documents, never the chat
+    template, the instruction or the question (a left cut removed the system/user header), and
+    never response tokens: the response must be identical in the short and long copies (RA
+    compares the same y). A prompt whose documents cannot be located, or whose non-document
+    part alone does not fit, is an error naming the lengths."""
+    text = format_chat(tok, prompt)
+    p = tok(text, add_special_tokens=False)["input_ids"]
     r = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     r = r[:max_length - 1]
-    p = p[max(0, len(p) + len(r) - max_length):]
+    if len(p) + len(r) > max_length:
+        p = _truncate_documents(tok, text, prompt, max_length - len(r), len(p))
     return p + r, len(r)
+
+
+def _truncate_documents(tok, text: str, prompt: str, budget: int, n_prompt: int) -> list[int]:
+    """Prompt ids of at most `budget` tokens: the templated text around the documents kept whole,
+    the documents' first and last halves of what fits (LongBench's middle cut, applied to the
+    documents only)."""
+    from solopo.data.prompts import context_span
+
+    span, at = context_span(prompt), text.find(prompt)
+    if span is None or at < 0:
+        raise ValueError(f"train.optim.max_length: a prompt of {n_prompt} tokens does not fit with its response "
+                         f"({budget} tokens left) and has no documents to shorten; raise train.optim.max_length")
+    cs, ce = at + span[0], at + span[1]
+    ids = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head, docs, tail = ids(text[:cs]), ids(text[cs:ce]), ids(text[ce:])
+    keep = budget - len(head) - len(tail)
+    if keep < 0:
+        raise ValueError(f"train.optim.max_length: the prompt without its documents takes {len(head) + len(tail)} "
+                         f"tokens, more than the {budget} left beside the response; raise train.optim.max_length")
+    return head + docs[:keep - keep // 2] + docs[len(docs) - keep // 2:] + tail
 
 
 def _collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
@@ -257,7 +293,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
     grad_accum = max(1, cfg.batch_size // cfg.micro_batch_size)
     order = _order(len(rows), cfg.epochs, seed)
     total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
     ckpt_dir = Path(ckpt_dir)
     start, history = 0, []
@@ -335,7 +371,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     model.train()
     order = _order(len(rows), cfg.epochs, seed)
     total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
     model, opt = acc.prepare(model, opt)
     ckpt_dir = Path(ckpt_dir)

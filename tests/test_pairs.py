@@ -1,0 +1,140 @@
+"""Preference pairs (solopo.pairs): labels, selection and the per-method training sets.
+
+The expected labels are written out by hand per response (RIGHT/WRONG below), not derived with
+`sub_em`, so a swapped chosen/rejected, a wrong label or a wrong dataset wiring shows up here.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from solopo.pairs import DATASETS, build_pairs, label_sub_em, make_pair, method_datasets
+
+GOLDS = ["Kerak", "Rakke"]  # answer + alias, as the contexts rule writes them
+
+
+def _resp(answer: str, k: int) -> str:
+    return f"Lokin born Zapex{k} . Zapex{k} in {answer} . The answer is: {answer}"
+
+
+RIGHT = [_resp("Kerak", 0), _resp("Rakke", 1), "reasoning .\nThe answer is: the kerak.", _resp("Kerak", 3)]
+WRONG = [_resp("Borke", 0), "The answer is: No answer", "Kerak is mentioned .\nThe answer is: Borke", "no marker"]
+
+
+def test_labels_follow_sub_em_on_the_extracted_answer_with_aliases():
+    assert label_sub_em(RIGHT, GOLDS) == [True] * 4
+    assert label_sub_em(WRONG, GOLDS) == [False] * 4
+    assert label_sub_em([_resp("Rakke", 0)], ["Kerak"]) == [False]  # without the alias the alias answer is wrong
+
+
+def test_make_pair_chosen_is_right_and_rejected_wrong():
+    mixed = [WRONG[0], RIGHT[0], WRONG[1], RIGHT[1], WRONG[2]]
+    labels = label_sub_em(mixed, GOLDS)
+    seen = set()
+    for seed in range(40):
+        chosen, rejected = make_pair(mixed, labels, random.Random(seed))
+        assert chosen in RIGHT and rejected in WRONG
+        seen.add((chosen, rejected))
+    assert len(seen) > 3  # picked at random, not always the first of each
+    assert make_pair(RIGHT, [True] * 4, random.Random(0)) is None
+    assert make_pair(WRONG, [False] * 4, random.Random(0)) is None
+
+
+def _world(kinds: dict[str, tuple[str, str]]):
+    """samples/contexts for ids q0..qN; kinds[id] = (short kind, long kind) with kind in mixed/right/wrong."""
+    make = {"mixed": [RIGHT[0], WRONG[0], RIGHT[1], WRONG[1]], "right": RIGHT, "wrong": WRONG}
+    samples = {c: [] for c in ("short", "long")}
+    contexts = {c: [] for c in ("short", "long")}
+    for qid, (ks, kl) in kinds.items():
+        for ctx, kind in (("short", ks), ("long", kl)):
+            samples[ctx].append({"id": qid, "ctx": ctx, "answers": GOLDS, "responses": make[kind]})
+            contexts[ctx].append({"id": qid, "ctx": ctx, "question": f"question {qid}", "answers": GOLDS,
+                                  "prompt": f"{ctx} prompt of {qid}"})
+    return samples, contexts
+
+
+KINDS = {"q0": ("right", "mixed"), "q1": ("mixed", "wrong"), "q2": ("mixed", "mixed"), "q3": ("wrong", "right"),
+         "q4": ("mixed", "mixed"), "q5": ("right", "right")}
+
+
+def test_build_pairs_rows_prompts_and_statistics():
+    samples, contexts = _world(KINDS)
+    rows, stats = build_pairs(samples, contexts, seed=3, num_pairs=100, chance=0.1)
+    by_id = {r["id"]: r for r in rows}
+    # all-right / all-wrong on both contexts: discarded; the intersection (q2, q4) comes first
+    assert [r["id"] for r in rows] == ["q2", "q4", "q0", "q1"]
+    for r in rows:
+        assert r["x_short"] == f"short prompt of {r['id']}" and r["x_long"] == f"long prompt of {r['id']}"
+        assert r["answers"] == GOLDS and r["question"] == f"question {r['id']}"
+        for ctx in ("short", "long"):
+            kind = KINDS[r["id"]][0 if ctx == "short" else 1]
+            if kind != "mixed":
+                assert r[ctx] is None
+            else:
+                assert r[ctx]["chosen"] in RIGHT and r[ctx]["rejected"] in WRONG
+    assert by_id["q0"]["short"] is None and by_id["q1"]["long"] is None
+    s, lg = stats["short"], stats["long"]
+    assert s["inputs"] == 6 and s["samples"] == 24 and s["pairs"] == 3 and s["yield"] == 0.5
+    # short: right x2 (8) + mixed x3 (6) -> 14/24 right; long: right x2 (8) + mixed x3 (6) -> 14/24
+    assert s["sampled_accuracy"] == round(14 / 24, 4) and lg["sampled_accuracy"] == round(14 / 24, 4)
+    assert s["accuracy_over_chance"] == round(14 / 24 / 0.1, 2)
+    assert s["all_right"] == 2 and lg["all_right"] == 2
+    assert s["answer_format_rate"] == round(23 / 24, 4)  # one WRONG response lacks the marker
+    assert stats["intersection"] == 2 and stats["selected"] == {"short": 3, "long": 3}
+
+
+def test_num_pairs_caps_each_set_and_prefers_the_intersection():
+    samples, contexts = _world(KINDS)
+    rows, stats = build_pairs(samples, contexts, seed=3, num_pairs=2, chance=None)
+    assert stats["selected"] == {"short": 2, "long": 2}
+    # both slots of each set go to q2 and q4, which have a pair on both contexts
+    assert [r["id"] for r in rows] == ["q2", "q4"]
+    assert all(r["short"] and r["long"] for r in rows)
+    rows, stats = build_pairs(samples, contexts, seed=3, num_pairs=2, chance=None, intersection=False)
+    # file order: q0 (long), q1 (short), q2 (both) fill the two slots of each set
+    assert [(r["id"], bool(r["short"]), bool(r["long"])) for r in rows] == [
+        ("q0", False, True), ("q1", True, False), ("q2", True, True)]
+    assert stats["short"]["accuracy_over_chance"] is None
+
+
+def test_build_pairs_is_a_function_of_the_seed():
+    samples, contexts = _world(KINDS)
+    assert build_pairs(samples, contexts, 3, 100)[0] == build_pairs(samples, contexts, 3, 100)[0]
+    picks = {str(build_pairs(samples, contexts, s, 100)[0]) for s in range(8)}
+    assert len(picks) > 1
+
+
+def test_method_datasets_read_the_right_prompt_and_pair():
+    samples, contexts = _world(KINDS)
+    rows, _ = build_pairs(samples, contexts, seed=3, num_pairs=100)
+    sets = method_datasets(rows)
+    assert set(sets) == set(DATASETS)
+    by = {r["id"]: r for r in rows}
+    short_ids = [r["id"] for r in rows if r["short"]]
+    long_ids = [r["id"] for r in rows if r["long"]]
+    for name, ids, prompt, pair in [("short", short_ids, "x_short", "short"), ("long", long_ids, "x_long", "long"),
+                                    ("expand", short_ids, "x_long", "short")]:
+        assert [r["id"] for r in sets[name]] == ids, name
+        for r in sets[name]:
+            src = by[r["id"]]
+            assert r == {"id": r["id"], "x": src[prompt], "y_w": src[pair]["chosen"], "y_l": src[pair]["rejected"]}
+            sft = next(x for x in sets[f"sft_{name}"] if x["id"] == r["id"])
+            assert sft == {"id": r["id"], "x": src[prompt], "y_w": src[pair]["chosen"]}
+        assert len(sets[f"sft_{name}"]) == len(ids)
+    # SoLo / SoLo-KL / LongPO: short-sampled pair, both prompts
+    assert [r["id"] for r in sets["solo"]] == short_ids
+    for r in sets["solo"]:
+        src = by[r["id"]]
+        assert r == {"id": r["id"], "x": src["x_short"], "x_long": src["x_long"], "y_w": src["short"]["chosen"],
+                     "y_l": src["short"]["rejected"]}
+        assert r["y_w"] in RIGHT and r["y_l"] in WRONG
+
+
+@pytest.mark.parametrize("golds, expected", [(["Kerak", "Rakke"], 1), (["Kerak"], 0)])
+def test_alias_only_answers_yield_a_pair_only_with_aliases(golds, expected):
+    samples = {c: [{"id": "q", "ctx": c, "answers": golds, "responses": [_resp("Rakke", 0), _resp("Borke", 1)]}]
+               for c in ("short", "long")}
+    contexts = {c: [{"id": "q", "ctx": c, "question": "q ?", "answers": golds, "prompt": c}] for c in ("short", "long")}
+    rows, stats = build_pairs(samples, contexts, 0, 10)
+    assert stats["short"]["pairs"] == expected and len(rows) == expected

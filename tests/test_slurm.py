@@ -1,0 +1,243 @@
+"""The cluster path (issue 13): the shipped slurm/ profile, rendered and run on a real SLURM.
+
+1. Rendering (fast): Snakemake itself evaluates the shipped profile for the paper preset (a dry
+   run prints every job's resources); the slurm plugin's own `get_submit_command` +
+   `set_gres_string` (what its `_submit_job` calls) turn them into the sbatch line. Checked:
+   train gets the GPU partition, --gpus=a100:4, one node and 8 CPUs per GPU as
+   --cpus-per-task; the report and data rules get the CPU partition and no GPU; downloads are
+   local rules that come first in the dry run.
+2. The real run (slow, root): a single-node SLURM (tests/slurm_cluster.py) and
+   `snakemake --profile slurm` on a reduced tiny target crossing every stage kind (data,
+   contexts, sampling, pairs, datasets, training, evaluation, report). Only the partition names
+   are overridden (SOLOPO_SLURM_*_PARTITION). Checked: every non-local job went through sbatch
+   (job ids in the log, each job known to slurmctld), train with its GPUs on the GPU partition,
+   CPU rules on the CPU partition, local rules not submitted, and outputs byte-identical to a
+   local run of the same target.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.reduced_pipeline import ENV, ROOT, SNAKEMAKE
+from tests.slurm_cluster import CPU_PARTITION, GPU_PARTITION, SlurmCluster, unavailable_reason
+
+PROFILE = ROOT / "slurm"
+GPU_RULES = {"sample", "ref_logps", "train", "evaluate"}
+LOCAL_RULES = {"download_model", "download_ruler", "download_leaderboard", "fetch_musique", "toy_world",
+               "datasets", "bench_data", "all"}
+
+
+# --------------------------------------------------------------------------- rendering
+class _Resources(dict):
+    """What the plugin reads from `job.resources`: `.get(k)` and `.k`."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+
+def _value(v: str):
+    return int(v) if re.fullmatch(r"-?\d+", v) else v
+
+
+def dry_run_jobs(*args: str, cwd: Path = ROOT) -> tuple[list[tuple[str, dict]], str]:
+    """[(rule, resources)] in the order of `snakemake --profile slurm -n` (Snakemake's own evaluation)."""
+    out = subprocess.run([SNAKEMAKE, "--profile", str(PROFILE), "-n", *args], cwd=cwd, env=ENV,
+                         capture_output=True, text=True, timeout=900)
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text[-3000:]
+    jobs = []
+    for block in re.split(r"^(?:local)?rule ", text, flags=re.M)[1:]:
+        name = block.split(":", 1)[0].strip()
+        m = re.search(r"^\s+resources: (.*)$", block, re.M)
+        res = dict(kv.split("=", 1) for kv in m.group(1).split(", ")) if m else {}
+        jobs.append((name, _Resources({k: _value(v) for k, v in res.items()})))
+    return jobs, text
+
+
+def render_sbatch(resources: dict, rule: str = "r") -> str:
+    """The sbatch line the plugin would run for a job with these resources (minus --wrap)."""
+    from snakemake_executor_plugin_slurm import Executor
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    job = SimpleNamespace(resources=_Resources(resources), threads=1, name=rule, is_group=lambda: False)
+    fake_executor = SimpleNamespace(_partitions=None, _fallback_partition="", logger=None)
+    params = {"run_uuid": "RUN", "slurm_logfile": f".snakemake/slurm_logs/rule_{rule}/%j.log",
+              "comment_str": f"rule_{rule}", "account": "", "workdir": "WORKDIR",
+              "partition": Executor.get_partition_arg(fake_executor, job)}
+    settings = SimpleNamespace(requeue=False, no_requeue=False, qos=None, reservation=None)
+    return get_submit_command(job, params, settings=settings) + set_gres_string(job)
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory):
+    return dry_run_jobs("all", "--directory", str(tmp_path_factory.mktemp("paper")),
+                        "--snakefile", str(ROOT / "Snakefile"))
+
+
+def test_paper_dry_run_downloads_first_gpus_only_on_gpu_rules(paper_dry_run):
+    jobs, text = paper_dry_run
+    rules = [r for r, _ in jobs]
+    downloads = [i for i, r in enumerate(rules) if r.startswith("download_") or r == "fetch_musique"]
+    assert {"download_model", "download_ruler", "download_leaderboard", "fetch_musique"} <= set(rules)
+    assert downloads == list(range(len(downloads))), f"download rules are not first: {rules[:10]}"
+    for rule, res in jobs:
+        if rule in LOCAL_RULES:
+            continue
+        if rule in GPU_RULES:
+            assert res["slurm_partition"] == "gpu" and res["gpu"] >= 1 and res["nodes"] == 1, (rule, res)
+        else:
+            assert res["slurm_partition"] == "cpu" and "gpu" not in res, (rule, res)
+
+
+def test_rendered_sbatch_train_and_report(paper_dry_run):
+    jobs, _ = paper_dry_run
+    first = {}
+    for rule, res in jobs:
+        first.setdefault(rule, res)
+    lines = {rule: render_sbatch(res, rule) for rule, res in first.items() if rule not in LOCAL_RULES}
+    for rule, line in sorted(lines.items()):
+        print(f"{rule}: {line}")
+    train = lines["train"]
+    assert " -p gpu" in train and "--gpus=a100:4" in train and "--nodes=1" in train, train
+    # 8 CPUs per GPU, as --cpus-per-task (the plugin lets cpus_per_task win over cpus_per_gpu)
+    assert "--cpus-per-task=32" in train and "--cpus-per-gpu" not in train, train
+    assert "--ntasks-per-gpu" not in train, train  # one process tree sees all 4 GPUs
+    assert "--mem 480000" in train and "-t 1440" in train, train
+    report = lines["report_tables"]
+    assert " -p cpu" in report and "--gpus" not in report and "--gres" not in report, report
+    assert "--cpus-per-task=1" in report and "--mem 4000" in report, report
+    for rule in ("contexts", "pairs"):
+        assert " -p cpu" in lines[rule] and "--gpus" not in lines[rule], lines[rule]
+
+
+def test_retry_doubles_memory_and_time():
+    """`attempt` reaches the resources: the second attempt of train asks twice the memory and time."""
+    import yte
+
+    prof = yte.process_yaml(open(PROFILE / "profile.yaml"), require_use_yte=True)
+    assert prof["retries"] >= 1
+    train = prof["set-resources"]["train"]
+    for key in ("mem_mb", "runtime"):
+        assert eval(str(train[key]), {"attempt": 2}) == 2 * eval(str(train[key]), {"attempt": 1})  # noqa: S307
+
+
+# --------------------------------------------------------------------------- the real run
+REDUCED = """
+tiny_model: {steps: 60}
+data: {toy: {train_questions: 24, dev_questions: 12}}
+train:
+  methods: [orpo_short, solo_orpo]
+  lambdas: {solo_orpo: [1.0]}
+eval:
+  benchmarks: [ruler]
+  runs_include_base: false
+  ruler: {num_samples: 2}
+"""
+TARGETS = ["results/pairs/tiny/pair_stats.json", "results/report/summary.csv"]
+VARYING = ("manifest.json", "pretrain_stats.json")  # wall times and timestamps (as in test_determinism)
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster():
+    reason = unavailable_reason()
+    if reason:
+        print(f"\nSKIPPED single-node SLURM test: {reason}")
+        pytest.skip(reason)
+    cluster = SlurmCluster().start()
+    print(f"\nsingle-node SLURM up in {cluster.start_s:.1f} s ({cluster.dir})")
+    yield cluster
+    left = cluster.stop()
+    assert not left, f"SLURM/munge processes left behind: {left}"
+
+
+def _snakemake(workdir: Path, profile: list[str], env: dict, targets: list[str] = TARGETS) -> subprocess.Popen:
+    (workdir / "reduced.yaml").write_text(REDUCED)
+    log = open(workdir / "snakemake.log", "a")
+    return subprocess.Popen([SNAKEMAKE, *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+                             *profile, "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "reduced.yaml")],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _files(res: Path) -> dict[str, Path]:
+    return {str(p.relative_to(res)): p for p in sorted(res.rglob("*"))
+            if p.is_file() and not p.name.endswith(VARYING) and "checkpoints" not in p.parts}
+
+
+@pytest.mark.slow
+def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
+    local_dir, slurm_dir = tmp_path / "local", tmp_path / "slurm"
+    local_dir.mkdir(), slurm_dir.mkdir()
+    env = {**ENV, **slurm_cluster.env, "SOLOPO_SLURM_CPU_PARTITION": CPU_PARTITION,
+           "SOLOPO_SLURM_GPU_PARTITION": GPU_PARTITION}
+    local_profile = ["--profile", str(ROOT / "profiles/local")]
+    # The tiny backbone (the stand-in for a downloaded model) is pre-trained once, locally, and
+    # given to both runs; the cluster run then does every stage from the data on.
+    assert _snakemake(local_dir, local_profile, ENV, ["results/models/tiny"]).wait(timeout=900) == 0, \
+        (local_dir / "snakemake.log").read_text()[-3000:]
+    shutil.copytree(local_dir / "results/models/tiny", slurm_dir / "results/models/tiny")
+    t0 = time.time()
+    # The local reference run of the same target runs alongside: the cluster run mostly waits.
+    cluster = _snakemake(slurm_dir, ["--profile", str(PROFILE)], env)
+    local = _snakemake(local_dir, local_profile, ENV)
+    try:
+        for p in (cluster, local):
+            p.wait(timeout=1500)
+    finally:  # a timeout or an interrupt: end both runs (the cluster's own teardown cancels its jobs)
+        for p in (cluster, local):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    wall = time.time() - t0
+    log = (slurm_dir / "snakemake.log").read_text()
+    assert cluster.returncode == 0, log[-5000:] + slurm_cluster.logs()[-3000:]
+    assert local.returncode == 0, (local_dir / "snakemake.log").read_text()[-4000:]
+
+    # every non-local job went through sbatch; slurmctld knows each id, its partition and its GPUs
+    submitted = re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.", log)
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", log, re.M))
+    total = int(counts.pop("total"))
+    expected_remote = {r: int(n) for r, n in counts.items() if r not in LOCAL_RULES}
+    print(f"\nSLURM run: {wall:.0f} s wall (with the local reference run alongside), {total} jobs, "
+          f"{len(submitted)} through sbatch: {expected_remote}")
+    assert len(submitted) == sum(expected_remote.values()), (expected_remote, submitted)
+    by_rule: dict[str, list[dict]] = {}
+    for _, jobid, slurm_log in submitted:
+        info = slurm_cluster.job(jobid)
+        rule = info["Comment"].removeprefix("rule_").split("_wildcards_")[0]
+        by_rule.setdefault(rule, []).append(info)
+        assert info["JobState"] == "COMPLETED", info
+        assert Path(slurm_log).exists(), slurm_log  # kept (slurm-keep-successful-logs)
+    assert {r: len(v) for r, v in by_rule.items()} == expected_remote
+    assert {"contexts", "sample", "pairs", "train", "bench_data_tokenized", "evaluate", "report_tables"} <= by_rule.keys()
+    assert not LOCAL_RULES & by_rule.keys(), "a local rule was submitted"
+    for rule, infos in by_rule.items():
+        for info in infos:
+            tres = info.get("TRES", "")
+            if rule in GPU_RULES:
+                assert info["Partition"] == GPU_PARTITION and info["NumNodes"] == "1", info
+            else:
+                assert info["Partition"] == CPU_PARTITION and "gpu" not in tres, (rule, info)
+            if rule == "train":
+                assert "gres/gpu=4" in tres and info["NumCPUs"] == "32", tres
+    for rule in ("toy_world", "datasets"):  # local rules: ran on the submitting host, no sbatch
+        assert re.search(rf"^localrule {rule}:", log, re.M), rule
+
+    # the same bytes as the local run of the same target and seed
+    a, b = _files(local_dir / "results"), _files(slurm_dir / "results")
+    assert a.keys() == b.keys()
+    for must in ("pairs/tiny/pairs.jsonl", "datasets/tiny/solo.jsonl", "train/solo_orpo/model/model.safetensors",
+                 "eval/solo_orpo_ruler.json", "eval/orpo_short_ruler.json", "report/summary.csv"):
+        assert must in a, must
+    differ = [name for name in a if a[name].read_bytes() != b[name].read_bytes()]
+    assert differ == [], f"SLURM run differs from the local run: {differ}"

@@ -1,0 +1,232 @@
+"""Independent oracles for the training core (issue 18, item 1).
+
+Every expected value here is computed by code that shares nothing with `sequence_logps`,
+`_collate` or `policy_outputs`: the oracle tokenises with the chat template itself, runs the
+model once per prefix (an explicit token loop) or once over all sequences of a step (one joint
+forward), and picks each response token's log-prob by position in a Python loop. So a wrong
+prompt in a stage (the long forward reading x_short), a shifted response mask, a detached
+stage or a wrong micro-batch weighting makes the trainer disagree with the oracle.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from solopo.generate.hf import load_model_and_tokenizer
+from solopo.train.losses import LOSSES, LossConfig, PolicyOutputs, SeqLogps, get_loss
+from solopo.train.trainer import TrainConfig, compute_reference_logps, policy_outputs, tokenize_pair, train
+
+# long prompts differ from the short ones by extra documents *before* the question, as in the
+# pipeline; responses of different lengths so that padding and per-row counts matter
+ROWS = [
+    {"id": f"q{i}", "x": f"Document 1:\nLokin born Zapex .\n\nQuestion: where was person {i} born ?",
+     "x_long": f"Document 1:\nRador in Borke .\n\nDocument 2:\nLokin born Zapex .\n\nDocument 3:\nMi led Ke {i} ."
+               f"\n\nQuestion: where was person {i} born ?",
+     "y_w": "Lokin born Zapex ." + " ok" * i + " The answer is: Zapex",
+     "y_l": "The answer is: Borke" + " no" * (2 - i % 3)}
+    for i in range(4)
+]
+SEQS = {"chosen": ("x", "y_w"), "rejected": ("x", "y_l"), "long_chosen": ("x_long", "y_w"),
+        "long_rejected": ("x_long", "y_l")}
+
+
+def _ids(tok, prompt: str, response: str) -> tuple[list[int], list[int]]:
+    """Oracle tokenisation: chat-templated prompt ids and response ids + eos, encoded separately."""
+    text = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+    return tok(text, add_special_tokens=False)["input_ids"], tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+
+def _token_loop_logp(model, p: list[int], r: list[int]) -> float:
+    """log pi(r | p) by an explicit loop: one forward per prefix, the last position's next-token log-prob."""
+    total = 0.0
+    with torch.no_grad():
+        for j, target in enumerate(r):
+            prefix = torch.tensor([p + r[:j]])
+            logits = model(input_ids=prefix).logits[0, -1].double()
+            total += float(logits.log_softmax(-1)[target])
+    return total
+
+
+@pytest.fixture(scope="module")
+def lm(tiny_lm_dir):
+    return load_model_and_tokenizer(tiny_lm_dir, "cpu", "float32")
+
+
+def test_sequence_logps_match_an_explicit_token_loop(lm):
+    """The trainer's batched, padded log-probs (and response counts) of every sequence equal the loop's."""
+    model, tok = lm
+    with torch.no_grad():
+        out = policy_outputs(model, tok, ROWS, tuple(SEQS), 512, "cpu")
+    for name, (xf, yf) in SEQS.items():
+        got = getattr(out, name)
+        for i, row in enumerate(ROWS):
+            p, r = _ids(tok, row[xf], row[yf])
+            assert int(got.counts[i]) == len(r), (name, i)
+            assert float(got.logps[i]) == pytest.approx(_token_loop_logp(model, p, r), abs=2e-4), (name, i)
+
+
+def test_long_stage_reads_the_long_prompt(lm):
+    """The long copies differ from the short ones (x_long != x) while the responses are the same."""
+    model, tok = lm
+    with torch.no_grad():
+        out = policy_outputs(model, tok, ROWS, tuple(SEQS), 512, "cpu")
+    assert torch.equal(out.chosen.counts, out.long_chosen.counts)
+    assert (out.chosen.logps - out.long_chosen.logps).abs().min() > 1e-3
+    assert (out.rejected.logps - out.long_rejected.logps).abs().min() > 1e-3
+
+
+def test_longpo_full_sequence_nll_matches_the_token_loop(lm):
+    """LongPO's NLL: mean over every predicted token of (x_long, y_w), prompt included, per sequence."""
+    model, tok = lm
+    with torch.no_grad():
+        out = policy_outputs(model, tok, ROWS, get_loss("longpo").needs, 512, "cpu", full_nll=True)
+    for i, row in enumerate(ROWS):
+        p, r = _ids(tok, row["x_long"], row["y_w"])
+        ids = p + r
+        with torch.no_grad():
+            logsm = model(input_ids=torch.tensor([ids])).logits[0].double().log_softmax(-1)
+        nll = -sum(float(logsm[t - 1, ids[t]]) for t in range(1, len(ids))) / (len(ids) - 1)
+        assert float(out.long_chosen_full_nll[i]) == pytest.approx(nll, abs=1e-4)
+
+
+def test_compute_reference_logps_matches_the_token_loop(lm):
+    """Reference log-probs of y_w and y_l on the PO prompt, in chunks smaller than the row count."""
+    model, tok = lm
+    ref = compute_reference_logps(model, tok, ROWS, 512, batch_size=3)
+    assert [r["id"] for r in ref] == [r["id"] for r in ROWS]
+    for row, r in zip(ROWS, ref):
+        assert r["ref_chosen"] == pytest.approx(_token_loop_logp(model, *_ids(tok, row["x"], row["y_w"])), abs=2e-4)
+        assert r["ref_rejected"] == pytest.approx(_token_loop_logp(model, *_ids(tok, row["x"], row["y_l"])), abs=2e-4)
+
+
+def _joint_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], ref: list[dict] | None) -> PolicyOutputs:
+    """All sequences of the step in ONE padded forward; per-row sums picked position by position."""
+    names = [n for n in SEQS if n in needs]
+    seqs = [_ids(tok, row[SEQS[n][0]], row[SEQS[n][1]]) for n in names for row in rows]
+    width = max(len(p) + len(r) for p, r in seqs)
+    ids = torch.full((len(seqs), width), tok.pad_token_id)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    for k, (p, r) in enumerate(seqs):
+        ids[k, : len(p) + len(r)] = torch.tensor(p + r)
+        attn[k, : len(p) + len(r)] = 1
+    logsm = model(input_ids=ids, attention_mask=attn).logits.float().log_softmax(-1)
+    sums = []
+    for k, (p, r) in enumerate(seqs):
+        sums.append(sum(logsm[k, len(p) + j - 1, r[j]] for j in range(len(r))))
+    out = PolicyOutputs()
+    n = len(rows)
+    for s, name in enumerate(names):
+        counts = torch.tensor([len(seqs[s * n + i][1]) for i in range(n)])
+        setattr(out, name, SeqLogps(torch.stack(sums[s * n : (s + 1) * n]), counts))
+    if "long_chosen_full_nll" in needs:
+        nll = []
+        for i in range(n):
+            k = names.index("long_chosen") * n + i
+            full = seqs[k][0] + seqs[k][1]
+            nll.append(-sum(logsm[k, t - 1, full[t]] for t in range(1, len(full))) / (len(full) - 1))
+        out.long_chosen_full_nll = torch.stack(nll)
+    if ref is not None:
+        out.ref_chosen = torch.tensor([r["ref_chosen"] for r in ref])
+        out.ref_rejected = torch.tensor([r["ref_rejected"] for r in ref])
+    return out
+
+
+def _ref_rows(rows: list[dict]) -> list[dict]:
+    # arbitrary fixed reference values (their computation is tested above)
+    return [{"id": r["id"], "ref_chosen": -30.0 - 2 * i, "ref_rejected": -20.0 + i} for i, r in enumerate(rows)]
+
+
+def _grads(model) -> torch.Tensor:
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("loss_name", list(LOSSES))
+def test_two_stage_step_equals_one_joint_forward(tiny_lm_dir, loss_name):
+    """Loss and gradient of the trainer's two-stage forward equal those of one joint forward, for every loss."""
+    spec = get_loss(loss_name)
+    cfg = LossConfig(alpha=0.7)
+    ref = _ref_rows(ROWS) if spec.needs_ref else None
+    full_nll = "long_chosen_full_nll" in spec.needs
+    results = []
+    for joint in (True, False):
+        model, tok = load_model_and_tokenizer(tiny_lm_dir, "cpu", "float32")
+        model.zero_grad()
+        po = (_joint_outputs(model, tok, ROWS, spec.needs, ref) if joint
+              else policy_outputs(model, tok, ROWS, spec.needs, 512, "cpu", ref, full_nll))
+        loss, metrics = spec.fn(po, cfg)
+        loss.backward()
+        results.append((float(loss), _grads(model), metrics))
+    (l_joint, g_joint, m_joint), (l_two, g_two, m_two) = results
+    assert g_joint.abs().sum() > 0
+    assert l_two == pytest.approx(l_joint, rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(g_two, g_joint, rtol=1e-4, atol=1e-6)
+    if "ra_term" in m_joint:
+        # x_long != x_short for every row: the alignment term is never 0, and the trainer's equals the oracle's
+        assert float(m_joint["ra_term"]) > 1e-4
+        assert float(m_two["ra_term"]) == pytest.approx(float(m_joint["ra_term"]), rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["solo_orpo", "solo_dpo_both", "longpo", "orpo_expand"])
+def test_train_step_logs_the_oracle_loss_and_gradient_norm(tiny_lm_dir, tmp_path, method):
+    """One optimiser step of `train` over two micro-batches: the logged loss and pre-clipping gradient
+    norm equal the joint-forward oracle's on the whole batch (micro-batch weighting, stage wiring)."""
+    from solopo.train.losses import get_method
+
+    spec = get_loss(get_method(method).loss)
+    ref = _ref_rows(ROWS) if spec.needs_ref else None
+    lc = LossConfig(alpha=0.7)
+    cfg = TrainConfig(learning_rate=1e-3, batch_size=4, micro_batch_size=2, max_length=512, dtype="float32",
+                      max_grad_norm=1e9)
+    train(tiny_lm_dir, ROWS, method, lc, cfg, 0, tmp_path / "out", tmp_path / "ck", ref=ref)
+    logged = [json.loads(x) for x in (tmp_path / "out/train_log.jsonl").read_text().splitlines()]
+    assert len(logged) == 1
+    model, tok = load_model_and_tokenizer(tiny_lm_dir, "cpu", "float32")
+    model.zero_grad()
+    loss, metrics = spec.fn(_joint_outputs(model, tok, ROWS, spec.needs, ref), lc)
+    loss.backward()
+    assert logged[0]["loss"] == pytest.approx(float(loss), rel=1e-4, abs=1e-5)
+    assert logged[0]["grad_norm"] == pytest.approx(float(_grads(model).norm()), rel=1e-3)
+    if "ra_term" in metrics:
+        assert logged[0]["ra_term"] == pytest.approx(float(metrics["ra_term"]), rel=1e-3) and logged[0]["ra_term"] > 0
+
+
+# ----------------------------------------------------------------------------------- tokenize_pair
+def test_tokenize_pair_without_truncation_is_prompt_then_response_then_eos(lm):
+    _, tok = lm
+    row = ROWS[1]
+    ids, n = tokenize_pair(tok, row["x_long"], row["y_w"], 512)
+    p, r = _ids(tok, row["x_long"], row["y_w"])
+    assert ids == p + r and n == len(r) and ids[-1] == tok.eos_token_id
+
+
+def _long_prompt(n_docs: int) -> str:
+    docs = "\n\n".join(f"Document {i}:\nPerson{i} born City{i} ." for i in range(1, n_docs + 1))
+    return f"Answer the question based on the given documents.\n\n{docs}\n\nQuestion: where was Person3 born ?"
+
+
+def test_tokenize_pair_truncation_keeps_the_response_and_the_question(lm):
+    _, tok = lm
+    prompt, response = _long_prompt(40), "Person3 born City3 . The answer is: City3"
+    full = len(_ids(tok, prompt, response)[0]) + len(_ids(tok, prompt, response)[1])
+    budget = full // 2
+    ids, n = tokenize_pair(tok, prompt, response, budget)
+    r = _ids(tok, prompt, response)[1]
+    assert len(ids) <= budget
+    assert n == len(r) and ids[-n:] == r  # the response (+ eos) is intact
+    kept_prompt = tok.decode(ids[:-n])
+    assert "Question: where was Person3 born ?" in kept_prompt
+    assert "Document 40:" in kept_prompt  # the documents nearest the question survive
+    assert "Document 1:\n" not in kept_prompt  # what is dropped is context
+
+
+@pytest.mark.xfail(strict=True, reason="issue 14 item 10 (protocol branch): left truncation cuts the chat header; "
+                                       "remove this marker when truncation moves inside the context")
+def test_tokenize_pair_truncation_keeps_the_chat_header(lm):
+    _, tok = lm
+    prompt, response = _long_prompt(40), "The answer is: City3"
+    header = tok("<|im_start|>user\n", add_special_tokens=False)["input_ids"]
+    ids, n = tokenize_pair(tok, prompt, response, 200)
+    assert ids[: len(header)] == header
+    assert "Answer the question based on the given documents." in tok.decode(ids[:-n])

@@ -1,0 +1,50 @@
+# Downloads: every model and dataset a job needs from the internet is fetched by a rule of its
+# own, on the submitting host (`localrule: True`), into resources/. On a cluster the compute
+# nodes are assumed offline: every job there runs with HF_HUB_OFFLINE=1 (common.smk) on these
+# local copies. The other downloads of the pipeline are fetch_musique (data.smk) and, for hub
+# sources, bench_data (LongBench v1/v2; eval.smk); both are local rules too.
+
+NLTK_DIR = "resources/nltk_data"  # punkt_tab for IFEval (download_leaderboard)
+if Path(NLTK_DIR).is_dir():
+    os.environ.setdefault("NLTK_DATA", str(Path(NLTK_DIR).resolve()))
+
+
+rule download_model:
+    output:
+        directory("resources/models/{backbone}"),
+    log:
+        "logs/download/model_{backbone}.log",
+    params:
+        repo=lambda wc: BACKBONES[wc.backbone]["model"],
+    localrule: True
+    run:
+        from solopo import download
+
+        download.model(params.repo, output[0], log[0])
+
+
+rule download_ruler:
+    output:
+        directory("resources/benchmarks/ruler_sources"),
+    log:
+        "logs/download/ruler_sources.log",
+    localrule: True
+    run:
+        from solopo import download
+
+        download.ruler_sources(output[0], config["eval"]["ruler"], log[0])
+
+
+rule download_leaderboard:
+    output:
+        "resources/leaderboard/prefetched.json",
+    log:
+        "logs/download/leaderboard.log",
+    params:
+        tasks=lambda wc: config["eval"]["leaderboard"]["tasks"],
+    localrule: True
+    run:
+        from solopo import download
+
+        download.leaderboard(config["eval"]["leaderboard"], output[0], NLTK_DIR, log[0])
+

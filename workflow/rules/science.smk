@@ -1,0 +1,44 @@
+# Toy-science experiment (issue 15): `snakemake --profile profiles/local --configfile config/tiny.yaml
+# config/toy_science.yaml toy_science` (or `make toy-science`). Not part of `all`. One job: its own
+# worker pool (science.jobs processes) runs the (method, λ, seed) trainings and evaluations; finished
+# runs are kept in results/science/runs and reused by a rerun with the same settings.
+
+
+rule toy_science:
+    input:
+        model="results/models/tiny",
+    output:
+        md="results/report/toy_science.md",
+        json="results/report/toy_science.md.json",
+        plots=multiext("results/report/toy_science_", "ruler_by_length.png", "lambda.png", "cost.png"),
+    params:
+        science=config.get("science"),
+    threads: workflow.cores
+    log:
+        "logs/report/toy_science.log",
+    run:
+        import logging
+
+        from solopo import science
+
+        handler = logging.FileHandler(log[0], mode="w")
+        logging.getLogger("solopo").addHandler(handler)
+        logging.getLogger("solopo").setLevel(logging.INFO)
+        try:
+            science.experiment(config, input.model, "results/science", output.md)
+        finally:
+            logging.getLogger("solopo").removeHandler(handler)
+
+
+rule toy_science_tune:
+    input:
+        model="results/models/tiny",
+    output:
+        "results/science/tune/chosen.json",
+    threads: workflow.cores
+    log:
+        "logs/report/toy_science_tune.log",
+    run:
+        from solopo import science
+
+        science.tune(config, input.model, "results/science")
