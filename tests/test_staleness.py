@@ -93,7 +93,7 @@ def _candidates(value):
     if isinstance(value, int):
         return [value + 1, value * 2, value - 1, value // 2]
     if isinstance(value, float):
-        return [value / 2, value * 1.5]
+        return [v for v in (value / 2, value * 1.5, value + 0.1) if v != value]
     if isinstance(value, str):
         return [value + "_x"]
     if isinstance(value, list):
@@ -283,3 +283,19 @@ def test_local_model_folder_swapped_under_the_same_name_reruns_its_dependents(ex
     assert jobs["results/contexts/given/short.jsonl"].params_changed
     assert {"results/contexts/given/short.jsonl", "results/samples/given/short.jsonl",
             "results/eval/base_ruler.json", "results/train/solo_orpo/model"} <= changed, sorted(changed)
+
+
+def test_a_job_cannot_read_a_key_outside_its_slice():
+    """The job's view of the config (solopo.slices.Scoped): a key its rule does not declare raises,
+    even through `.get(key, default)`, so Snakemake's params always cover what the job read."""
+    from solopo import slices
+
+    cfg = _config()
+    view = slices.scoped(slices.contexts(cfg, "tiny"), cfg, "contexts")
+    assert view["data"]["long_tokens"] == cfg["data"]["long_tokens"] and view["seed"] == cfg["seed"]
+    for read in (lambda: view["data"]["toy"], lambda: view["data"].get("toy", {}), lambda: "sampling" in view,
+                 lambda: view.get("sampling")):
+        with pytest.raises(slices.SliceError, match=r"config key (data\.toy|sampling) is read by rule contexts but is "
+                                                    r"not in its params \(solopo\.slices\.contexts\)"):
+            read()
+    assert view.get("no_such_key", 1) == 1  # absent from the whole config: the default, as before
