@@ -7,6 +7,8 @@ local model folder that exists, ...). Any problem raises `ConfigError` with one 
 """
 from __future__ import annotations
 
+import copy
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -25,6 +27,18 @@ def _get(config, path):
     for p in path:
         config = config[p]
     return config
+
+
+def _schema() -> dict:
+    """The schema, parsed once per file version (the workflow validates on every parse of the Snakefile)."""
+    st = SCHEMA_PATH.stat()
+    return copy.deepcopy(_parse_schema(str(SCHEMA_PATH), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_schema(path: str, mtime_ns: int, size: int) -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(path).read_text(), Loader=loader)
 
 
 def _key(path) -> str:
@@ -81,7 +95,7 @@ def _unknown_key(e) -> str:
 def _schema_error(config: dict) -> str | None:
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     # An unknown key sorts before the "required" error its misspelling causes at the same level.
     errors = sorted(validator.iter_errors(config),
@@ -181,7 +195,7 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
     problem = _schema_error(config)
     if problem:
         raise ConfigError(f"config error: {problem}")
-    _coerce_numbers(config, yaml.safe_load(SCHEMA_PATH.read_text()))
+    _coerce_numbers(config, _schema())
     d = config["data"]
     if d["short_tokens"] >= d["long_tokens"]:
         raise ConfigError(f"config error: data.short_tokens: {d['short_tokens']} must be smaller than "
