@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env clean gpu-check toy-science toy-science-tune
+.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation
 
 env:
 	@./scripts/bootstrap.sh
@@ -16,11 +16,16 @@ env:
 tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 	$(SNAKEMAKE) all --profile profiles/local --configfile config/tiny.yaml
 
-test: env  ## the test suite (includes the tiny end-to-end run, marked slow)
+test: env envs-check  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
 	.venv/bin/python -m pytest -q -m "slow or not slow" tests
 
 test-fast: env
 	.venv/bin/python -m pytest -q tests
+
+# Each workflow/envs/*.yaml's pins resolve for Linux x86-64 and the env's Python (uv against the
+# package index; ~20 s); a conflict fails naming the pins. Part of `make test`, so CI runs it.
+envs-check: env
+	.venv/bin/python scripts/envs_check.py
 
 dryrun-paper: env  ## the paper preset's DAG, no cluster needed
 	$(SNAKEMAKE) --profile slurm all -n
@@ -30,6 +35,12 @@ report: env  ## snakemake --report: one offline HTML file with the tables and pl
 
 lint: env
 	$(SNAKEMAKE) --lint --configfile config/tiny.yaml
+
+# Mutation score of the core modules (mutmut, not part of `make test`: ~1 mutant/s per module on one
+# core). Writes docs/mutation.md; MODULES="metrics pairs" limits the run.
+mutation: env
+	.venv/bin/python -m uv pip install --python .venv/bin/python -q mutmut==3.8.1
+	.venv/bin/python scripts/mutation.py $(if $(MODULES),--modules $(MODULES))
 
 clean:
 	rm -rf results logs .snakemake

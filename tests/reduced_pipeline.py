@@ -21,12 +21,22 @@ eval:
   ruler: {num_samples: 2}
 """
 
+# A backbone that reads its context, as cheap as measured to be competent: REDUCED's 60 steps leave
+# the model at chance, so an e2e run on it cannot tell a working pipeline from a broken one.
+COMPETENT_BACKBONE = """
+tiny_model: {steps: 1500, max_distractors: 4}
+"""
 
-def run_reduced(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`snakemake <args>` on the tiny preset plus REDUCED, with `workdir` as the working directory."""
-    cfg = Path(workdir) / "reduced.yaml"
-    if not cfg.exists():
-        cfg.write_text(REDUCED)
+
+def run_reduced(workdir: Path, *args: str, extra: str | None = None) -> subprocess.CompletedProcess:
+    """`snakemake <args>` on the tiny preset plus REDUCED (plus `extra`, a YAML override), with
+    `workdir` as the working directory."""
+    cfgs = [Path(workdir) / "reduced.yaml"]
+    if not cfgs[0].exists():
+        cfgs[0].write_text(REDUCED)
+    if extra is not None:
+        cfgs.append(Path(workdir) / "extra.yaml")
+        cfgs[1].write_text(extra)
     return subprocess.run([SNAKEMAKE, *args, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
                            "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/tiny.yaml"),
-                           str(cfg)], capture_output=True, text=True, timeout=1500, env=ENV)
+                           *map(str, cfgs)], capture_output=True, text=True, timeout=2400, env=ENV)

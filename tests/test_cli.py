@@ -23,6 +23,7 @@ TINY = str(ROOT / "config" / "tiny.yaml")
 @pytest.fixture()
 def tree(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").symlink_to(ROOT / "config")  # a workflow directory: `solopo check` reads config/config.yaml
     cfg = load_config([TINY])
     validate_config(cfg)  # as the workflow does: YAML integers become floats where the schema says number
     seed = cfg["seed"]

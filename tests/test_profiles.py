@@ -68,3 +68,14 @@ def test_snakemake_profile_environment_variable_counts_as_a_named_profile(monkey
     monkeypatch.setenv("SNAKEMAKE_PROFILE", "slurm")
     _, args = parse_args(["all"])
     assert args.executor == "slurm" and args.cores is None
+
+
+def test_parsing_needs_no_core_count(tmp_path):
+    """`snakemake --profile slurm --unlock` has no core count (none is set for a cluster run): a rule with
+    `threads: workflow.cores` stopped every such command while parsing (issue 17 item 2)."""
+    import subprocess
+
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    out = subprocess.run([snakemake, "--profile", "slurm", "--unlock", "--directory", str(tmp_path)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "Unlocked working directory" in out.stdout + out.stderr, out.stderr[-3000:]

@@ -2,8 +2,10 @@
 
 Commands are read from README.md itself, so a command added there later is tested without
 editing this file:
-- fenced code blocks tagged bash/sh/shell/console: every line (a trailing `# comment` and a
-  leading `$ ` are dropped);
+- fenced code blocks tagged bash/sh/shell/console, and untagged blocks one of whose lines starts
+  with a command: every line (a trailing `# comment` and a leading `$ ` dropped), typed after the
+  block's earlier `cd`/`export`/`source` lines; a `text` block is not shell (how a section opts out
+  of a command that cannot run here, e.g. the GPU check);
 - table rows: every code span whose first word is a command (on PATH after
   `source .venv/bin/activate`, a shell builtin, or an executable file of the repository), and,
   for a span such as `--configfile config/tiny.yaml` that a cell says to "add", the preceding
@@ -16,8 +18,10 @@ Each command runs in its own checkout-like folder (the repository's entries link
 settings (tests/reduced_pipeline.REDUCED) merged in, exactly the config the tree was built with,
 so `--configfile config/tiny.yaml` sees an up-to-date tree. Commands that would reach the hub
 (a snakemake build on a config with a `source: hub` or a hub model) or a cluster (a profile or
-`--executor` naming a non-local executor) get `-n`; everything else runs for real. A `make`
-target whose recipe would reach the hub or a cluster runs its recipe's snakemake lines with `-n`.
+`--executor` naming a non-local executor) get `-n`, a hub client (`hf`) gets `--help`; everything
+else runs for real. A `make` target whose recipe would reach the hub or a cluster runs its recipe's
+snakemake lines with `-n`. The checkout is named `solopo`, as the README's clone: a block that
+starts with `cd solopo` is typed in the folder above it.
 
 Also the issue's acceptance checks: the tiny one-target command rebuilds exactly the deleted
 file; the paper preset gets past parsing and fails offline with the first download job's
@@ -30,6 +34,7 @@ import re
 import shlex
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,6 +52,7 @@ NO_EXEC = {"-n", "--dry-run", "--dryrun", "--unlock", "--lint", "--list", "-l", 
            "--summary", "-S", "--detailed-summary", "-D", "--dag", "--rulegraph", "--filegraph", "--report",
            "--cleanup-metadata", "--list-changes", "--lc", "--list-untracked", "--lu", "--touch", "-t", "--help", "-h"}
 LOCAL_EXECUTORS = {None, "local", "dryrun", "touch"}
+HUB_CLIENTS = {"hf", "huggingface-cli"}  # run with --help: the command exists and parses, nothing is sent
 CHECKOUT_SKIP = {"results", "logs", ".snakemake", "config", ".pytest_cache", "reduced.yaml"}
 
 
@@ -72,12 +78,18 @@ def _first_word_is_command(span: str) -> bool:
 
 
 def _strip_comment(line: str) -> str:
+    """The line without a leading `$ ` prompt and without a trailing `# comment` (outside quotes)."""
     line = line.strip()
     line = line[2:] if line.startswith("$ ") else line
-    try:
-        return shlex.join(shlex.split(line, comments=True))
-    except ValueError:  # unbalanced quotes: keep as typed, the run will show the problem
-        return line
+    quote = None
+    for i, char in enumerate(line):
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
 
 
 def _row_commands(row: str) -> list[str]:
@@ -98,28 +110,53 @@ def _row_commands(row: str) -> list[str]:
     return found
 
 
-def readme_commands(text: str) -> list[str]:
-    """Every shell command in the README's shell code blocks and tables, in order, without duplicates."""
-    commands: list[str] = []
-    lang = None  # None: outside a fence
+def _block_commands(lines: list[str]) -> list[tuple[str, str]]:
+    """(command, set-up) per line of one shell block; the set-up is the block's earlier lines that change
+    the shell's state (`cd`, `export`, `source`), as typed into the same terminal before it."""
+    found, setup = [], []
+    for line in filter(None, map(_strip_comment, lines)):
+        found.append((line, " && ".join(setup)))
+        if line.split()[0] in BUILTINS:
+            setup.append(line)
+    return found
+
+
+def readme_commands(text: str) -> list[tuple[str, str]]:
+    """Every shell command in the README's code blocks and tables, in order, without duplicates, as
+    (command as typed, set-up typed before it in the same block). Blocks tagged bash/sh/shell/console
+    are shell; an untagged block is shell when one of its lines starts with a command; `text` and
+    other tags are not."""
+    commands: list[tuple[str, str]] = []
+    lang, block = None, []  # lang None: outside a fence
     for line in text.splitlines():
         fence = re.match(r"^\s*```(\S*)", line)
-        if fence:
-            lang = fence.group(1).lower() if lang is None else None
-            continue
-        if lang is not None:
-            if lang in SHELL_LANGS and line.strip() and not line.strip().startswith("#"):
-                commands.append(_strip_comment(line))
+        if fence and lang is None:
+            lang, block = fence.group(1).lower(), []
+        elif fence:
+            if lang in SHELL_LANGS or (lang == "" and any(_first_word_is_command(_strip_comment(b)) for b in block)):
+                commands.extend(_block_commands(block))
+            lang = None
+        elif lang is not None:
+            block.append(line)
         elif line.lstrip().startswith("|"):
-            commands.extend(_row_commands(line))
-    return [c for c in dict.fromkeys(commands) if c not in SETUP]
+            commands.extend((c, "") for c in _row_commands(line))
+    unique: dict[str, str] = {}
+    for cmd, setup in commands:
+        if cmd not in SETUP:
+            unique.setdefault(cmd, setup)
+    return list(unique.items())
 
 
 # ---------------------------------------------------------------- classification
 
 
+def _last_command(line: str) -> str:
+    """The last command of a `a && b; c` line: the one a `-n` or `--help` appended to the line reaches."""
+    return re.split(r"&&|\|\||;", line)[-1].strip()
+
+
 def _snakemake_args(cmd: str) -> list[str] | None:
-    words = shlex.split(cmd)
+    words = shlex.split(_last_command(cmd))
     if words and Path(words[0]).name == "snakemake":
         return words[1:]
     return None
@@ -143,11 +180,14 @@ def _option_values(args: list[str], *names: str) -> list[str]:
 
 
 def _profile_executor(name: str, cwd: Path) -> str | None:
+    import yte  # profiles may be YTE templates (slurm/profile.yaml is); Snakemake renders them so
+
     path = cwd / name
     files = [path] if path.is_file() else sorted(path.glob("profile*.yaml")) + sorted(path.glob("config*.yaml"))
     if not files:
         return None
-    return (yaml.safe_load(files[0].read_text()) or {}).get("executor")
+    with open(files[0]) as stream:
+        return (yte.process_yaml(stream, require_use_yte=True) or {}).get("executor")
 
 
 def _reaches_hub(config: dict) -> bool:
@@ -170,6 +210,9 @@ def dry_run_reason(cmd: str, cwd: Path) -> str | None:
     """'cluster' or 'hub' when running `cmd` for real would submit jobs or download; None otherwise."""
     from snakemake.utils import update_config
 
+    words = shlex.split(_last_command(cmd)) or [""]
+    if Path(words[0]).name in HUB_CLIENTS:
+        return None if {"--help", "-h"} & set(words) else "hub"
     args = _snakemake_args(cmd)
     if args is None or NO_EXEC & {a.partition("=")[0] for a in args}:
         return None
@@ -190,17 +233,23 @@ def _make_recipe(target_cmd: str, cwd: Path, env: dict) -> list[str]:
     return [line for line in out.stdout.splitlines() if line.strip()]
 
 
-def plan(cmd: str, cwd: Path, env: dict) -> tuple[str, list[str]]:
-    """How the test runs `cmd`: ('real' | 'dry-run: hub' | 'dry-run: cluster', shell lines)."""
-    reason = dry_run_reason(cmd, cwd)
+def plan(cmd: str, setup: str, checkout: Path, env: dict) -> tuple[str, list[str], Path]:
+    """How the test runs `cmd` in `checkout`: (mode, shell lines, working directory); mode is 'real',
+    'dry-run: hub' or 'dry-run: cluster'. A dry run is `-n` for Snakemake, `--help` for a hub client."""
+    for segment in re.split(r"&&|\|\||;", cmd)[:-1]:
+        assert dry_run_reason(segment, checkout) is None, f"cannot dry-run the middle of: {cmd}"
+    reason, lines = dry_run_reason(cmd, checkout), [cmd]
     if reason:
-        return f"dry-run: {reason}", [f"{cmd} -n"]
-    if shlex.split(cmd)[0] == "make":
-        recipe = _make_recipe(cmd, cwd, env)
-        reasons = {dry_run_reason(line, cwd) for line in recipe} - {None}
+        lines = [f"{cmd} -n" if _snakemake_args(cmd) else f"{cmd} --help"]
+    elif shlex.split(cmd)[0] == "make":
+        recipe = _make_recipe(cmd, checkout, env)
+        reasons = {dry_run_reason(line, checkout) for line in recipe} - {None}
         if reasons:  # run the recipe's snakemake lines dry instead of the target
-            return f"dry-run: {'/'.join(sorted(reasons))}", [f"{line} -n" for line in recipe if _snakemake_args(line)]
-    return "real", [cmd]
+            reason, lines = "/".join(sorted(reasons)), [f"{line} -n" for line in recipe if _snakemake_args(line)]
+    # a block that starts with `cd <clone>` is typed in the folder above the clone
+    cwd = checkout.parent if re.match(rf"cd\s+{re.escape(checkout.name)}\b", setup or cmd) else checkout
+    return (f"dry-run: {reason}" if reason else "real"), [f"{setup} && {line}" if setup else line
+                                                           for line in lines], cwd
 
 
 # ---------------------------------------------------------------- the checkout
@@ -249,10 +298,13 @@ COMMANDS = readme_commands(README.read_text())
 
 
 def test_extraction_finds_the_documented_commands():
-    """The extractor sees code-block lines, table commands and 'add' variants; prose and set-up stay out."""
+    """The extractor sees shell-block lines (with the block's earlier cd/export/source lines as set-up),
+    table commands and 'add' variants; prose, `text` blocks, non-shell blocks and set-up stay out."""
     sample = "\n".join([
         "```bash", "make tiny    # set-up", "source .venv/bin/activate  # PATH", "```",
         "```", "Snakefile                 -> includes workflow/Snakefile", "```",
+        "```", "cd solopo && make env   # a clone", "export A='x # y'", "hf auth login", "```",
+        "```text", "make toy-science", "```",
         "| what | command |", "|---|---|",
         "| one | `snakemake results/x.json` (add `--configfile config/tiny.yaml` for tiny) |",
         "| sweep | add values to `train.lambdas.solo_orpo` in `config/config.yaml`: `[1.0, 0.5]` |",
@@ -260,23 +312,39 @@ def test_extraction_finds_the_documented_commands():
         "Prose `snakemake results/bench/efficiency.json` is not a code block.",
     ])
     assert readme_commands(sample) == [
-        "source .venv/bin/activate", "snakemake results/x.json", "snakemake results/x.json --configfile config/tiny.yaml",
-        "make dryrun-paper", "snakemake --profile slurm all -n"]
+        ("source .venv/bin/activate", ""), ("cd solopo && make env", ""), ("export A='x # y'", "cd solopo && make env"),
+        ("hf auth login", "cd solopo && make env && export A='x # y'"), ("snakemake results/x.json", ""),
+        ("snakemake results/x.json --configfile config/tiny.yaml", ""), ("make dryrun-paper", ""),
+        ("snakemake --profile slurm all -n", "")]
     assert len(COMMANDS) >= 8, COMMANDS
 
 
+@pytest.fixture(scope="module")
+def readme_runs(reduced_tree, tmp_path_factory) -> dict[str, tuple[str, list]]:
+    """Every README command run once in its own checkout, two at a time (each is one mostly
+    single-threaded Snakemake parse; CI has 2 cores): command -> (mode, [(line, result)])."""
+    base = tmp_path_factory.mktemp("readme_commands")
+
+    def run(numbered: tuple[int, tuple[str, str]]) -> tuple[str, list]:
+        number, (cmd, setup) = numbered
+        dest = checkout(reduced_tree, base / str(number) / "solopo")  # the README's clone is `solopo`
+        env = shell_env(dest)
+        mode, lines, cwd = plan(cmd, setup, dest, env)
+        return mode, [(line, run_shell(line, cwd, env)) for line in lines]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip((cmd for cmd, _ in COMMANDS), pool.map(run, enumerate(COMMANDS))))
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("cmd", COMMANDS)
-def test_readme_command_works_as_typed(cmd, reduced_tree, tmp_path):
-    dest = checkout(reduced_tree, tmp_path / "checkout")
-    env = shell_env(dest)
-    mode, lines = plan(cmd, dest, env)
-    for line in lines:
-        out = run_shell(line, dest, env)
-        assert out.returncode == 0, (f"README command failed ({mode}): {cmd}\nran: {line}\n"
-                                     f"{(out.stdout + out.stderr)[-3000:]}")
+@pytest.mark.parametrize("cmd", [cmd for cmd, _ in COMMANDS])
+def test_readme_command_works_as_typed(cmd, readme_runs):
+    mode, runs = readme_runs[cmd]
+    for line, out in runs:
+        text = out.stdout + out.stderr
+        assert out.returncode == 0, f"README command failed ({mode}): {cmd}\nran: {line}\n{text[-3000:]}"
         if mode.startswith("dry-run") and _snakemake_args(line):
-            assert "This was a dry-run" in out.stdout + out.stderr or "Nothing to be done" in out.stdout + out.stderr
+            assert "This was a dry-run" in text or "Nothing to be done" in text, text[-3000:]
 
 
 @pytest.mark.slow

@@ -121,6 +121,15 @@ def test_rendered_sbatch_train_and_report(paper_dry_run):
         assert " -p cpu" in lines[rule] and "--gpus" not in lines[rule], lines[rule]
 
 
+def test_cluster_commands_parse_without_a_core_count(tmp_path):
+    """`--profile slurm` gives no --cores: a rule with `threads: workflow.cores` stopped every real
+    (non-dry) command while parsing, before anything was submitted."""
+    out = subprocess.run([SNAKEMAKE, "--profile", str(PROFILE), "--unlock", "--directory", str(tmp_path),
+                          "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "Unlocked working directory" in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
+
+
 def test_retry_doubles_memory_and_time():
     """`attempt` reaches the resources: the second attempt of train asks twice the memory and time."""
     import yte
@@ -223,13 +232,14 @@ def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
     assert not LOCAL_RULES & by_rule.keys(), "a local rule was submitted"
     for rule, infos in by_rule.items():
         for info in infos:
-            tres = info.get("TRES", "")
+            gpus = info.get("TresPerJob", "")  # what --gpus asked for, e.g. gres:gpu:a100:4
             if rule in GPU_RULES:
                 assert info["Partition"] == GPU_PARTITION and info["NumNodes"] == "1", info
+                assert gpus == f"gres:gpu:a100:{4 if rule == 'train' else 1}", (rule, info)
             else:
-                assert info["Partition"] == CPU_PARTITION and "gpu" not in tres, (rule, info)
-            if rule == "train":
-                assert "gres/gpu=4" in tres and info["NumCPUs"] == "32", tres
+                assert info["Partition"] == CPU_PARTITION and "gpu" not in gpus, (rule, info)
+            if rule == "train":  # the profile's request, granted as asked: 8 CPUs per GPU, one node
+                assert info["NumCPUs"] == "32" and info["MinMemoryNode"] == "480000M", info
     for rule in ("toy_world", "datasets"):  # local rules: ran on the submitting host, no sbatch
         assert re.search(rf"^localrule {rule}:", log, re.M), rule
 

@@ -158,11 +158,11 @@ def git_commit() -> str:
     global _GIT_COMMIT
     if _GIT_COMMIT is None:
         try:
-            out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                 cwd=Path(__file__).resolve().parent)
+            # The workflow's commit: jobs run in the workflow directory; the package may be an installed wheel.
+            out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
             commit = out.stdout.strip() if out.returncode == 0 else "unknown"
             dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                   text=True, timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
+                                   text=True, timeout=10).stdout.strip()
             _GIT_COMMIT = commit + ("-dirty" if dirty and commit != "unknown" else "")
         except (OSError, subprocess.SubprocessError):
             _GIT_COMMIT = "unknown"

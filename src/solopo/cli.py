@@ -2,6 +2,7 @@
 
     solopo provenance results/eval/solo_orpo_ruler.json   # the manifest chain, recursively
     solopo check --configfile config/tiny.yaml            # artifacts the current config would rebuild
+    python -m solopo stage logs/contexts/tiny.log.call.yaml   # one rule's call, inside its env (solopo.stage)
 
 Both read only manifests (and, for hashes, the input files); neither runs Snakemake.
 See `solopo.report.provenance` for how `check` recomputes each artifact's config slice.
@@ -34,9 +35,13 @@ def _provenance(args) -> int:
 
 def _check(args) -> int:
     from solopo.config import ConfigError, validate_config
-    from solopo.report.provenance import BASE_CONFIG, check, format_findings, load_config
+    from solopo.report.provenance import base_config, check, format_findings, load_config
 
-    base = None if args.no_base_config else (args.base_config or BASE_CONFIG)
+    try:
+        base = None if args.no_base_config else (args.base_config or base_config(args.directory))
+    except FileNotFoundError as e:
+        print(f"solopo check: {e}", file=sys.stderr)
+        return 2
     cfg = load_config(args.configfile or [], base)
     try:
         validate_config(cfg, args.directory)
@@ -49,6 +54,13 @@ def _check(args) -> int:
     else:
         print(format_findings(findings, args.verbose))
     return 1 if any(f.status in ("stale", "input changed", "damaged") for f in findings) else 0
+
+
+def _stage(args) -> int:
+    from solopo.stage import run_call
+
+    run_call(args.call_file)  # an exception exits non-zero with its traceback; the job's log has it too
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     ck = sub.add_parser("check", help="flag artifacts whose manifest's config slice no longer matches the current config")
     ck.add_argument("--configfile", nargs="+", action="extend", metavar="YAML",
                     help="config files merged over config/config.yaml, as snakemake --configfile")
-    ck.add_argument("--base-config", help="the workflow's own config (default: the repository's config/config.yaml)")
+    ck.add_argument("--base-config", help="the workflow's own config (default: config/config.yaml in --directory)")
     ck.add_argument("--no-base-config", action="store_true", help="use only the --configfile files")
     ck.add_argument("-d", "--directory", default=".", help="the workflow directory (holding results/)")
     ck.add_argument("--inputs", action="store_true", help="also re-hash every recorded input and verify every folder artifact's files "
@@ -75,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("-v", "--verbose", action="store_true", help="also list artifacts that are up to date")
     ck.add_argument("--json", action="store_true", help="machine-readable output")
     ck.set_defaults(func=_check)
+
+    st = sub.add_parser("stage", help="run one pipeline stage from the call file a workflow rule wrote "
+                                      "(how rules run inside their conda env; see solopo.stage)")
+    st.add_argument("call_file", help="<log>.call.yaml written by the rule")
+    st.set_defaults(func=_stage)
     return p
 
 

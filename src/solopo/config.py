@@ -1,6 +1,6 @@
 """Configuration: schema validation with one-line errors, and the run table.
 
-`validate_config` checks the JSON schema in `workflow/schemas/config.schema.yaml` and the
+`validate_config` checks the JSON schema in `solopo/schemas/config.schema.yaml` (package data) and the
 rules a schema cannot express (short < long, lambdas only for trained SoLo methods, a
 local model folder that exists, ...). Any problem raises `ConfigError` with one line:
 `config error: <key>: <what is wrong>; allowed: <what is allowed>`.
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# Package data (pyproject.toml), so it ships in the wheel: the schema belongs to the code that checks it.
+SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -64,7 +65,7 @@ def _allowed(schema: dict) -> str:
         parts.append(f"matching {schema['pattern']}")
     if "propertyNames" in schema and "enum" in schema["propertyNames"]:
         parts.append("keys among " + ", ".join(schema["propertyNames"]["enum"]))
-    return " ".join(parts) or "see workflow/schemas/config.schema.yaml"
+    return " ".join(parts) or "see src/solopo/schemas/config.schema.yaml"
 
 
 # Keys that moved to another section: the message names the new place, not a near spelling.

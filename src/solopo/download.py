@@ -39,7 +39,7 @@ def model(repo_id: str, out_dir: str, log_path: str, revision: str | None = None
         info = hub.HfApi().model_info(repo_id, revision=revision)
     except Exception as e:  # noqa: BLE001 -- gated, missing, unreachable: one clear line
         raise RuntimeError(f"download {repo_id}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                           "(gated models need `huggingface-cli login` on this host)") from None
+                           "(gated models need `hf auth login` on this host)") from None
     with artifacts.atomic_path(out_dir) as tmp:
         hub.snapshot_download(repo_id, revision=info.sha, local_dir=str(tmp), allow_patterns=MODEL_PATTERNS)
         shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
@@ -85,7 +85,7 @@ def leaderboard(cfg: dict, out_json: str, nltk_dir: str, log_path: str) -> dict:
         get_task_dict(names, TaskManager())
     except Exception as e:  # noqa: BLE001 -- gated (GPQA), unreachable, ...: one clear line
         raise RuntimeError(f"download leaderboard {names}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                           "(GPQA is gated: accept its terms on the hub and `huggingface-cli login` on this host)") from None
+                           "(GPQA is gated: accept its terms on the hub and `hf auth login` on this host)") from None
     if "ifeval" in cfg["tasks"]:
         import nltk
 

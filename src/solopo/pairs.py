@@ -107,6 +107,9 @@ def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]],
                 counts[ctx] += 1
         if row["short"] or row["long"]:
             out.append(row)
+    # Selection is random; the rows keep the input order, so when every pair fits nothing changes.
+    position = {i: k for k, i in enumerate(ids)}
+    out.sort(key=lambda r: position[r["id"]])
     stats["intersection"] = len(both)
     stats["selected"] = counts
     stats["selection"] = "seeded random, stratified by hop count (intersection tier first)" if intersection \

@@ -249,7 +249,33 @@ def _job_key(cfg: dict, job: dict) -> str:
                      if k in cfg} | {k: job[k] for k in ("run", "method", "lambda", "seed", "lr")} | {"which": job.get("which")})
 
 
-def experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path) -> dict:
+class _LogTo:
+    """Route the `solopo` loggers to `path` for the duration (the Snakemake rule's log file)."""
+
+    def __init__(self, path: str | None):
+        self.path, self.handler = path, None
+
+    def __enter__(self):
+        if self.path:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self.handler = logging.FileHandler(self.path, mode="w")
+            self.handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+            logging.getLogger("solopo").addHandler(self.handler)
+            logging.getLogger("solopo").setLevel(logging.INFO)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handler:
+            logging.getLogger("solopo").removeHandler(self.handler)
+            self.handler.close()
+
+
+def experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path, log_path: str | None = None) -> dict:
+    with _LogTo(log_path):
+        return _experiment(cfg, backbone, work, out_md)
+
+
+def _experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path) -> dict:
     from solopo.report.science import write_report
 
     t0 = time.time()
@@ -271,13 +297,20 @@ def experiment(cfg: dict, backbone: str, work: str | Path, out_md: str | Path) -
         jobs.append(job)
     (work / "runs").mkdir(parents=True, exist_ok=True)
     paths = _run_jobs(jobs, int(s["jobs"]))
+    used = {get_method(r["method"]).dataset for r in run_list(s)}
+    sizes = {sd: {name: sum(1 for _ in open(p)) for name, p in per_seed[sd].items() if name in used} for sd in s["seeds"]}
     rep_settings = {"learning_rates": s["learning_rates"], "lr_tuned_on_dev": s["lr_tuned_on_dev"],
-                    "seeds": s["seeds"], "wall_s": round(time.time() - t0)}
+                    "seeds": s["seeds"], "wall_s": round(time.time() - t0), "training_set_sizes": sizes}
     return write_report(paths, out_md, rep_settings, s["baselines"], s["primary"], int(s["bootstrap_resamples"]))
 
 
-def tune(cfg: dict, backbone: str, work: str | Path) -> dict:
+def tune(cfg: dict, backbone: str, work: str | Path, log_path: str | None = None) -> dict:
     """Per family, the learning rate of `science.tune.grid` with the best dev RULER score (seed 0)."""
+    with _LogTo(log_path):
+        return _tune(cfg, backbone, work)
+
+
+def _tune(cfg: dict, backbone: str, work: str | Path) -> dict:
     s = settings(cfg)
     work = Path(work)
     shared = prepare(cfg, s, backbone, work / "shared")
@@ -304,9 +337,76 @@ def tune(cfg: dict, backbone: str, work: str | Path) -> dict:
     return result
 
 
+def estimate(cfg: dict, reps: int = 2) -> dict:
+    """Profile the three costs on a random model of the backbone's shape (one thread, CPU seconds, so a
+    loaded machine still gives idle-machine figures) and extrapolate to the preset's sizes: sampling
+    (every question x 2 contexts x n), training (steps x seeds per run) and evaluation (every item of
+    every run). Generation is forced to `max_new_tokens` (an upper bound: a trained model stops at EOS)."""
+    import torch
+
+    from solopo.bench.efficiency import Step
+    from solopo.train.losses import get_loss, get_method
+
+    torch.set_num_threads(1)
+    s, tm, d = settings(cfg), cfg["tiny_model"], cfg["data"]
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=tm["vocab_size"], hidden_size=tm["hidden_size"],
+                                         intermediate_size=tm["intermediate_size"], num_hidden_layers=tm["num_layers"],
+                                         num_attention_heads=tm["num_heads"], num_key_value_heads=tm["num_kv_heads"],
+                                         max_position_embeddings=tm["max_positions"], tie_word_embeddings=True))
+
+    def cpu(fn) -> float:
+        fn()  # warm-up
+        t0 = time.process_time()
+        for _ in range(reps):
+            fn()
+        return (time.process_time() - t0) / reps
+
+    def gen(n_prompts: int, length: int, new: int, n: int = 1) -> float:
+        ids = torch.randint(0, tm["vocab_size"], (n_prompts, length))
+        with torch.no_grad():
+            return cpu(lambda: model.generate(ids, max_new_tokens=new, min_new_tokens=new, do_sample=n > 1,
+                                              num_return_sequences=n, pad_token_id=0))
+
+    sm, ev = cfg["sampling"], cfg["eval"]
+    bs = int(sm.get("batch_size", 16))
+    per_sample_batch = {c: gen(bs, d[f"{c}_tokens"], sm["max_new_tokens"], sm["n"]) for c in ("short", "long")}
+    sampling = sum(v * d["toy"]["train_questions"] / bs for v in per_sample_batch.values())
+    rb = int(ev["ruler"].get("batch_size", 8))
+    per_eval = sum(gen(rb, L, ev["ruler"]["max_new_tokens"]) / rb * 3 * ev["ruler"]["num_samples"]
+                   for L in ev["ruler"]["lengths"])
+    lb = ev["longbench_v1"]
+    per_eval += gen(rb, lb["max_length"], lb["max_new_tokens"]) / rb * 6 * lb["fixture_items"]
+    runs = run_list(s)
+    o = cfg["train"]["optim"]
+    S, Lg, R = d["short_tokens"], d["long_tokens"], 40
+    train = 0.0
+    rows = min(cfg["pairs"]["num_pairs"], int(0.31 * d["toy"]["train_questions"]))  # the long set's size bounds all
+    for r in runs:
+        loss = get_loss(get_method(r["method"]).loss)
+        # the PO prompt is x_long for long/expand sets; SoLo and LongPO add long copies to a short pair
+        long_set = get_method(r["method"]).dataset in ("long", "expand", "sft_long", "sft_expand")
+        L = Lg if long_set or loss.variant != "vanilla" else S
+        step = cpu(lambda: Step(model, loss.name, L, S, R)())
+        model.zero_grad(set_to_none=True)
+        train += step * o["batch_size"] * rows * o["epochs"] / o["batch_size"] * len(s["seeds"])
+    evals = 1 + len(runs) * len(s["seeds"])
+    total = sampling + train + per_eval * evals
+    workers = max(1, int(s["jobs"]))
+    return {"cpu_s": {"sampling": round(sampling, 1), "training": round(train, 1),
+                      "evaluation": round(per_eval * evals, 1)},
+            "evaluations": evals, "trainings": len(runs) * len(s["seeds"]),
+            "cpu_s_total": round(total, 1), "workers": workers,
+            "wall_min_estimate": round((sampling + (train + per_eval * evals) / workers) / 60, 2),
+            "note": "sampling runs in one process; training and evaluation in `jobs` workers; model pre-training "
+                    "(rule tiny_model, ~3 min) not included"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m solopo.science", description=__doc__.split("\n\n")[0])
-    ap.add_argument("command", choices=["run", "tune"])
+    ap.add_argument("command", choices=["run", "tune", "estimate"])
     ap.add_argument("--configfile", nargs="+", default=["config/config.yaml", "config/tiny.yaml", "config/toy_science.yaml"])
     ap.add_argument("--backbone", default="results/models/tiny")
     ap.add_argument("--work", default="results/science")
@@ -320,7 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg: dict = {}
     for f in a.configfile:
         cfg = _merge(cfg, yaml.safe_load(Path(f).read_text()) or {})
-    if a.command == "tune":
+    if a.command == "estimate":
+        print(json.dumps(estimate(cfg), indent=2))
+    elif a.command == "tune":
         print(json.dumps(tune(cfg, a.backbone, a.work), indent=2))
     else:
         print(experiment(cfg, a.backbone, a.work, a.out)["answer"])

@@ -127,3 +127,32 @@ def test_sub_em_hand_cases(prediction, golds, expected):
 ])
 def test_string_match_part_hand_cases(preds, refs, expected):
     assert string_match_part(preds, refs) == expected
+
+
+# ---------------------------------------------------------------- cases found by the mutation run (docs/mutation.md)
+@pytest.mark.parametrize("output, expected", [
+    ("The answer is: Paris\nmore text", "Paris"),            # only the rest of the marker's line
+    ("The answer is: Paris\nmore\nand more", "Paris"),
+    ("no marker\nsecond line\nthird line", "third line"),   # fallback: the last line, not the second
+    ('The answer is: "Paris"', "Paris"),                    # quotes stripped
+    ("The answer is: ‘Xavier’", "Xavier"),                   # only quotes/asterisks, not letters
+    ("The answer is: *XTC*", "XTC"),
+    ("The answer is: Paris .", "Paris"),                     # trailing period and the space before it
+])
+def test_extract_answer_line_and_strip_cases(output, expected):
+    from solopo.eval.metrics import extract_answer
+
+    assert extract_answer(output) == expected
+
+
+def test_has_answer_marker():
+    from solopo.eval.metrics import has_answer_marker
+
+    assert has_answer_marker("so THE ANSWER IS Paris") and has_answer_marker("The answer is: x")
+    assert not has_answer_marker("Paris") and not has_answer_marker("answer: Paris")
+
+
+def test_string_match_part_empty_reference_list_and_length_mismatch():
+    assert string_match_part(["x", "y"], [[], ["y"]]) == 50.0
+    with pytest.raises(ValueError, match=r"^string_match_part: 2 predictions but 1 reference lists$"):
+        string_match_part(["x", "y"], [["x"]])

@@ -177,7 +177,7 @@ def test_run_meta_from_the_tiny_config_matches_the_run_table():
     from solopo.report.provenance import load_config
 
     root = Path(__file__).resolve().parents[2]
-    cfg = load_config([root / "config" / "tiny.yaml"])
+    cfg = load_config([root / "config" / "tiny.yaml"], root / "config" / "config.yaml")
     cfg["train"]["lambdas"]["solo_orpo"] = [1.0, 0.5]
     meta = tables.run_meta(cfg)
     assert meta["runs"]["solo_orpo"] == {"backbone": "tiny", "method": "solo_orpo", "lambda": 1.0, "default": True}

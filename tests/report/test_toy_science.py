@@ -125,3 +125,15 @@ def test_reduced_experiment_writes_the_report(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in (work / "runs").glob("*.json")}
     science.experiment(cfg, tiny_lm_dir, work, out)
     assert {p.name: p.stat().st_mtime_ns for p in (work / "runs").glob("*.json")} == before
+
+
+def test_estimate_extrapolates_the_profiled_costs():
+    from solopo import science
+
+    est = science.estimate(_config(), reps=1)
+    assert est["trainings"] == 2 * 4 and est["evaluations"] == 1 + 2 * 4
+    assert all(v > 0 for v in est["cpu_s"].values())
+    assert est["cpu_s_total"] == pytest.approx(sum(est["cpu_s"].values()), abs=0.2)
+    # sampling in one process, the rest shared by the workers
+    c = est["cpu_s"]
+    assert est["wall_min_estimate"] == pytest.approx((c["sampling"] + (c["training"] + c["evaluation"]) / 2) / 60, abs=0.02)

@@ -16,7 +16,7 @@ rule efficiency:
     threads: lambda wildcards: workflow.resource_settings.cores or 1
     log:
         "logs/bench/efficiency.log",
+    conda:
+        ENVS["train"]
     run:
-        from solopo.bench import efficiency
-
-        efficiency.run(params.cfg, output.json, output.png, log[0])
+        stage("bench.efficiency.run", params.cfg, output.json, output.png, log[0])

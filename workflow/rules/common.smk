@@ -4,6 +4,7 @@ from pathlib import Path
 
 from solopo import slices
 from solopo.config import ConfigError, run_table, validate_config
+from solopo.stage import dispatch, rule_context
 from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
@@ -25,6 +26,21 @@ except ConfigError as e:
 from solopo.runtime import install_stop_handler
 
 install_stop_handler()
+
+# Software environments, one per stack (workflow/envs/*.yaml; paths relative to this rules folder).
+# Used only with --sdm conda: then each job runs `python -m solopo stage` in its rule's env (solopo.stage).
+ENVS = {name: f"../envs/{name}.yaml" for name in ("base", "generate", "leaderboard", "train")}
+SRC_DIR = Path(str(workflow.current_basedir)).resolve().parents[1] / "src"
+
+
+def stage(func, *args, **kwargs):
+    """The body of every rule: solopo.<func>(*args, **kwargs), in-process, or in the rule's env under --sdm conda."""
+    dispatch(func, args, kwargs, rule_context(), shell, SRC_DIR)
+
+
+def eval_env(wildcards):
+    return ENVS["leaderboard" if wildcards.bench == "leaderboard" else "generate"]
+
 
 RUNS = run_table(config)
 BACKBONES = {b["name"]: b for b in config["backbones"]}
@@ -131,28 +147,22 @@ def get_final_output():
 
 
 def run_contexts(input, output, params, wildcards, log):
-    from solopo import pipeline
-
     cfg = scoped(params, "contexts")
-    pipeline.contexts(input.musique, model_path(wildcards.backbone), output.short, output.long, cfg, cfg["seed"], log[0],
-                      cfg["backbone"]["trust_remote_code"])
+    stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, cfg,
+          cfg["seed"], log[0], cfg["backbone"]["trust_remote_code"])
 
 
 def run_sample(input, output, params, wildcards, log):
-    from solopo import pipeline
-
     cfg = scoped(params, "sample")
-    pipeline.sample(input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
-                    {"trust_remote_code": cfg["backbone"]["trust_remote_code"]})
+    stage("pipeline.sample", input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
+          {"trust_remote_code": cfg["backbone"]["trust_remote_code"]})
 
 
 def run_train(input, output, params, wildcards, log):
-    from solopo import pipeline
-
     r = RUNS[wildcards.run]
     cfg = slices.scoped(params.run, config, "train")
-    pipeline.train(input.data, input.get("ref"), model_path(r.backbone), output.model, wildcards.run, r.method, r.lam,
-                   cfg, cfg["seed"], log[0], input.get("bench"))
+    stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output.model, wildcards.run, r.method,
+          r.lam, cfg, cfg["seed"], log[0], input.get("bench"))
 
 
 def eval_long_context(wildcards):
@@ -162,12 +172,10 @@ def eval_long_context(wildcards):
 
 
 def run_evaluate(input, output, params, wildcards, log):
-    from solopo import pipeline
-
     cfg = scoped(params, "evaluate")
     kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"], "long_context": dict(params.long_context)}
-    pipeline.evaluate(wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
-                      wildcards.run, cfg, cfg["seed"], log[0], kw)
+    stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
+          wildcards.run, cfg, cfg["seed"], log[0], kw)
 
 
 def ruler_sources_input(bench):

@@ -11,11 +11,11 @@ if config["data"]["source"] == "toy":
         params:
             cfg=slices.toy_world(config),
         localrule: True  # seconds of CPU: not worth a cluster job
+        conda:
+            ENVS["base"]
         run:
-            from solopo import pipeline
-
             cfg = scoped(params, "toy_world")
-            pipeline.toy_world(output.train, output.dev, cfg, cfg["seed"], log[0])
+            stage("pipeline.toy_world", output.train, output.dev, cfg, cfg["seed"], log[0])
 
 else:
 
@@ -34,10 +34,10 @@ else:
         localrule: True  # a download: compute nodes are offline
         resources:
             hf_download=1,
+        conda:
+            ENVS["base"]
         run:
-            from solopo import pipeline
-
-            pipeline.fetch_musique(output.train, output.dev, scoped(params, "fetch_musique"), log[0])
+            stage("pipeline.fetch_musique", output.train, output.dev, scoped(params, "fetch_musique"), log[0])
 
 
 rule tiny_model:
@@ -47,12 +47,12 @@ rule tiny_model:
         "logs/models/tiny_model.log",
     params:
         cfg=slices.tiny_model(config),
+    conda:
+        ENVS["train"]
     run:
-        from solopo import pipeline
-
         cfg = scoped(params, "tiny_model")
         tm = cfg["tiny_model"]
-        pipeline.tiny_model(output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0])
+        stage("pipeline.tiny_model", output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0])
 
 
 rule contexts:
@@ -68,5 +68,7 @@ rule contexts:
         "logs/contexts/{backbone}.log",
     params:
         cfg=lambda wc: slices.contexts(config, wc.backbone),
+    conda:
+        ENVS["base"]
     run:
         run_contexts(input, output, params, wildcards, log)

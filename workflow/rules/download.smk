@@ -17,10 +17,10 @@ rule download_model:
     params:
         repo=lambda wc: BACKBONES[wc.backbone]["model"],
     localrule: True
+    conda:
+        ENVS["base"]
     run:
-        from solopo import download
-
-        download.model(params.repo, output[0], log[0])
+        stage("download.model", params.repo, output[0], log[0])
 
 
 rule download_ruler:
@@ -29,10 +29,10 @@ rule download_ruler:
     log:
         "logs/download/ruler_sources.log",
     localrule: True
+    conda:
+        ENVS["base"]
     run:
-        from solopo import download
-
-        download.ruler_sources(output[0], config["eval"]["ruler"], log[0])
+        stage("download.ruler_sources", output[0], config["eval"]["ruler"], log[0])
 
 
 rule download_leaderboard:
@@ -43,8 +43,8 @@ rule download_leaderboard:
     params:
         tasks=lambda wc: config["eval"]["leaderboard"]["tasks"],
     localrule: True
+    conda:
+        ENVS["leaderboard"]
     run:
-        from solopo import download
-
-        download.leaderboard(config["eval"]["leaderboard"], output[0], NLTK_DIR, log[0])
+        stage("download.leaderboard", config["eval"]["leaderboard"], output[0], NLTK_DIR, log[0])
 

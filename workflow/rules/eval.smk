@@ -8,11 +8,11 @@ rule bench_data:
     params:
         cfg=lambda wc: slices.bench_data(config, wc.bench),
     localrule: True  # fixtures are light; hub sources are downloads (compute nodes are offline)
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
         cfg = scoped(params, "bench_data")
-        pipeline.bench_data(wildcards.bench, input.dev, None, output[0], cfg, cfg["seed"], log[0])
+        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], cfg, cfg["seed"], log[0])
 
 
 rule bench_data_tokenized:
@@ -26,12 +26,12 @@ rule bench_data_tokenized:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
         cfg=lambda wc: slices.bench_data(config, wc.bench, wc.backbone),
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
         cfg = scoped(params, "bench_data")
-        pipeline.bench_data(wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg, cfg["seed"],
-                            log[0], input.sources or None)
+        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg,
+              cfg["seed"], log[0], input.sources or None)
 
 
 rule evaluate:
@@ -51,5 +51,7 @@ rule evaluate:
         "evaluate {wildcards.run} on {wildcards.bench}: {params.long_context[summary]}"
     resources:
         gpu=1,
+    conda:
+        eval_env
     run:
         run_evaluate(input, output, params, wildcards, log)

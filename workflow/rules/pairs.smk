@@ -13,12 +13,12 @@ rule pairs:
         "logs/pairs/{backbone}.log",
     params:
         cfg=lambda wc: slices.pairs(config, wc.backbone),
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
         cfg = scoped(params, "pairs")
-        pipeline.pairs(input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
-                       output.pairs, output.stats, cfg, cfg["seed"], log[0])
+        stage("pipeline.pairs", input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
+              output.pairs, output.stats, cfg, cfg["seed"], log[0])
 
 
 rule datasets:
@@ -32,7 +32,7 @@ rule datasets:
     params:
         cfg=lambda wc: slices.datasets(config, wc.backbone),
     localrule: True  # splits one JSONL into the training sets: not worth a cluster job
+    conda:
+        ENVS["base"]
     run:
-        from solopo import pipeline
-
-        pipeline.datasets(input[0], {d: output[d] for d in DATASETS}, scoped(params, "datasets"), log[0])
+        stage("pipeline.datasets", input[0], {d: output[d] for d in DATASETS}, scoped(params, "datasets"), log[0])

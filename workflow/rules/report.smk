@@ -37,10 +37,10 @@ rule report_tables:
         "logs/report/tables.log",
     params:
         meta=REPORT_META,
+    conda:
+        ENVS["base"]
     run:
-        from solopo.report import tables
-
-        tables.write_tables(list(input), REPORT_DIR, params.meta, log[0])
+        stage("report.tables.write_tables", list(input), REPORT_DIR, params.meta, log[0])
 
 
 rule report_lambda_plot:
@@ -53,10 +53,10 @@ rule report_lambda_plot:
         "logs/report/lambda_sweep_{sweep}.log",
     params:
         meta=lambda wc: filter_meta(REPORT_META, *SWEEPS[wc.sweep]),
+    conda:
+        ENVS["base"]
     run:
-        from solopo.report import plots
-
-        plots.write_lambda_sweep(list(input), output[0], *SWEEPS[wildcards.sweep], params.meta, log[0])
+        stage("report.plots.write_lambda_sweep", list(input), output[0], *SWEEPS[wildcards.sweep], params.meta, log[0])
 
 
 rule report_ruler_plot:
@@ -69,7 +69,7 @@ rule report_ruler_plot:
         "logs/report/ruler_by_length_{backbone}.log",
     params:
         meta=lambda wc: filter_meta(REPORT_META, wc.backbone),
+    conda:
+        ENVS["base"]
     run:
-        from solopo.report import plots
-
-        plots.write_ruler_by_length(list(input), output[0], wildcards.backbone, params.meta, log[0])
+        stage("report.plots.write_ruler_by_length", list(input), output[0], wildcards.backbone, params.meta, log[0])

@@ -11,5 +11,7 @@ rule sample:
         cfg=lambda wc: slices.sample(config, wc.backbone),
     resources:
         gpu=1,
+    conda:
+        ENVS["generate"]
     run:
         run_sample(input, output, params, wildcards, log)

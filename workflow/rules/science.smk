@@ -13,21 +13,13 @@ rule toy_science:
         plots=multiext("results/report/toy_science_", "ruler_by_length.png", "lambda.png", "cost.png"),
     params:
         science=config.get("science"),
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
     log:
         "logs/report/toy_science.log",
+    conda:
+        ENVS["train"]  # trains and evaluates (HF generate) in one job: the training stack
     run:
-        import logging
-
-        from solopo import science
-
-        handler = logging.FileHandler(log[0], mode="w")
-        logging.getLogger("solopo").addHandler(handler)
-        logging.getLogger("solopo").setLevel(logging.INFO)
-        try:
-            science.experiment(config, input.model, "results/science", output.md)
-        finally:
-            logging.getLogger("solopo").removeHandler(handler)
+        stage("science.experiment", config, input.model, "results/science", output.md, log[0])
 
 
 rule toy_science_tune:
@@ -35,10 +27,10 @@ rule toy_science_tune:
         model="results/models/tiny",
     output:
         "results/science/tune/chosen.json",
-    threads: workflow.cores
+    threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
     log:
         "logs/report/toy_science_tune.log",
+    conda:
+        ENVS["train"]
     run:
-        from solopo import science
-
-        science.tune(config, input.model, "results/science")
+        stage("science.tune", config, input.model, "results/science", log[0])

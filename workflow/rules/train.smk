@@ -11,10 +11,11 @@ rule ref_logps:
         cfg=lambda wc: slices.ref_logps(config, wc.backbone),
     resources:
         gpu=1,
+    conda:
+        ENVS["train"]
     run:
-        from solopo import pipeline
-
-        pipeline.ref_logps(input.data, model_path(wildcards.backbone), output.logps, scoped(params, "ref_logps"), log[0])
+        stage("pipeline.ref_logps", input.data, model_path(wildcards.backbone), output.logps, scoped(params, "ref_logps"),
+              log[0])
 
 
 rule train:
@@ -28,5 +29,7 @@ rule train:
         run=train_params,
     resources:
         gpu=4 if config["preset"] == "paper" else 0,
+    conda:
+        ENVS["train"]
     run:
         run_train(input, output, params, wildcards, log)

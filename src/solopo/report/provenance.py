@@ -37,8 +37,18 @@ import yaml
 
 from solopo.artifacts import hash_obj, hash_path, manifest_path, verify_folder
 
-REPO = Path(__file__).resolve().parents[3]
-BASE_CONFIG = REPO / "config" / "config.yaml"
+# The workflow's own config (the Snakefile's `configfile:`), relative to the workflow directory: the
+# package may be installed anywhere (a wheel in site-packages), the workflow is where it runs.
+BASE_CONFIG = Path("config") / "config.yaml"
+
+
+def base_config(directory: str | Path = ".") -> Path:
+    """The workflow's config/config.yaml under `directory`; a one-line error when it is not there."""
+    p = Path(directory) / BASE_CONFIG
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no workflow config here; run in the workflow directory (or pass -d DIR), "
+                                "or name the base config with --base-config / skip it with --no-base-config")
+    return p
 
 
 # --------------------------------------------------------------------------- config
@@ -53,8 +63,8 @@ def deep_update(base: dict, new: dict) -> dict:
 
 
 def load_config(configfiles: list[str] = (), base: str | Path | None = BASE_CONFIG) -> dict:
-    """The merged config as the workflow sees it: config/config.yaml (the Snakefile's `configfile:`),
-    then every `--configfile` in order."""
+    """The merged config as the workflow sees it: config/config.yaml (the Snakefile's `configfile:`,
+    relative to the current directory unless `base` names it), then every `--configfile` in order."""
     cfg: dict = {}
     for f in ([base] if base else []) + list(configfiles):
         deep_update(cfg, yaml.safe_load(Path(f).read_text()) or {})

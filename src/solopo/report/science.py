@@ -196,7 +196,8 @@ def markdown(summ: dict, comps: list[dict], meta: dict, keys: list[str], answer:
          f"({'tuned on the held-out dev split' if settings.get('lr_tuned_on_dev') else 'NOT tuned on the dev split yet: run the tune step and write the values into config/toy_science.yaml'}).",
          f"Seeds vary the pair selection and the training data order; the backbone, the samples and the test "
          f"items are shared. Wall time of the invocation that wrote this page: {settings.get('wall_s', '–')} s "
-         f"(finished runs are reused).", "",
+         f"(finished runs are reused).",
+         f"Training-set sizes (rows) per seed: {settings.get('training_set_sizes', '–')}.", "",
          "## Scores (mean over seeds [95 % t-interval over seeds]) and training cost", "",
          "| run | " + " | ".join(keys) + " | train s | tokens | steps |",
          "|---|" + "---|" * (len(keys) + 3)]
@@ -251,6 +252,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str
             ax.errorbar(xs, [y["mean"] for y in ys], yerr=err, fmt="o-", capsize=3, color="tab:blue")
             ax.set_xticks(xs)
             ax.set_xticklabels([f"{x:g}" for x in xs])
+            ax.set_ylim(0, max(5.0, 1.1 * max(y["hi"] if y["hi"] is not None else y["mean"] for y in ys)))
         ax.set(title=key, xlabel="λ (SoLo-RA weight)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("score")
