@@ -16,7 +16,7 @@ from solopo.config import ConfigError, validate_config
 from solopo.report.provenance import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = load_config([ROOT / "config/tiny.yaml"])
+TINY = load_config([ROOT / "config/tiny.yaml"], ROOT / "config/config.yaml")
 
 
 def _cfg(**changes) -> dict:

@@ -33,7 +33,8 @@ def _zero_middle(path: Path, n: int = 4096) -> None:
 def model_tree(tmp_path, monkeypatch, tiny_lm_dir):
     """results/train/solo_orpo/model: a real (tiny) model folder with the manifest rule train writes."""
     monkeypatch.chdir(tmp_path)
-    cfg = load_config([TINY])
+    (tmp_path / "config").symlink_to(ROOT / "config")  # a workflow directory: `solopo check` reads config/config.yaml
+    cfg = load_config([TINY], ROOT / "config" / "config.yaml")
     validate_config(cfg)
     model = Path("results/train/solo_orpo/model")
     tmp = model.with_name(".model.tmp")
