@@ -19,6 +19,7 @@ import yaml
 
 from solopo.config import SCHEMA_PATH, ConfigError, validate_config
 from solopo.report.provenance import check, load_config
+from solopo.slices import RUNTIME_ONLY
 from tests.snakemake_plan import ROOT, build_tree, plan
 
 TARGETS = ("all", "results/bench/efficiency.json")
@@ -35,6 +36,7 @@ STRUCTURAL = {
     "backbones[0].build": "switches the model from built to given (test_local_model_folder_...)",
     "data.skip_malformed": "read by fetch_musique only, not by the toy world (test_local_musique_file_is_an_input)",
     "train.longpo.lr_scheduler": "the schema allows one value (cosine): it cannot change",
+    **{k: "a run-time setting that cannot change an artifact (solopo.slices.RUNTIME_ONLY)" for k in RUNTIME_ONLY},
 }
 # mutations for values that the generic rule below cannot change into something valid
 MUTATIONS = {

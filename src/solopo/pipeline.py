@@ -7,7 +7,6 @@ in threads of one process (`--force-use-threads`), so torch/transformers load on
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import threading
@@ -58,11 +57,11 @@ def _slice(cfg, direct: dict) -> dict:
     """What the manifest records: the rule's config slice (solopo.slices, the same value as its Snakemake
     params) when called from the workflow: a `Scoped` in-process, the plain slice in a rule's own env
     (solopo.stage passes plain data); `direct` when a test calls the stage with a whole config."""
-    from solopo.slices import Scoped
+    from solopo.slices import Scoped, without_runtime
 
     if isinstance(cfg, Scoped):
         return cfg.plain
-    return direct if "backbones" in cfg else copy.deepcopy(dict(cfg))
+    return direct if "backbones" in cfg else without_runtime(dict(cfg))
 
 
 class _StoppableBar(tqdm):

@@ -49,6 +49,23 @@ def project(config: dict, paths: Iterable[str]) -> dict:
     return out
 
 
+# Settings a job reads that cannot change an artifact (where training metrics are logged, how long a
+# stuck rank waits): readable by every job, never in params or manifests, so changing them reruns nothing.
+RUNTIME_ONLY = ("train.report_to", "train.collective_timeout_s")
+
+
+def without_runtime(slice_: dict) -> dict:
+    out = copy.deepcopy(slice_)
+    for path in RUNTIME_ONLY:
+        *head, last = path.split(".")
+        node = out
+        for k in head:
+            node = node.get(k) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out
+
+
 class Scoped(dict):
     """A slice as the job sees it: a dict, but a key the full config has and the slice lacks raises
     SliceError naming the key (a `.get(key, default)` would otherwise silently return the default)."""
@@ -82,12 +99,19 @@ class Scoped(dict):
 
     @property
     def plain(self) -> dict:
-        """The slice as plain JSON-able data (for the manifest)."""
-        return copy.deepcopy(dict(self))
+        """The slice as plain data (for the manifest), without the RUNTIME_ONLY settings."""
+        return without_runtime(dict(self))
+
+
+def _merge(a: dict, b: dict) -> dict:
+    for k, v in b.items():
+        a[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+    return a
 
 
 def scoped(slice_: dict, config: dict, rule: str) -> Scoped:
-    return Scoped(copy.deepcopy(slice_), config, "", rule)
+    """The job's view: its slice plus the RUNTIME_ONLY settings; any other key of `config` raises."""
+    return Scoped(_merge(copy.deepcopy(slice_), project(config, RUNTIME_ONLY)), config, "", rule)
 
 
 # --------------------------------------------------------------------------- per rule
