@@ -301,3 +301,24 @@ def test_a_job_cannot_read_a_key_outside_its_slice():
                                                     r"not in its params \(solopo\.slices\.contexts\)"):
             read()
     assert view.get("no_such_key", 1) == 1  # absent from the whole config: the default, as before
+
+
+def test_what_a_job_records_is_its_params():
+    """The manifest gets `Scoped.plain` (in-process) or the plain view without run-time settings (a job
+    in its own env, solopo.stage): both must equal the slice Snakemake holds as params."""
+    from solopo import slices
+    from solopo.config import run_table
+
+    cfg = _config()
+    cfg["train"]["report_to"], cfg["train"]["collective_timeout_s"] = "none", 60
+    run = run_table(cfg)["solo_orpo"]
+    for rule, slice_ in {"toy_world": slices.toy_world(cfg), "tiny_model": slices.tiny_model(cfg),
+                         "contexts": slices.contexts(cfg, "tiny"), "sample": slices.sample(cfg, "tiny"),
+                         "pairs": slices.pairs(cfg, "tiny"), "datasets": slices.datasets(cfg, "tiny"),
+                         "ref_logps": slices.ref_logps(cfg, "tiny"), "train": slices.train(cfg, run),
+                         "evaluate": slices.evaluate(cfg, run, "ruler"), "bench_data": slices.bench_data(cfg, "ruler", "tiny")
+                         }.items():
+        view = slices.scoped(slice_, cfg, rule)
+        assert view["train"]["report_to"] == "none"  # readable by every job
+        assert view.plain == slice_, rule
+        assert slices.without_runtime(dict(view)) == slice_, rule

@@ -54,25 +54,41 @@ def project(config: dict, paths: Iterable[str]) -> dict:
 RUNTIME_ONLY = ("train.report_to", "train.collective_timeout_s")
 
 
-def without_runtime(slice_: dict) -> dict:
-    out = copy.deepcopy(slice_)
+def without_runtime(view: dict) -> dict:
+    """A job's view without the RUNTIME_ONLY settings (and the sections they alone filled): its slice."""
+    out = copy.deepcopy(view)
     for path in RUNTIME_ONLY:
-        *head, last = path.split(".")
-        node = out
-        for k in head:
-            node = node.get(k) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(last, None)
+        keys = path.split(".")
+        nodes = [out]
+        for k in keys[:-1]:
+            nxt = nodes[-1].get(k) if isinstance(nodes[-1], dict) else None
+            if not isinstance(nxt, dict):
+                break
+            nodes.append(nxt)
+        else:
+            nodes[-1].pop(keys[-1], None)
+            for parent, k, node in reversed(list(zip(nodes[:-1], keys[:-1], nodes[1:]))):
+                if node == {} and not _had(view, keys[: keys.index(k) + 1]):
+                    parent.pop(k)
     return out
+
+
+def _had(view: dict, keys: list) -> bool:
+    """Whether `keys` leads to a non-runtime value in `view` (a section the slice itself holds)."""
+    node = view
+    for k in keys:
+        node = node.get(k) if isinstance(node, dict) else None
+    return isinstance(node, dict) and any(".".join(keys + [k]) not in RUNTIME_ONLY for k in node)
 
 
 class Scoped(dict):
     """A slice as the job sees it: a dict, but a key the full config has and the slice lacks raises
     SliceError naming the key (a `.get(key, default)` would otherwise silently return the default)."""
 
-    def __init__(self, slice_: dict, full: dict | None, prefix: str = "", rule: str = "?"):
+    def __init__(self, slice_: dict, full: dict | None, prefix: str = "", rule: str = "?", recorded: dict | None = None):
         super().__init__(slice_)
         self._full, self._prefix, self._rule = full, prefix, rule
+        self._recorded = recorded  # the slice itself (the view adds RUNTIME_ONLY settings)
 
     def _check(self, key):
         if not dict.__contains__(self, key) and isinstance(self._full, dict) and key in self._full:
@@ -100,7 +116,7 @@ class Scoped(dict):
     @property
     def plain(self) -> dict:
         """The slice as plain data (for the manifest), without the RUNTIME_ONLY settings."""
-        return without_runtime(dict(self))
+        return copy.deepcopy(self._recorded) if self._recorded is not None else without_runtime(dict(self))
 
 
 def _merge(a: dict, b: dict) -> dict:
@@ -111,7 +127,7 @@ def _merge(a: dict, b: dict) -> dict:
 
 def scoped(slice_: dict, config: dict, rule: str) -> Scoped:
     """The job's view: its slice plus the RUNTIME_ONLY settings; any other key of `config` raises."""
-    return Scoped(_merge(copy.deepcopy(slice_), project(config, RUNTIME_ONLY)), config, "", rule)
+    return Scoped(_merge(copy.deepcopy(slice_), project(config, RUNTIME_ONLY)), config, "", rule, copy.deepcopy(slice_))
 
 
 # --------------------------------------------------------------------------- per rule
