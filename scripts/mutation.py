@@ -32,6 +32,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "truncation": ("src/solopo/eval/truncation.py", ["tests/eval/test_longbench_v1.py"]),
     "config": ("src/solopo/config.py", ["tests/test_config.py"]),
 }
+# Surviving mutants that cannot change any result (reviewed by hand), with the reason; they are left
+# out of the score's denominator. Names are mutmut's and stable while the source line is unchanged.
+EQUIVALENT: dict[str, str] = {
+    "solopo.eval.metrics.x_extract_answer__mutmut_8": "split('\\n') without maxsplit: element [0] is the same",
+    "solopo.eval.metrics.x_extract_answer__mutmut_13": "split('\\n', 2) instead of 1: element [0] is the same",
+}
 KILLED = {1: "killed", 3: "killed"}
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout",
           152: "timeout", 255: "timeout", 37: "type check"}
@@ -56,16 +62,18 @@ def _scratch(name: str, src: str, tests: list[str], base: Path) -> Path:
     return work
 
 
-def _counts(work: Path, src: str) -> tuple[dict[str, int], list[str]]:
+def _counts(work: Path, src: str) -> tuple[dict[str, int], list[str], list[str]]:
     meta = json.loads((work / "mutants" / (src + ".meta")).read_text())
     counts: dict[str, int] = {}
-    survivors = []
+    survivors, untested = [], []
     for key, code in meta["exit_code_by_key"].items():
         status = KILLED.get(code) or STATUS.get(code, "not checked" if code is None else f"other ({code})")
         counts[status] = counts.get(status, 0) + 1
         if status == "survived":
             survivors.append(key)
-    return counts, survivors
+        elif status == "no tests":
+            untested.append(key)
+    return counts, survivors, untested
 
 
 def run_module(name: str, base: Path, children: int) -> dict:
@@ -81,15 +89,55 @@ def run_module(name: str, base: Path, children: int) -> dict:
     if not (work / "mutants" / (src + ".meta")).exists():
         return {"module": name, "source": src, "tests": tests, "error": (out.stdout + out.stderr)[-2000:],
                 "wall_s": round(wall)}
-    counts, survivors = _counts(work, src)
+    counts, survivors, untested = _counts(work, src)
     diffs = {}
     for key in survivors:
         show = subprocess.run([MUTMUT, "show", key], cwd=work, env=env, capture_output=True, text=True)
         diffs[key] = show.stdout.strip()
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
     scored = killed + counts.get("survived", 0)
-    return {"module": name, "source": src, "tests": tests, "counts": counts, "survivors": diffs,
+    return {"module": name, "source": src, "tests": tests, "counts": counts, "survivors": diffs, "no_tests": untested,
             "score": round(100 * killed / scored, 1) if scored else None, "wall_s": round(wall)}
+
+
+def render(results: dict) -> str:
+    """docs/mutation.md: per-module table, then every surviving mutant with its diff or its equivalence note."""
+    lines = ["# Mutation score of the core modules", "",
+             "`make mutation` (scripts/mutation.py): mutmut 3 mutates each module in a scratch copy of the repository "
+             "and runs only the fast tests listed for it, one test process at a time, niced. Not part of the test "
+             "command. Score = killed (incl. timeouts) / (mutants - no tests - equivalent). \"no tests\": mutants in "
+             "code that none of the module's fast tests executes (listed per module).", "",
+             "| module | source | fast tests | mutants | killed | survived | equivalent | no tests | score | wall time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"| {name} | `{r['source']}` | {', '.join(r['tests'])} | error (see below) | | | | | | {r['wall_s']} s |")
+            continue
+        c = r["counts"]
+        equiv = [k for k in r["survivors"] if k in EQUIVALENT]
+        survived = c.get("survived", 0) - len(equiv)
+        killed = c.get("killed", 0) + c.get("timeout", 0)
+        total = sum(c.values())
+        denom = killed + survived
+        score = f"{100 * killed / denom:.1f} %" if denom else "n/a"
+        lines.append(f"| {name} | `{r['source']}` | {', '.join(Path(t).name for t in r['tests'])} | {total} | {killed} | "
+                     f"{survived} | {len(equiv)} | {c.get('no tests', 0)} | {score} | {r['wall_s']} s |")
+    for name, r in results.items():
+        if "error" in r:
+            lines += ["", f"## {name}: the run failed", "", "```", r["error"], "```"]
+            continue
+        if r.get("no_tests"):
+            funcs = sorted({k.split("__mutmut_")[0].rsplit(".", 1)[-1].removeprefix("x_") for k in r["no_tests"]})
+            lines += ["", f"{name}: {len(r['no_tests'])} mutants in code no fast test of the module runs: "
+                      + ", ".join(f"`{f}`" for f in funcs)]
+        if not r["survivors"]:
+            continue
+        lines += ["", f"## {name}: surviving mutants", ""]
+        for key, diff in r["survivors"].items():
+            body = [ln for ln in diff.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
+            note = EQUIVALENT.get(key, "**not killed**: no fast test tells it apart")
+            lines += [f"- `{key}`: {note}", "  ```diff", *["  " + ln for ln in body], "  ```"]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -98,16 +146,19 @@ def main() -> None:
     ap.add_argument("--children", type=int, default=1, help="parallel test processes (mutmut --max-children)")
     ap.add_argument("--scratch", default="/tmp/solopo-mutation")
     ap.add_argument("--json", default=str(ROOT / "docs/mutation.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs/mutation.md"))
+    ap.add_argument("--render-only", action="store_true", help="rewrite --out from --json without running")
     args = ap.parse_args()
     base = Path(args.scratch)
     base.mkdir(parents=True, exist_ok=True)
     results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
-    for name in args.modules:
+    for name in [] if args.render_only else args.modules:
         print(f"[mutation] {name} ...", flush=True)
         results[name] = run_module(name, base, args.children)
         print(f"[mutation] {name}: {results[name].get('counts')} score {results[name].get('score')} "
               f"in {results[name]['wall_s']} s", flush=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    Path(args.out).write_text(render(results))
 
 
 if __name__ == "__main__":

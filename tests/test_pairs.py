@@ -138,3 +138,18 @@ def test_alias_only_answers_yield_a_pair_only_with_aliases(golds, expected):
     contexts = {c: [{"id": "q", "ctx": c, "question": "q ?", "answers": golds, "prompt": c}] for c in ("short", "long")}
     rows, stats = build_pairs(samples, contexts, 0, 10)
     assert stats["short"]["pairs"] == expected and len(rows) == expected
+
+
+def test_statistics_of_single_inputs_and_their_rounding():
+    """One sample, one input, a third: the divisions and the 4-digit rounding (found by the mutation run)."""
+    samples = {"short": [{"id": "q0", "ctx": "short", "answers": GOLDS, "responses": [RIGHT[0]]}],
+               "long": [{"id": "q0", "ctx": "long", "answers": GOLDS, "responses": [RIGHT[0], WRONG[0]]}]}
+    contexts = {c: [{"id": "q0", "ctx": c, "question": "q ?", "answers": GOLDS, "prompt": c}] for c in ("short", "long")}
+    _, stats = build_pairs(samples, contexts, 0, 10, chance=0.5)
+    assert stats["chance_accuracy"] == 0.5
+    assert stats["short"]["sampled_accuracy"] == 1.0 and stats["short"]["accuracy_over_chance"] == 2.0
+    assert stats["short"]["answer_format_rate"] == 1.0 and stats["short"]["yield"] == 0.0
+    assert stats["long"]["yield"] == 1.0 and stats["long"]["pairs"] == 1
+    samples, contexts = _world({"q0": ("mixed", "mixed"), "q1": ("right", "right"), "q2": ("wrong", "wrong")})
+    _, stats = build_pairs(samples, contexts, 0, 10)
+    assert stats["short"]["yield"] == 0.3333 and stats["short"]["sampled_accuracy"] == 0.5

@@ -121,6 +121,15 @@ def test_rendered_sbatch_train_and_report(paper_dry_run):
         assert " -p cpu" in lines[rule] and "--gpus" not in lines[rule], lines[rule]
 
 
+def test_cluster_commands_parse_without_a_core_count(tmp_path):
+    """`--profile slurm` gives no --cores: a rule with `threads: workflow.cores` stopped every real
+    (non-dry) command while parsing, before anything was submitted."""
+    out = subprocess.run([SNAKEMAKE, "--profile", str(PROFILE), "--unlock", "--directory", str(tmp_path),
+                          "--snakefile", str(ROOT / "Snakefile")], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and "Unlocked working directory" in out.stdout + out.stderr, (out.stdout + out.stderr)[-2000:]
+
+
 def test_retry_doubles_memory_and_time():
     """`attempt` reaches the resources: the second attempt of train asks twice the memory and time."""
     import yte

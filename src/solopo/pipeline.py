@@ -237,12 +237,21 @@ def train_config(cfg: dict, method: str):
                      epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
                      warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
                      save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),
-                     gradient_checkpointing=o.get("gradient_checkpointing", False))
+                     gradient_checkpointing=o.get("gradient_checkpointing", False),
+                     keep_checkpoints=o.get("keep_checkpoints", 2),
+                     # checkpoint selection scores every checkpoint of the epoch: keep their weights
+                     keep_checkpoint_weights=cfg["train"].get("select_checkpoint", "final") != "final",
+                     report_to=cfg["train"].get("report_to", "none"),
+                     collective_timeout_s=cfg["train"].get("collective_timeout_s", 1800))
     if method == "longpo":  # LongPO keeps its own release defaults; batch size stays SoLoPO's 64 (D.1)
         lp = {**LONGPO_DEFAULTS, **(cfg["train"].get("longpo") or {})}
         tc.optimizer, tc.learning_rate = lp["optimizer"], lp["learning_rate"]
         tc.warmup_ratio, tc.weight_decay = lp["warmup_ratio"], lp["weight_decay"]
     return tc
+
+
+# TrainConfig fields that change what is kept or reported, never the weights (not in the resume fingerprint)
+NOT_IN_FINGERPRINT = ("save_steps", "keep_checkpoints", "keep_checkpoint_weights", "report_to", "collective_timeout_s")
 
 
 def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict, seed: int) -> dict:
@@ -267,6 +276,7 @@ def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict,
 
 def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run: str, method: str, lam: float | None,
           cfg: dict, seed: int, log_path: str, bench_dir: str | None = None) -> None:
+    from solopo.train.model_card import write_model_card
     from solopo.train.trainer import claim_checkpoint_dir
     from solopo.train.trainer import train as train_loop
 
@@ -281,44 +291,117 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
         claim_checkpoint_dir(ckpt, artifacts.hash_obj({
             "model": model_identity(model), "data": artifacts.hash_path(dataset_path),
             "ref": artifacts.hash_path(ref_path) if ref_path else None, "method": method, "lambda": lam,
-            "loss": vars(lcfg), "optim": {k: v for k, v in vars(tcfg).items() if k not in ("save_steps", "keep_checkpoints")},
+            "loss": vars(lcfg), "optim": {k: v for k, v in vars(tcfg).items() if k not in NOT_IN_FINGERPRINT},
             "seed": seed, "deepspeed": ds}))
+        tb_dir = Path(out_dir).parent / "tensorboard"  # results/train/<run>/tensorboard, live during the job
         with atomic_path(out_dir) as tmp:
             if ds != "none":
-                stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path)
+                stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path,
+                                         tb_dir, run)
             else:
                 stats = train_loop(model, rows, method, lcfg, tcfg, seed, tmp, ckpt, ref,
-                                   progress=_bar(0, f"train {run}", log_path))
+                                   progress=_bar(0, f"train {run}", log_path), log_dir=tb_dir, run_name=run)
             if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
             log.info("train %s: %s", run, stats)
-            Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out_dir, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed},
-                [dataset_path] + ([ref_path] if ref_path else []), t0, {"stats": stats}), indent=2))
+            config_slice = {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed}
+            manifest = artifacts.build_manifest(out_dir, config_slice, [dataset_path] + ([ref_path] if ref_path else []),
+                                                t0, {"stats": stats})
+            write_model_card(tmp, run=run, base_model=model, method=method, lam=lam, loss=vars(lcfg), optim=vars(tcfg),
+                             seed=seed, deepspeed=ds, data=dataset_path, n_rows=len(rows), ref=ref_path,
+                             config_hash=manifest["config_hash"], input_hashes=manifest["inputs"], stats=stats)
+            Path(tmp, "manifest.json").write_text(json.dumps(manifest, indent=2))
 
 
-def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path) -> dict:
-    """One process per visible GPU via `accelerate launch` (the job's GPUs come from the slurm profile)."""
-    import subprocess
-    import sys
+ACCELERATE_CONFIG = Path(__file__).parent / "train" / "accelerate_deepspeed.yaml"
+PROCESSES_ENV = "SOLOPO_TRAIN_PROCESSES"
+
+
+def train_process_count() -> int:
+    """One training process per GPU the job sees (SLURM sets CUDA_VISIBLE_DEVICES from the job's
+    `--gpus`, i.e. the rule's `gpu` resource); SOLOPO_TRAIN_PROCESSES overrides it, and on a machine
+    without GPU (DS_ACCELERATOR=cpu, gloo) it is the only way to ask for more than one process."""
+    import os
 
     import torch
 
     from solopo.runtime import pick_device
 
+    forced = os.environ.get(PROCESSES_ENV)
+    if forced:
+        if not forced.isdigit() or int(forced) < 1:
+            raise ValueError(f"{PROCESSES_ENV}={forced!r}: expected a process count >= 1")
+        if not torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR") != "cpu":
+            raise RuntimeError(f"{PROCESSES_ENV} without a GPU needs DS_ACCELERATOR=cpu (DeepSpeed on CPU, gloo)")
+        return int(forced)
     pick_device("cuda")  # a clear error instead of a hang when the node has no GPU
-    n = torch.cuda.device_count()
+    return torch.cuda.device_count()
+
+
+def _free_port() -> int:
+    """A free TCP port for the ranks' rendezvous: two train jobs on one node must not share 29500."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _first_error(log_path: str, offset: int) -> str:
+    """The first exception line the ranks wrote to the job log after `offset` (or "")."""
+    import re
+
+    text = Path(log_path).read_text(errors="replace")[offset:] if Path(log_path).exists() else ""
+    # rank tracebacks come first and end with "[rankN]: SomeError: ..."; the launcher's ChildFailedError last
+    hit = re.search(r"^(?:\[rank\d+\]:\s*)?((?:\w+\.)*\w*(?:Error|Exception)\b[^\n]*)", text, re.M)
+    return hit.group(1)[:400] if hit else ""
+
+
+def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path,
+                     log_dir=None, run: str | None = None) -> dict:
+    """One process per GPU via `accelerate launch` with the project's accelerate config (never the
+    user's default one); their output goes to the job log. A failed or timed-out rank fails the job."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    n = train_process_count()
     args = {"dataset": dataset_path, "ref": ref_path, "model": model, "out_dir": str(out_dir), "ckpt_dir": str(ckpt),
-            "method": method, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed, "deepspeed": ds,
+            "method": method, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed, "deepspeed": ds, "run": run,
+            "log_dir": str(log_dir) if log_dir else None,
             "stats_path": str(Path(out_dir).parent / f".{Path(out_dir).name}.stats.json")}
     args_path = Path(str(ckpt) + ".args.json")
     args_path.parent.mkdir(parents=True, exist_ok=True)
     args_path.write_text(json.dumps(args))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n), "--num_machines", "1",
-           "--mixed_precision", "bf16", "-m", "solopo.train.launch", str(args_path)]
-    log.info("launching %s", " ".join(cmd))
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
+           "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(_free_port()),
+           "-m", "solopo.train.launch", str(args_path)]
+    # NCCL: a rank stuck in a collective past the process-group timeout aborts the job (the default
+    # in recent torch too; set for older ones); gloo (CPU) honours the timeout by itself.
+    env = {**os.environ, "TORCH_NCCL_ASYNC_ERROR_HANDLING": os.environ.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")}
+
+    # Linux: the launcher gets SIGKILL when this job process dies (PR_SET_PDEATHSIG), so a killed job
+    # leaves no ranks behind; everything is looked up before the fork (job threads: no import in the child)
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL("libc.so.6").prctl
+    except (OSError, AttributeError):
+        prctl = None
+
+    def die_with_us() -> None:
+        if prctl is not None:
+            prctl(1, signal.SIGKILL)
+
+    log.info("launching %d training process(es): %s", n, " ".join(cmd))
+    offset = Path(log_path).stat().st_size if Path(log_path).exists() else 0
     with open(log_path, "a") as fh:
-        subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
+        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_us).returncode
+    if rc != 0:
+        first = _first_error(log_path, offset)
+        raise RuntimeError(f"train: the {n} DeepSpeed process(es) failed (exit {rc})"
+                           + (f": {first}" if first else "") + f"; full output in {log_path}")
     stats_path = Path(args["stats_path"])
     stats = json.loads(stats_path.read_text())
     stats_path.unlink()

@@ -16,10 +16,10 @@ rule toy_science:
     threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
     log:
         "logs/report/toy_science.log",
+    conda:
+        ENVS["train"]  # trains and evaluates (HF generate) in one job: the training stack
     run:
-        from solopo import science
-
-        science.experiment(config, input.model, "results/science", output.md, log[0])
+        stage("science.experiment", config, input.model, "results/science", output.md, log[0])
 
 
 rule toy_science_tune:
@@ -30,7 +30,7 @@ rule toy_science_tune:
     threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
     log:
         "logs/report/toy_science_tune.log",
+    conda:
+        ENVS["train"]
     run:
-        from solopo import science
-
-        science.tune(config, input.model, "results/science", log[0])
+        stage("science.tune", config, input.model, "results/science", log[0])

@@ -252,6 +252,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str
             ax.errorbar(xs, [y["mean"] for y in ys], yerr=err, fmt="o-", capsize=3, color="tab:blue")
             ax.set_xticks(xs)
             ax.set_xticklabels([f"{x:g}" for x in xs])
+            ax.set_ylim(0, max(5.0, 1.1 * max(y["hi"] if y["hi"] is not None else y["mean"] for y in ys)))
         ax.set(title=key, xlabel="λ (SoLo-RA weight)")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("score")

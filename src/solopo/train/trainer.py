@@ -14,7 +14,9 @@ runs once per (backbone, dataset) in its own rule and the trainer reads that art
 Checkpoints (`save_steps`) hold the weights (safetensors), the optimizer and scheduler
 state (`torch.save`, reloaded with `weights_only=True`) and the step; the data order is a
 function of the seed alone, so a run killed at any point and restarted from its last
-checkpoint ends with the same weights as an uninterrupted run.
+checkpoint ends with the same weights as an uninterrupted run. `keep_checkpoints` bounds them.
+Multi-process DeepSpeed training is in `solopo.train.distributed`; per-step logging (job log,
+TensorBoard, wandb) in `solopo.train.monitor`.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import torch
 
 from solopo.generate.chat import format_chat
 from solopo.train.losses import LossConfig, PolicyOutputs, SeqLogps, get_loss, get_method
+from solopo.train.monitor import StepLogger
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +53,14 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 1024  # per sequence (prompt + response); longer prompts are cut from the left
     save_steps: int = 0  # 0 = only the final model
-    keep_checkpoints: bool = True  # keep all checkpoints of the epoch (checkpoint selection)
+    # Resumable checkpoints (weights + optimizer/DeepSpeed state) kept on disk: the newest N. Older
+    # ones are deleted, or cut to their weights (model.safetensors) when `keep_checkpoint_weights`
+    # (checkpoint selection scores every checkpoint of the epoch). 0 keeps everything (the library
+    # default; the workflow's is train.optim.keep_checkpoints, 2 when absent).
+    keep_checkpoints: int = 0
+    keep_checkpoint_weights: bool = False
+    report_to: str = "none"  # none | tensorboard | wandb (solopo.train.monitor)
+    collective_timeout_s: int = 1800  # multi-process: a rank stuck this long in a collective fails the job
     dtype: str = "auto"
     device: str = "auto"
     gradient_checkpointing: bool = False
@@ -142,12 +152,14 @@ def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_len
                    ref: list[dict] | None = None, full_nll: bool = False) -> PolicyOutputs:
     """Run the two-stage forward for one micro-batch and pack the loss inputs."""
     out = PolicyOutputs()
+    out.n_tokens = 0  # tokens through the model (prompt + response, no padding), for tokens/s
     stages = [[n for n in ("chosen", "rejected") if n in needs], [n for n in ("long_chosen", "long_rejected") if n in needs]]
     for stage in stages:
         if not stage:
             continue
         seqs = [tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], max_length) for n in stage for r in rows]
         want_nll = full_nll and stage[0] == "long_chosen"
+        out.n_tokens += sum(len(s) for s, _ in seqs)
         sums, counts, nll = sequence_logps(model, _collate(seqs, tok.pad_token_id, device), want_nll)
         for k, name in enumerate(stage):
             sl = slice(k * len(rows), (k + 1) * len(rows))
@@ -207,9 +219,32 @@ def claim_checkpoint_dir(ckpt_dir: str | Path, fingerprint: str) -> None:
     stamp.write_text(fingerprint + "\n")
 
 
+def complete_checkpoints(ckpt_dir: Path) -> list[Path]:
+    """Finished checkpoints (`COMPLETE` is written last), oldest first."""
+    return sorted((p for p in Path(ckpt_dir).glob("step-*") if (p / "COMPLETE").exists()), key=lambda p: int(p.name[5:]))
+
+
+def _resumable(ck: Path) -> bool:
+    return (ck / "trainer_state.pt").exists() or (ck / "state").is_dir()
+
+
 def _latest_checkpoint(ckpt_dir: Path) -> Path | None:
-    done = sorted((p for p in ckpt_dir.glob("step-*") if (p / "COMPLETE").exists()), key=lambda p: int(p.name[5:]))
+    done = [p for p in complete_checkpoints(ckpt_dir) if _resumable(p)]
     return done[-1] if done else None
+
+
+def prune_checkpoints(ckpt_dir: Path, keep: int, keep_weights: bool) -> None:
+    """Bound the checkpoint folder: the newest `keep` checkpoints stay resumable; each older one
+    is cut to its weights (`keep_weights`: checkpoint selection still scores it) or deleted.
+    Called after a checkpoint is complete, so a kill in between leaves at least one to resume from."""
+    if keep <= 0:
+        return
+    for ck in complete_checkpoints(ckpt_dir)[:-keep]:
+        if keep_weights and (ck / "model.safetensors").exists():
+            (ck / "trainer_state.pt").unlink(missing_ok=True)
+            shutil.rmtree(ck / "state", ignore_errors=True)
+        else:
+            shutil.rmtree(ck)
 
 
 def _save_checkpoint(model, opt, sched, step: int, ckpt_dir: Path, history: list[dict]) -> None:
@@ -246,21 +281,6 @@ def _load_checkpoint(model, opt, sched, path: Path) -> tuple[int, list[dict]]:
     return int(state["step"]), history
 
 
-DEEPSPEED_CONFIGS = ("zero2", "zero3", "zero3_offload")
-
-
-def deepspeed_config(name: str, cfg: TrainConfig, world_size: int, bf16: bool) -> dict:
-    """The shipped ZeRO config `name` with its "auto" batch/clipping/precision values filled in."""
-    if name not in DEEPSPEED_CONFIGS:
-        raise ValueError(f"train.deepspeed {name!r}: allowed values are none, {', '.join(DEEPSPEED_CONFIGS)}")
-    ds = json.loads((Path(__file__).parent / "deepspeed" / f"{name}.json").read_text())
-    grad_accum = max(1, cfg.batch_size // (cfg.micro_batch_size * world_size))
-    ds.update(train_micro_batch_size_per_gpu=cfg.micro_batch_size, gradient_accumulation_steps=grad_accum,
-              train_batch_size=cfg.micro_batch_size * grad_accum * world_size, gradient_clipping=cfg.max_grad_norm,
-              bf16={"enabled": bf16})
-    return ds
-
-
 def _prepare(method: str, rows: list[dict], ref: list[dict] | None):
     spec = get_loss(get_method(method).loss)
     if spec.needs_ref:
@@ -273,16 +293,21 @@ def _prepare(method: str, rows: list[dict], ref: list[dict] | None):
 
 def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, cfg: TrainConfig, seed: int,
           out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None = None, progress=None,
-          stop_after_step: int | None = None, deepspeed: str | None = None) -> dict:
+          stop_after_step: int | None = None, deepspeed: str | None = None, log_dir: str | Path | None = None,
+          run_name: str | None = None) -> dict:
     """Train `method` on `rows`; write the final model to `out_dir` (a temporary folder the caller renames).
 
-    With `deepspeed` (a ZeRO config name) the loop runs through accelerate's DeepSpeed engine,
-    one process per GPU (launched by `accelerate launch`, see `solopo.train.launch`)."""
+    With `deepspeed` (a ZeRO config name) the loop runs through DeepSpeed's engine, one process per
+    GPU (launched by `accelerate launch`, see `solopo.train.distributed`). `log_dir` receives the
+    TensorBoard/wandb files of `cfg.report_to` (default: `tensorboard/` beside `out_dir`)."""
     from solopo.generate.hf import load_model_and_tokenizer
 
+    log_dir = Path(log_dir) if log_dir is not None else Path(out_dir).parent / "tensorboard"
     if deepspeed and deepspeed != "none":
+        from solopo.train.distributed import train_deepspeed
+
         return train_deepspeed(model_path, rows, method, loss_cfg, cfg, seed, out_dir, ckpt_dir, ref, progress,
-                               stop_after_step, deepspeed)
+                               stop_after_step, deepspeed, log_dir, run_name)
     t0 = time.time()
     spec, ref = _prepare(method, rows, ref)
     model, tok = load_model_and_tokenizer(model_path, cfg.device, cfg.dtype)
@@ -290,7 +315,6 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     model.train()
-    grad_accum = max(1, cfg.batch_size // cfg.micro_batch_size)
     order = _order(len(rows), cfg.epochs, seed)
     total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
     opt = make_optimizer(model.parameters(), cfg)
@@ -304,9 +328,11 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
     if progress is not None:
         progress.total = total_steps
         progress.update(start)
+    monitor = StepLogger(cfg.report_to, log_dir, total_steps, start, run_name, {"method": method, **vars(cfg)})
     needs = spec.needs
     full_nll = "long_chosen_full_nll" in needs
     for step in range(start, total_steps):
+        t_step, tokens = time.time(), 0
         batch_idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         sums: dict[str, float] = {}
         for m in range(0, len(batch_idx), cfg.micro_batch_size):
@@ -316,6 +342,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
                                 [ref[i] for i in mb] if spec.needs_ref else None, full_nll)
             loss, metrics = spec.fn(po, loss_cfg)
             (loss * len(mb) / len(batch_idx)).backward()
+            tokens += po.n_tokens
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(mb) / len(batch_idx)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -325,12 +352,17 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
         record = {"step": step + 1, "lr": sched.get_last_lr()[0], "grad_norm": round(float(gnorm), 6),
                   **{k: round(v, 6) for k, v in sums.items()}}
         history.append(record)
+        seconds = time.time() - t_step
+        monitor.log(record, tokens / max(seconds, 1e-9), seconds)
         if progress is not None:
             progress.update(1)
         if cfg.save_steps and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps):
             _save_checkpoint(model, opt, sched, step + 1, ckpt_dir, history)
+            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.keep_checkpoint_weights)
         if stop_after_step is not None and step + 1 >= stop_after_step:
+            monitor.close()
             raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
+    monitor.close()
     model.eval()
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
@@ -341,86 +373,3 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
             "final_loss": history[-1]["loss"] if history else None, "resumed_from_step": start,
             "train_seconds": round(time.time() - t0, 2),
             "checkpoints": sorted(p.name for p in ckpt_dir.glob("step-*")) if ckpt_dir.exists() else []}
-
-
-def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, cfg: TrainConfig, seed: int,
-                    out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None, progress, stop_after_step,
-                    ds_name: str) -> dict:
-    """The same loop under DeepSpeed ZeRO (paper preset: ZeRO-3 + CPU offload, bf16).
-
-    Each rank takes its slice of every global batch; the engine accumulates gradients over
-    the micro-batches (`gradient_accumulation_steps`) and steps at the boundary. Checkpoints
-    are DeepSpeed's own (`accelerator.save_state`), whose loader is DeepSpeed's: the one place
-    where `torch.load` is not ours to restrict (it only ever reads checkpoints this run wrote)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DeepSpeedPlugin
-
-    from solopo.generate.hf import load_model_and_tokenizer
-
-    t0 = time.time()
-    spec, ref = _prepare(method, rows, ref)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    use_cuda = torch.cuda.is_available()
-    bf16 = use_cuda and cfg.dtype in ("auto", "bfloat16")
-    ds = deepspeed_config(ds_name, cfg, world, bf16)
-    acc = Accelerator(deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=ds), cpu=not use_cuda,
-                      mixed_precision="bf16" if bf16 else "no")
-    model, tok = load_model_and_tokenizer(model_path, "cpu", "float32")
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model.train()
-    order = _order(len(rows), cfg.epochs, seed)
-    total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = make_optimizer(model.parameters(), cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
-    model, opt = acc.prepare(model, opt)
-    ckpt_dir = Path(ckpt_dir)
-    start, history = 0, []
-    latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
-    if latest is not None:
-        acc.load_state(str(latest / "state"))
-        start = int((latest / "COMPLETE").read_text())
-        history = [json.loads(x) for x in (latest / "history.jsonl").read_text().splitlines() if x.strip()]
-        for _ in range(start):
-            sched.step()
-        log.info("resuming %s (DeepSpeed %s) from %s (step %d of %d)", method, ds_name, latest, start, total_steps)
-    device = acc.device
-    full_nll = "long_chosen_full_nll" in spec.needs
-    for step in range(start, total_steps):
-        local = order[step * cfg.batch_size : (step + 1) * cfg.batch_size][acc.process_index :: world]
-        sums: dict[str, float] = {}
-        for m in range(0, len(local), cfg.micro_batch_size):
-            mb = local[m : m + cfg.micro_batch_size]
-            po = policy_outputs(model, tok, [rows[i] for i in mb], spec.needs, cfg.max_length, device,
-                                [ref[i] for i in mb] if spec.needs_ref else None, full_nll)
-            loss, metrics = spec.fn(po, loss_cfg)
-            acc.backward(loss)
-            opt.step()
-            opt.zero_grad()
-            for k, v in metrics.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * len(mb) / max(1, len(local))
-        sched.step()
-        record = {"step": step + 1, "lr": sched.get_last_lr()[0], **{k: round(v, 6) for k, v in sums.items()}}
-        history.append(record)
-        if progress is not None:
-            progress.update(1)
-        if cfg.save_steps and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps):
-            final = ckpt_dir / f"step-{step + 1}"
-            acc.save_state(str(final / "state"))
-            if acc.is_main_process:
-                (final / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-                (final / "COMPLETE").write_text(str(step + 1))
-            acc.wait_for_everyone()
-        if stop_after_step is not None and step + 1 >= stop_after_step:
-            raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
-    state = acc.get_state_dict(model)
-    if acc.is_main_process:
-        out_dir = Path(out_dir)
-        acc.unwrap_model(model).save_pretrained(out_dir, state_dict=state, safe_serialization=True)
-        tok.save_pretrained(out_dir)
-        with open(out_dir / "train_log.jsonl", "w") as fh:
-            fh.writelines(json.dumps(h) + "\n" for h in history)
-    acc.wait_for_everyone()
-    return {"method": method, "loss": spec.name, "steps": total_steps, "examples": len(rows), "deepspeed": ds_name,
-            "world_size": world, "final_loss": history[-1]["loss"] if history else None, "resumed_from_step": start,
-            "train_seconds": round(time.time() - t0, 2)}
