@@ -293,7 +293,9 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             "ref": artifacts.hash_path(ref_path) if ref_path else None, "method": method, "lambda": lam,
             "loss": vars(lcfg), "optim": {k: v for k, v in vars(tcfg).items() if k not in NOT_IN_FINGERPRINT},
             "seed": seed, "deepspeed": ds}))
-        tb_dir = Path(out_dir).parent / "tensorboard"  # results/train/<run>/tensorboard, live during the job
+        # TensorBoard files are written live beside the checkpoints (a killed job keeps its curves; an
+        # unfinished file never sits in results/ outside the work folders) and copied into the model
+        tb_dir = ckpt / "tensorboard"
         with atomic_path(out_dir) as tmp:
             if ds != "none":
                 stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path,
@@ -303,6 +305,10 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
                                    progress=_bar(0, f"train {run}", log_path), log_dir=tb_dir, run_name=run)
             if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
+            if tb_dir.is_dir():
+                import shutil
+
+                shutil.copytree(tb_dir, Path(tmp) / "tensorboard")
             log.info("train %s: %s", run, stats)
             config_slice = {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed}
             manifest = artifacts.build_manifest(out_dir, config_slice, [dataset_path] + ([ref_path] if ref_path else []),
