@@ -23,8 +23,10 @@ eval:
 
 # A backbone that reads its context, as cheap as measured to be competent: REDUCED's 60 steps leave
 # the model at chance, so an e2e run on it cannot tell a working pipeline from a broken one.
+# One thread: the e2e runs it beside other jobs, and two OpenMP threads on a busy 2-core machine
+# spin-wait (measured 3.5 s/step against 0.8 s/step with one thread under the same load).
 COMPETENT_BACKBONE = """
-tiny_model: {steps: 1500, max_distractors: 4}
+tiny_model: {steps: 1500, max_distractors: 4, threads: 1}
 """
 
 

@@ -328,7 +328,9 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             "ref": artifacts.hash_path(ref_path) if ref_path else None, "method": method, "lambda": lam,
             "loss": vars(lcfg), "optim": {k: v for k, v in vars(tcfg).items() if k not in NOT_IN_FINGERPRINT},
             "seed": seed, "deepspeed": ds}))
-        tb_dir = Path(out_dir).parent / "tensorboard"  # results/train/<run>/tensorboard, live during the job
+        # TensorBoard files are written live beside the checkpoints (a killed job keeps its curves; an
+        # unfinished file never sits in results/ outside the work folders) and copied into the model
+        tb_dir = ckpt / "tensorboard"
         with atomic_path(out_dir) as tmp:
             if ds != "none":
                 stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path,
@@ -338,6 +340,10 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
                                    progress=_bar(0, f"train {run}", log_path), log_dir=tb_dir, run_name=run)
             if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
+            if tb_dir.is_dir():
+                import shutil
+
+                shutil.copytree(tb_dir, Path(tmp) / "tensorboard")
             log.info("train %s: %s", run, stats)
             config_slice = _slice(cfg, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed})
             inputs = [dataset_path] + ([ref_path] if ref_path else [])
@@ -349,99 +355,11 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             artifacts.write_folder_manifest(tmp, out_dir, config_slice, inputs, t0, {"stats": stats})
 
 
-ACCELERATE_CONFIG = Path(__file__).parent / "train" / "accelerate_deepspeed.yaml"
-PROCESSES_ENV = "SOLOPO_TRAIN_PROCESSES"
+def launch_deepspeed(*args, **kwargs) -> dict:
+    """One training process per GPU through `accelerate launch` (solopo.train.launch.launch_deepspeed)."""
+    from solopo.train.launch import launch_deepspeed as launch
 
-
-def train_process_count() -> int:
-    """One training process per GPU the job sees (SLURM sets CUDA_VISIBLE_DEVICES from the job's
-    `--gpus`, i.e. the rule's `gpu` resource); SOLOPO_TRAIN_PROCESSES overrides it, and on a machine
-    without GPU (DS_ACCELERATOR=cpu, gloo) it is the only way to ask for more than one process."""
-    import os
-
-    import torch
-
-    from solopo.runtime import pick_device
-
-    forced = os.environ.get(PROCESSES_ENV)
-    if forced:
-        if not forced.isdigit() or int(forced) < 1:
-            raise ValueError(f"{PROCESSES_ENV}={forced!r}: expected a process count >= 1")
-        if not torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR") != "cpu":
-            raise RuntimeError(f"{PROCESSES_ENV} without a GPU needs DS_ACCELERATOR=cpu (DeepSpeed on CPU, gloo)")
-        return int(forced)
-    pick_device("cuda")  # a clear error instead of a hang when the node has no GPU
-    return torch.cuda.device_count()
-
-
-def _free_port() -> int:
-    """A free TCP port for the ranks' rendezvous: two train jobs on one node must not share 29500."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _first_error(log_path: str, offset: int) -> str:
-    """The first exception line the ranks wrote to the job log after `offset` (or "")."""
-    import re
-
-    text = Path(log_path).read_text(errors="replace")[offset:] if Path(log_path).exists() else ""
-    # rank tracebacks come first and end with "[rankN]: SomeError: ..."; the launcher's ChildFailedError last
-    hit = re.search(r"^(?:\[rank\d+\]:\s*)?((?:\w+\.)*\w*(?:Error|Exception)\b[^\n]*)", text, re.M)
-    return hit.group(1)[:400] if hit else ""
-
-
-def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path,
-                     log_dir=None, run: str | None = None) -> dict:
-    """One process per GPU via `accelerate launch` with the project's accelerate config (never the
-    user's default one); their output goes to the job log. A failed or timed-out rank fails the job."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    n = train_process_count()
-    args = {"dataset": dataset_path, "ref": ref_path, "model": model, "out_dir": str(out_dir), "ckpt_dir": str(ckpt),
-            "method": method, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed, "deepspeed": ds, "run": run,
-            "log_dir": str(log_dir) if log_dir else None,
-            "stats_path": str(Path(out_dir).parent / f".{Path(out_dir).name}.stats.json")}
-    args_path = Path(str(ckpt) + ".args.json")
-    args_path.parent.mkdir(parents=True, exist_ok=True)
-    args_path.write_text(json.dumps(args))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
-           "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(_free_port()),
-           "-m", "solopo.train.launch", str(args_path)]
-    # NCCL: a rank stuck in a collective past the process-group timeout aborts the job (the default
-    # in recent torch too; set for older ones); gloo (CPU) honours the timeout by itself.
-    env = {**os.environ, "TORCH_NCCL_ASYNC_ERROR_HANDLING": os.environ.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")}
-
-    # Linux: the launcher gets SIGKILL when this job process dies (PR_SET_PDEATHSIG), so a killed job
-    # leaves no ranks behind; everything is looked up before the fork (job threads: no import in the child)
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL("libc.so.6").prctl
-    except (OSError, AttributeError):
-        prctl = None
-
-    def die_with_us() -> None:
-        if prctl is not None:
-            prctl(1, signal.SIGKILL)
-
-    log.info("launching %d training process(es): %s", n, " ".join(cmd))
-    offset = Path(log_path).stat().st_size if Path(log_path).exists() else 0
-    with open(log_path, "a") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_us).returncode
-    if rc != 0:
-        first = _first_error(log_path, offset)
-        raise RuntimeError(f"train: the {n} DeepSpeed process(es) failed (exit {rc})"
-                           + (f": {first}" if first else "") + f"; full output in {log_path}")
-    stats_path = Path(args["stats_path"])
-    stats = json.loads(stats_path.read_text())
-    stats_path.unlink()
-    return stats
+    return launch(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- benchmarks

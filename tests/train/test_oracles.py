@@ -202,31 +202,28 @@ def test_tokenize_pair_without_truncation_is_prompt_then_response_then_eos(lm):
 
 
 def _long_prompt(n_docs: int) -> str:
-    docs = "\n\n".join(f"Document {i}:\nPerson{i} born City{i} ." for i in range(1, n_docs + 1))
-    return f"Answer the question based on the given documents.\n\n{docs}\n\nQuestion: where was Person3 born ?"
+    from solopo.data.prompts import format_context, qa_prompt
+
+    docs = [f"Person{i} born City{i} ." for i in range(1, n_docs + 1)]
+    return qa_prompt(format_context(docs), "where was Person3 born ?")
 
 
-def test_tokenize_pair_truncation_keeps_the_response_and_the_question(lm):
+def test_tokenize_pair_truncation_keeps_response_header_instruction_and_question(lm):
+    """Over-long: the chat header, the instruction, the question and the whole response (+ eos) are
+    kept; what is dropped lies inside the documents (issue 14 item 10: truncation inside the context)."""
     _, tok = lm
     prompt, response = _long_prompt(40), "Person3 born City3 . The answer is: City3"
-    full = len(_ids(tok, prompt, response)[0]) + len(_ids(tok, prompt, response)[1])
-    budget = full // 2
+    p, r = _ids(tok, prompt, response)
+    budget = (len(p) + len(r)) // 2
     ids, n = tokenize_pair(tok, prompt, response, budget)
-    r = _ids(tok, prompt, response)[1]
     assert len(ids) <= budget
     assert n == len(r) and ids[-n:] == r  # the response (+ eos) is intact
-    kept_prompt = tok.decode(ids[:-n])
-    assert "Question: where was Person3 born ?" in kept_prompt
-    assert "Document 40:" in kept_prompt  # the documents nearest the question survive
-    assert "Document 1:\n" not in kept_prompt  # what is dropped is context
-
-
-@pytest.mark.xfail(strict=True, reason="issue 14 item 10 (protocol branch): left truncation cuts the chat header; "
-                                       "remove this marker when truncation moves inside the context")
-def test_tokenize_pair_truncation_keeps_the_chat_header(lm):
-    _, tok = lm
-    prompt, response = _long_prompt(40), "The answer is: City3"
     header = tok("<|im_start|>user\n", add_special_tokens=False)["input_ids"]
-    ids, n = tokenize_pair(tok, prompt, response, 200)
     assert ids[: len(header)] == header
-    assert "Answer the question based on the given documents." in tok.decode(ids[:-n])
+    kept = tok.decode(ids[:-n])
+    assert kept.startswith("<|im_start|>user\nAnswer the question based on the given documents.")
+    assert kept.endswith("Question: where was Person3 born ?<|im_end|>\n<|im_start|>assistant\n")
+    assert "Person1 born City1 ." in kept and "Person40 born City40 ." in kept  # a middle cut
+    assert "Person20 born City20 ." not in kept
+    # an untruncated pair is untouched
+    assert tokenize_pair(tok, prompt, response, len(p) + len(r)) == (p + r, len(r))
