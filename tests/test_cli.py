@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from solopo import artifacts, pipeline
+from solopo import artifacts, slices
 from solopo.cli import main
+from solopo.config import run_table, validate_config
 from solopo.report.provenance import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,27 +25,26 @@ def tree(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "config").symlink_to(ROOT / "config")  # a workflow directory: `solopo check` reads config/config.yaml
     cfg = load_config([TINY])
+    validate_config(cfg)  # as the workflow does: YAML integers become floats where the schema says number
     seed = cfg["seed"]
     res = Path("results")
     data = res / "data" / "musique_train.jsonl"
-    artifacts.write_manifest(data, {"tiny_model": cfg["tiny_model"], "toy": cfg["data"]["toy"], "seed": seed}, [], 0.0)
+    runs = run_table(cfg)
+    artifacts.write_manifest(data, slices.toy_world(cfg), [], 0.0)
     artifacts.write_jsonl(data, [{"id": "q1"}])
     ds = res / "datasets" / "tiny" / "solo.jsonl"
-    artifacts.write_manifest(ds, {"pairs": cfg["pairs"]}, [str(data)])
+    artifacts.write_manifest(ds, slices.datasets(cfg, "tiny"), [str(data)])
     artifacts.write_jsonl(ds, [{"id": "q1", "chosen": "a"}])
     model = res / "train" / "solo_orpo" / "model"
     model.mkdir(parents=True)
     (model / "model.safetensors").write_bytes(b"weights")
-    lam = 1.0
     (model / "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-        str(model), {"method": "solo_orpo", "lambda": lam, "loss": vars(pipeline.loss_config(cfg, "solo_orpo", lam)),
-                     "optim": vars(pipeline.train_config(cfg, "solo_orpo")), "seed": seed}, [str(ds)], 0.0)))
+        str(model), slices.train(cfg, runs["solo_orpo"]), [str(ds)], 0.0)))
     for run in ("solo_orpo", "solo_orpo_lam0.5"):
         ev = res / "eval" / f"{run}_ruler.json"
-        artifacts.write_manifest(ev, {"ruler": dict(cfg["eval"]["ruler"]), "backend": cfg["eval"]["backend"], "seed": seed},
-                                 [str(model)], 0.0)
+        artifacts.write_manifest(ev, slices.evaluate(cfg, runs["solo_orpo"], "ruler"), [str(model)], 0.0)
         artifacts.write_json(ev, {"benchmark": "ruler", "run": run, "score": 1.0})
-    other = res / "bench" / "efficiency.json"  # not written by a pipeline rule: compared by keys
+    other = res / "extra" / "notes.json"  # not written by a pipeline rule: compared by keys
     artifacts.write_manifest(other, {"seed": seed}, [])
     artifacts.write_json(other, {})
     return tmp_path
@@ -65,7 +65,7 @@ def test_provenance_prints_the_chain_recursively(tree, capsys):
                                                           "results/data/musique_train.jsonl") if ln.strip().startswith(p)]
     assert len(order) == 3 and order == sorted(order)
     assert "config_hash" in out and "git_commit" in out and "wall_time" in out and "versions: python" in out
-    assert "(slice: lambda, loss, method, optim, seed)" in out
+    assert "(slice: backbone, lambda, method, seed, train)" in out
     assert "unchanged]" in out and "CHANGED" not in out
     # a manifest path works as well; --json gives the same tree
     rc, js = _run(capsys, "provenance", "results/train/solo_orpo/model/manifest.json", "--json")
@@ -88,7 +88,7 @@ def test_check_is_clean_under_the_config_that_made_the_tree(tree, capsys):
     assert rc == 0, out
     assert "OK             results/train/solo_orpo/model  [train]" in out
     assert "OK             results/eval/solo_orpo_ruler.json  [evaluate]" in out
-    assert "OK             results/bench/efficiency.json  [by keys]" in out
+    assert "OK             results/extra/notes.json  [by keys]" in out
     # lambda 0.5 is not in the config: an orphan, kept, not an error
     assert "ORPHAN         results/eval/solo_orpo_lam0.5_ruler.json" in out and "the file is kept" in out
 
@@ -101,18 +101,17 @@ def test_check_flags_exactly_the_artifact_whose_slice_changed(tree, capsys):
     stale = {p for p, f in findings.items() if f["status"] == "stale"}
     assert stale == {"results/train/solo_orpo/model"}
     assert "lambda" in findings["results/train/solo_orpo/model"]["detail"]
-    assert "loss.alpha" in findings["results/train/solo_orpo/model"]["detail"]
     assert findings["results/eval/solo_orpo_lam0.5_ruler.json"]["status"] == "ok"  # now in the config again
 
     Path("ruler.yaml").write_text("eval: {ruler: {num_samples: 3}}\nseed: 42\n")
     rc, out = _run(capsys, "check", "--configfile", TINY, "ruler.yaml")
     assert rc == 1
-    assert "STALE          results/eval/solo_orpo_ruler.json  [evaluate]: config changed: ruler.num_samples" in out
+    assert "STALE          results/eval/solo_orpo_ruler.json  [evaluate]: config changed: eval.ruler.num_samples" in out
     assert "results/train/solo_orpo/model" not in out
 
     Path("seed.yaml").write_text("seed: 7\n")
     rc, out = _run(capsys, "check", "--configfile", TINY, "seed.yaml")
-    assert "STALE          results/bench/efficiency.json  [by keys]: seed" in out
+    assert "STALE          results/extra/notes.json  [by keys]: seed" in out
 
 
 def test_check_inputs_reports_upstream_rebuilds(tree, capsys):

@@ -35,10 +35,10 @@ def _files(res: Path) -> dict[str, Path]:
 
 
 @pytest.mark.slow
-def test_same_config_twice_gives_identical_artifacts(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    _run(a)
+def test_same_config_twice_gives_identical_artifacts(tmp_path, reduced_tree):
+    # a: the session's reduced tree (tests/conftest.py), built by the same run_reduced call in its own fresh folder
+    a, b = reduced_tree, tmp_path / "b"
+    b.mkdir()
     _run(b)
     fa, fb = _files(a / "results"), _files(b / "results")
     assert fa.keys() == fb.keys()

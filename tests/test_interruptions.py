@@ -206,7 +206,8 @@ def _train_rows(n=16):
 def _train_cfg(lr=1e-3) -> dict:
     cfg = _config()
     cfg["train"]["optim"].update(learning_rate=lr, sft_learning_rate=lr, batch_size=2, micro_batch_size=1,
-                                 save_steps=1, max_length=128, dtype="float32")
+                                 save_steps=1, max_length=128, dtype="float32",
+                                 keep_checkpoints=0)  # keep all: the tests list every checkpoint
     cfg["train"]["select_checkpoint"] = "final"
     cfg["train"]["deepspeed"] = "none"
     return cfg

@@ -18,8 +18,9 @@ Each command runs in its own checkout-like folder (the repository's entries link
 settings (tests/reduced_pipeline.REDUCED) merged in, exactly the config the tree was built with,
 so `--configfile config/tiny.yaml` sees an up-to-date tree. Commands that would reach the hub
 (a snakemake build on a config with a `source: hub` or a hub model) or a cluster (a profile or
-`--executor` naming a non-local executor) get `-n`, a hub client (`hf`) gets `--help`; everything
-else runs for real. A `make` target whose recipe would reach the hub or a cluster runs its recipe's
+`--executor` naming a non-local executor) get `-n`, a hub client (`hf`) gets `--help`, a pytest
+command gets `--collect-only -q` (the test command runs those tests itself); everything else runs
+for real. A `make` target whose recipe would reach the hub or a cluster runs its recipe's
 snakemake lines with `-n`. The checkout is named `solopo`, as the README's clone: a block that
 starts with `cd solopo` is typed in the folder above it.
 
@@ -53,15 +54,24 @@ NO_EXEC = {"-n", "--dry-run", "--dryrun", "--unlock", "--lint", "--list", "-l", 
            "--cleanup-metadata", "--list-changes", "--lc", "--list-untracked", "--lu", "--touch", "-t", "--help", "-h"}
 LOCAL_EXECUTORS = {None, "local", "dryrun", "touch"}
 HUB_CLIENTS = {"hf", "huggingface-cli"}  # run with --help: the command exists and parses, nothing is sent
+DRY_RUN = {"tests": "--collect-only -q"}  # else `-n` (Snakemake), `--help` (a hub client)
 CHECKOUT_SKIP = {"results", "logs", ".snakemake", "config", ".pytest_cache", "reduced.yaml"}
 
 
 # ---------------------------------------------------------------- extraction
 
 
+def _words(cmd: str) -> list[str]:
+    """The command's words without leading `NAME=value` environment assignments."""
+    words = shlex.split(cmd)
+    while words and re.fullmatch(r"[A-Za-z_]\w*=.*", words[0]):
+        words.pop(0)
+    return words
+
+
 def _first_word_is_command(span: str) -> bool:
     try:
-        words = shlex.split(span)
+        words = _words(span)
     except ValueError:
         return False
     if not words:
@@ -155,8 +165,13 @@ def _last_command(line: str) -> str:
     return re.split(r"&&|\|\||;", line)[-1].strip()
 
 
+def _runs_pytest(cmd: str) -> bool:
+    words = _words(_last_command(cmd))
+    return bool(words) and (Path(words[0]).name == "pytest" or words[1:3] == ["-m", "pytest"])
+
+
 def _snakemake_args(cmd: str) -> list[str] | None:
-    words = shlex.split(_last_command(cmd))
+    words = _words(_last_command(cmd))
     if words and Path(words[0]).name == "snakemake":
         return words[1:]
     return None
@@ -210,9 +225,11 @@ def dry_run_reason(cmd: str, cwd: Path) -> str | None:
     """'cluster' or 'hub' when running `cmd` for real would submit jobs or download; None otherwise."""
     from snakemake.utils import update_config
 
-    words = shlex.split(_last_command(cmd)) or [""]
+    words = _words(_last_command(cmd)) or [""]
     if Path(words[0]).name in HUB_CLIENTS:
         return None if {"--help", "-h"} & set(words) else "hub"
+    if _runs_pytest(cmd):
+        return None if "--collect-only" in words else "tests"
     args = _snakemake_args(cmd)
     if args is None or NO_EXEC & {a.partition("=")[0] for a in args}:
         return None
@@ -227,7 +244,7 @@ def dry_run_reason(cmd: str, cwd: Path) -> str | None:
 
 
 def _make_recipe(target_cmd: str, cwd: Path, env: dict) -> list[str]:
-    out = subprocess.run(["make", "-n", *shlex.split(target_cmd)[1:]], cwd=cwd, env=env, capture_output=True,
+    out = subprocess.run(["make", "-n", *_words(target_cmd)[1:]], cwd=cwd, env=env, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     return [line for line in out.stdout.splitlines() if line.strip()]
@@ -235,13 +252,14 @@ def _make_recipe(target_cmd: str, cwd: Path, env: dict) -> list[str]:
 
 def plan(cmd: str, setup: str, checkout: Path, env: dict) -> tuple[str, list[str], Path]:
     """How the test runs `cmd` in `checkout`: (mode, shell lines, working directory); mode is 'real',
-    'dry-run: hub' or 'dry-run: cluster'. A dry run is `-n` for Snakemake, `--help` for a hub client."""
+    'dry-run: hub', 'dry-run: cluster' or 'dry-run: tests'. A dry run is `-n` for Snakemake, `--help`
+    for a hub client and `--collect-only -q` for pytest (the test command runs those tests anyway)."""
     for segment in re.split(r"&&|\|\||;", cmd)[:-1]:
         assert dry_run_reason(segment, checkout) is None, f"cannot dry-run the middle of: {cmd}"
     reason, lines = dry_run_reason(cmd, checkout), [cmd]
     if reason:
-        lines = [f"{cmd} -n" if _snakemake_args(cmd) else f"{cmd} --help"]
-    elif shlex.split(cmd)[0] == "make":
+        lines = [f"{cmd} {DRY_RUN.get(reason, '-n' if _snakemake_args(cmd) else '--help')}"]
+    elif _words(cmd)[0] == "make":
         recipe = _make_recipe(cmd, checkout, env)
         reasons = {dry_run_reason(line, checkout) for line in recipe} - {None}
         if reasons:  # run the recipe's snakemake lines dry instead of the target
@@ -304,6 +322,7 @@ def test_extraction_finds_the_documented_commands():
         "```bash", "make tiny    # set-up", "source .venv/bin/activate  # PATH", "```",
         "```", "Snakefile                 -> includes workflow/Snakefile", "```",
         "```", "cd solopo && make env   # a clone", "export A='x # y'", "hf auth login", "```",
+        "```bash", "OMP_NUM_THREADS=1 .venv/bin/python -m pytest -s tests/x.py", "```",
         "```text", "make toy-science", "```",
         "| what | command |", "|---|---|",
         "| one | `snakemake results/x.json` (add `--configfile config/tiny.yaml` for tiny) |",
@@ -313,10 +332,30 @@ def test_extraction_finds_the_documented_commands():
     ])
     assert readme_commands(sample) == [
         ("source .venv/bin/activate", ""), ("cd solopo && make env", ""), ("export A='x # y'", "cd solopo && make env"),
-        ("hf auth login", "cd solopo && make env && export A='x # y'"), ("snakemake results/x.json", ""),
+        ("hf auth login", "cd solopo && make env && export A='x # y'"),
+        ("OMP_NUM_THREADS=1 .venv/bin/python -m pytest -s tests/x.py", ""), ("snakemake results/x.json", ""),
         ("snakemake results/x.json --configfile config/tiny.yaml", ""), ("make dryrun-paper", ""),
         ("snakemake --profile slurm all -n", "")]
     assert len(COMMANDS) >= 8, COMMANDS
+
+
+def test_commands_that_would_reach_the_hub_a_cluster_or_the_test_suite_run_dry(tmp_path):
+    dest = checkout(None, tmp_path / "solopo")
+    env = shell_env(dest)
+    cases = {
+        ("snakemake results/eval/solo_orpo_ruler.json", ""): ("dry-run: hub", "snakemake results/eval/solo_orpo_ruler.json -n"),
+        ("snakemake x --configfile config/tiny.yaml", ""): ("real", "snakemake x --configfile config/tiny.yaml"),
+        ("snakemake --profile slurm all", ""): ("dry-run: cluster", "snakemake --profile slurm all -n"),
+        ("snakemake --profile slurm all -n", ""): ("real", "snakemake --profile slurm all -n"),
+        ("snakemake --unlock", ""): ("real", "snakemake --unlock"),
+        (".venv/bin/hf auth login", "cd solopo"): ("dry-run: hub", "cd solopo && .venv/bin/hf auth login --help"),
+        ("A=1 pytest tests/x.py", ""): ("dry-run: tests", "A=1 pytest tests/x.py --collect-only -q"),
+        ("make dryrun-paper", ""): ("real", "make dryrun-paper"),
+    }
+    for (cmd, setup), (mode, line) in cases.items():
+        got_mode, lines, cwd = plan(cmd, setup, dest, env)
+        assert (got_mode, lines) == (mode, [line]), cmd
+        assert cwd == (dest.parent if setup else dest)
 
 
 @pytest.fixture(scope="module")

@@ -37,22 +37,113 @@ def hash_obj(obj) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
 
 
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# files inside a folder artifact that are not its content: its own manifest, Snakemake's timestamp
+_NOT_CONTENT = ("manifest.json", ".snakemake_timestamp")
+
+
+def content_files(folder: str | os.PathLike) -> dict[str, str]:
+    """{relative path: sha256} of every file of a folder artifact (its content, weights included)."""
+    p = Path(folder)
+    return {str(f.relative_to(p)): _sha256_file(f) for f in sorted(p.rglob("*"))
+            if f.is_file() and f.name not in _NOT_CONTENT}
+
+
+def content_digest(files: dict[str, str]) -> str:
+    return hash_obj(files)
+
+
 def hash_path(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of a folder's files (names and bytes, sorted; manifests excluded)."""
+    """sha256 of a file; for a folder artifact, the content digest its manifest recorded when it was
+    written (`c:<digest>`; `solopo check --inputs` and the model loaders re-verify it against the bytes),
+    else a hash of its files' names and bytes."""
     p = Path(path)
     if p.is_dir() and (p / "manifest.json").exists():
-        # a folder artifact (model, benchmark data) is identified by its manifest, which
-        # carries its own inputs' hashes: hashing multi-GB weights per job would dominate
+        content = json.loads((p / "manifest.json").read_text()).get("content")
+        if isinstance(content, dict) and "digest" in content:
+            return "c:" + content["digest"]
+        # an older manifest without a content digest: identified by the manifest itself
         return "m:" + hashlib.sha256((p / "manifest.json").read_bytes()).hexdigest()[:14]
+    if p.is_file():
+        return _sha256_file(p)[:16]
     h = hashlib.sha256()
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith("manifest.json"))
-    for f in files:
-        if p.is_dir():
-            h.update(str(f.relative_to(p)).encode())
+    for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
+        h.update(str(f.relative_to(p)).encode())
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()[:16]
+
+
+def verify_folder(folder: str | os.PathLike) -> list[str]:
+    """Problems of a folder artifact against the content its manifest recorded: one line per file,
+    naming its path (changed bytes, missing, unexpected). Empty when intact or when no digest is recorded."""
+    p = Path(folder)
+    m = p / "manifest.json"
+    content = json.loads(m.read_text()).get("content") if m.is_file() else None
+    if not isinstance(content, dict) or "files" not in content:
+        return []
+    now = content_files(p)
+    out = []
+    for name, digest in content["files"].items():
+        if name not in now:
+            out.append(f"{p / name}: missing (recorded in {m})")
+        elif now[name] != digest:
+            out.append(f"{p / name}: content changed since it was written (sha256 {now[name][:12]}, {m} "
+                       f"records {digest[:12]})")
+    out += [f"{p / name}: not part of the artifact as written (not in {m})" for name in now if name not in content["files"]]
+    return out
+
+
+# full re-hash of a model folder before loading up to this size; above it (paper-size weights,
+# hashed ~1 min per load) only the safetensors structure is checked and `solopo check --inputs` hashes
+VERIFY_MAX_BYTES = int(float(os.environ.get("SOLOPO_VERIFY_MAX_GB", "2")) * 2**30)
+
+
+def _safetensors_problem(f: Path) -> str | None:
+    """A structural check of a .safetensors file: header length, header JSON, tensor offsets within the file."""
+    size = f.stat().st_size
+    with open(f, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"{f}: damaged safetensors file ({size} bytes, shorter than its 8-byte header length)"
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            return f"{f}: damaged safetensors file (header of {n} bytes in a file of {size} bytes)"
+        try:
+            header = json.loads(fh.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            return f"{f}: damaged safetensors file (header is not JSON: {e})"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+               and "data_offsets" in t), default=0)
+    if 8 + n + end != size:
+        return f"{f}: damaged safetensors file (tensors end at byte {8 + n + end}, the file has {size}: truncated or padded)"
+    return None
+
+
+def check_model_folder(path: str | os.PathLike) -> None:
+    """Before a model folder is loaded: raise DataError naming the damaged file. A folder built here
+    is re-hashed against its manifest (up to VERIFY_MAX_BYTES); every .safetensors file is checked
+    structurally. A hub id (not a folder) passes."""
+    p = Path(path)
+    if not p.is_dir():
+        return
+    total = sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+    if total <= VERIFY_MAX_BYTES:
+        problems = verify_folder(p)
+        if problems:
+            raise DataError(problems[0] + "; the model is damaged: delete the folder and rerun snakemake to rebuild it")
+    for f in sorted(p.glob("*.safetensors")):
+        problem = _safetensors_problem(f)
+        if problem:
+            raise DataError(problem)
 
 
 def manifest_path(output: str | os.PathLike) -> Path:
@@ -143,6 +234,17 @@ def write_jsonl(path, rows: Iterable[dict]) -> int:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
             n += 1
     return n
+
+
+def write_folder_manifest(tmp: str | os.PathLike, output: str | os.PathLike, config_slice, inputs: Iterable[str] = (),
+                          started: float | None = None, extra: dict | None = None) -> dict:
+    """The manifest of a folder artifact still under its temporary name `tmp`, with the content
+    digest of its files (sha256 each, computed once here; re-verified by `verify_folder`)."""
+    m = build_manifest(str(output), config_slice, inputs, started, extra)
+    files = content_files(tmp)
+    m["content"] = {"digest": content_digest(files), "files": files}
+    Path(tmp, "manifest.json").write_text(json.dumps(m, indent=2))
+    return m
 
 
 def write_manifest(output, config_slice, inputs: Iterable[str] = (), started: float | None = None,

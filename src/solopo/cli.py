@@ -53,7 +53,7 @@ def _check(args) -> int:
         print(json.dumps([vars(f) for f in findings], indent=2))
     else:
         print(format_findings(findings, args.verbose))
-    return 1 if any(f.status in ("stale", "input changed") for f in findings) else 0
+    return 1 if any(f.status in ("stale", "input changed", "damaged") for f in findings) else 0
 
 
 def _stage(args) -> int:
@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("--base-config", help="the workflow's own config (default: config/config.yaml in --directory)")
     ck.add_argument("--no-base-config", action="store_true", help="use only the --configfile files")
     ck.add_argument("-d", "--directory", default=".", help="the workflow directory (holding results/)")
-    ck.add_argument("--inputs", action="store_true", help="also re-hash every recorded input (slower)")
+    ck.add_argument("--inputs", action="store_true", help="also re-hash every recorded input and verify every folder artifact's files "
+                    "(weights included) against the content digest in its manifest (slower)")
     ck.add_argument("-v", "--verbose", action="store_true", help="also list artifacts that are up to date")
     ck.add_argument("--json", action="store_true", help="machine-readable output")
     ck.set_defaults(func=_check)

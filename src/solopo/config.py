@@ -7,6 +7,9 @@ local model folder that exists, ...). Any problem raises `ConfigError` with one 
 """
 from __future__ import annotations
 
+import copy
+import functools
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +22,24 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 class ConfigError(ValueError):
     pass
+
+
+def _get(config, path):
+    for p in path:
+        config = config[p]
+    return config
+
+
+def _schema() -> dict:
+    """The schema, parsed once per file version (the workflow validates on every parse of the Snakefile)."""
+    st = SCHEMA_PATH.stat()
+    return copy.deepcopy(_parse_schema(str(SCHEMA_PATH), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_schema(path: str, mtime_ns: int, size: int) -> dict:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load(Path(path).read_text(), Loader=loader)
 
 
 def _key(path) -> str:
@@ -75,7 +96,7 @@ def _unknown_key(e) -> str:
 def _schema_error(config: dict) -> str | None:
     import jsonschema
 
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    schema = _schema()
     validator = jsonschema.Draft202012Validator(schema)
     # An unknown key sorts before the "required" error its misspelling causes at the same level.
     errors = sorted(validator.iter_errors(config),
@@ -93,11 +114,89 @@ def _schema_error(config: dict) -> str | None:
     return f"{_key(e.path)}: {e.instance!r} is not valid; allowed: {_allowed(e.schema)}"
 
 
+def _coerce_numbers(node, schema: dict, root: dict | None = None) -> None:
+    """YAML `2` where the schema says `number` becomes 2.0 (in place): downstream code and libraries
+    (transformers' GenerationConfig) expect floats, and `temperature: 2` must mean what `2.0` means."""
+    root = schema if root is None else root
+    if isinstance(schema, dict) and str(schema.get("$ref", "")).startswith("#/$defs/"):
+        schema = root.get("$defs", {}).get(schema["$ref"].split("/")[-1], {})
+    if not isinstance(schema, dict):
+        return
+    if isinstance(node, dict):
+        props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
+        for k, v in node.items():
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
+            if isinstance(sub, dict) and str(sub.get("$ref", "")).startswith("#/$defs/"):
+                sub = root.get("$defs", {}).get(sub["$ref"].split("/")[-1], {})
+            if sub is None:
+                continue
+            if _is_number(sub) and isinstance(v, int) and not isinstance(v, bool):
+                node[k] = float(v)
+            else:
+                _coerce_numbers(v, sub, root)
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(node):
+            if _is_number(schema["items"]) and isinstance(v, int) and not isinstance(v, bool):
+                node[i] = float(v)
+            else:
+                _coerce_numbers(v, schema["items"], root)
+
+
+def _is_number(schema: dict) -> bool:
+    t = schema.get("type")
+    return t == "number" or (isinstance(t, list) and "number" in t and "integer" not in t)
+
+
+def _non_finite(node, path=()):
+    """The first float that is inf or nan (YAML `.inf`, `.nan`), as a key path."""
+    if isinstance(node, float) and not math.isfinite(node):
+        return path
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        found = _non_finite(v, path + (k,))
+        if found is not None:
+            return found
+    return None
+
+
+def _semantic_errors(config: dict) -> str | None:
+    """Settings that pass the schema but make results meaningless (issue 19, item 4)."""
+    d, s, o = config["data"], config["sampling"], config["train"]["optim"]
+    need = d["long_tokens"] + s["max_new_tokens"]
+    if any(b.get("build") == "tiny_model" for b in config["backbones"]):
+        limit = (config.get("tiny_model") or {}).get("max_positions", 1024)
+        # (evaluation lengths against the backbone's window: solopo.eval.budget, checked with the schema)
+        lengths = {"data.long_tokens + sampling.max_new_tokens": need, "train.optim.max_length": o.get("max_length", 0)}
+        for key, v in lengths.items():
+            if v > limit:
+                return (f"{key}: {v} is beyond the tiny backbone's position range (tiny_model.max_positions {limit}); "
+                        f"allowed: <= {limit}")
+    if "max_length" in o and o["max_length"] < need:
+        return (f"train.optim.max_length: {o['max_length']} cannot hold a long prompt and its response "
+                f"(data.long_tokens {d['long_tokens']} + sampling.max_new_tokens {s['max_new_tokens']} = {need}); "
+                f"allowed: >= {need}")
+    ev = config["eval"]
+    for bench in ev.get("benchmarks", []):
+        b = ev.get(bench) or {}
+        for key in ("num_samples", "fixture_items", "samples_per_cell", "limit"):
+            if key in b and b[key] is not None and (not isinstance(b[key], int) or b[key] < 1):
+                return f"eval.{bench}.{key}: {b[key]!r} gives no evaluation items; allowed: an integer >= 1"
+        for key in ("lengths", "sets", "datasets", "tasks", "single_depths"):
+            if key in b and not b[key]:
+                return f"eval.{bench}.{key}: {b[key]!r} gives no evaluation items; allowed: a non-empty list"
+    return None
+
+
 def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
-    """Raise ConfigError (one line) on the first problem."""
+    """Raise ConfigError (one line) on the first problem. Numbers given as YAML integers where the
+    schema expects a float are converted in place."""
+    bad = _non_finite(config)
+    if bad is not None:
+        raise ConfigError(f"config error: {_key(bad)}: {_get(config, bad)!r} is not a finite number; allowed: a finite number")
     problem = _schema_error(config)
     if problem:
         raise ConfigError(f"config error: {problem}")
+    _coerce_numbers(config, _schema())
     d = config["data"]
     if d["short_tokens"] >= d["long_tokens"]:
         raise ConfigError(f"config error: data.short_tokens: {d['short_tokens']} must be smaller than "
@@ -132,6 +231,10 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
     if o["batch_size"] % o["micro_batch_size"]:
         raise ConfigError(f"config error: train.optim.batch_size: {o['batch_size']} is not a multiple of "
                           f"micro_batch_size {o['micro_batch_size']}; allowed: a multiple of micro_batch_size")
+    problem = _semantic_errors(config)
+    if problem:
+        raise ConfigError(f"config error: {problem}")
+    run_table(config)  # two lambda values with one run name
 
 
 @dataclass(frozen=True)
@@ -167,6 +270,12 @@ def run_table(config: dict) -> dict[str, Run]:
                 runs[f"{prefix}{m}"] = Run(f"{prefix}{m}", b["name"], m, float(values[0]))
                 for v in values[1:]:
                     name = f"{prefix}{m}_lam{_fmt_lam(v)}"
+                    if name in runs or float(v) == float(values[0]):
+                        other = runs.get(name, runs[f"{prefix}{m}"]).lam
+                        key = f"backbones[{i}].lambdas.{m}" if m in (b.get("lambdas") or {}) else f"train.lambdas.{m}"
+                        raise ConfigError(f"config error: {key}: {v!r} and {other!r} both give run "
+                                          f"{runs.get(name, runs[f'{prefix}{m}']).name} (backbone {b['name']}); "
+                                          "allowed: distinct values (at 6 significant digits)")
                     runs[name] = Run(name, b["name"], m, float(v))
             else:
                 runs[f"{prefix}{m}"] = Run(f"{prefix}{m}", b["name"], m)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from solopo import artifacts
+from solopo import artifacts, validate
 from solopo.artifacts import atomic_path, read_jsonl, write_json, write_jsonl, write_manifest
 
 log = logging.getLogger("solopo")
@@ -53,10 +53,32 @@ def job(log_path: str, name: str):
         handler.close()
 
 
+def _slice(cfg, direct: dict) -> dict:
+    """What the manifest records: the rule's config slice (solopo.slices, the same value as its Snakemake
+    params) when called from the workflow: a `Scoped` in-process, the plain slice in a rule's own env
+    (solopo.stage passes plain data); `direct` when a test calls the stage with a whole config."""
+    from solopo.slices import Scoped, without_runtime
+
+    if isinstance(cfg, Scoped):
+        return cfg.plain
+    return direct if "backbones" in cfg else without_runtime(dict(cfg))
+
+
+class _StoppableBar(tqdm):
+    """A progress bar whose every update checks the Ctrl-C flag (solopo.runtime.STOP): each job loop
+    (pre-training, contexts, sampling, reference log-probs, training steps) updates it per step."""
+
+    def update(self, n=1):
+        from solopo.runtime import check_stop
+
+        check_stop()
+        return super().update(n)
+
+
 def _bar(total: int, desc: str, log_path: str | None = None):
     # Progress goes to the job log (threads would interleave bars on the terminal).
     fh = open(log_path, "a") if log_path else None
-    return tqdm(total=total, desc=desc, file=fh, mininterval=5, disable=fh is None)
+    return _StoppableBar(total=total, desc=desc, file=fh, mininterval=5, disable=fh is None)
 
 
 # --------------------------------------------------------------------------- data
@@ -70,7 +92,7 @@ def toy_world(out_train: str, out_dev: str, cfg: dict, seed: int, log_path: str)
         train = generate_records(toy["train_questions"], seed + 11, hop, tm["entities"])
         dev = generate_records(toy["dev_questions"], seed + 23, hop, tm["entities"], id_offset=10**6)
         for path, rows in ((out_train, train), (out_dev, dev)):
-            write_manifest(path, {"tiny_model": tm, "toy": toy, "seed": seed}, [], t0, {"records": len(rows)})
+            write_manifest(path, _slice(cfg, {"tiny_model": tm, "toy": toy, "seed": seed}), [], t0, {"records": len(rows)})
             write_jsonl(path, rows)
 
 
@@ -83,9 +105,10 @@ def fetch_musique(out_train: str, out_dev: str, cfg: dict, log_path: str) -> Non
             src = (d.get("musique") or {}).get(f"{split}_file") if d["source"] == "local" else None
             path = Path(src) if src else download_musique(d["musique"]["hub_id"], split)
             recs, skipped = read_musique(path, allow_skip=d.get("skip_malformed", False))
+            validate.check_unique_ids(recs, path)
             if d.get("num_questions") and split == "train":
                 recs = recs[: d["num_questions"]]
-            write_manifest(out, {"data": d}, [str(path)], t0, {"records": len(recs), "skipped": skipped})
+            write_manifest(out, _slice(cfg, {"data": d}), [str(path)], t0, {"records": len(recs), "skipped": skipped})
             write_jsonl(out, recs)
 
 
@@ -97,8 +120,8 @@ def tiny_model(out_dir: str, cfg: dict, seed: int, log_path: str) -> None:
             stats = train_tiny_model(tmp, cfg["tiny_model"], seed, progress=_bar(cfg["tiny_model"]["steps"], "pretrain", log_path))
             log.info("tiny model: %s", stats)
             write_json(Path(tmp) / "pretrain_stats.json", stats)
-            Path(tmp, "manifest.json").write_text(json.dumps(
-                artifacts.build_manifest(out_dir, {"tiny_model": cfg["tiny_model"], "seed": seed}, [], t0, {"stats": stats}), indent=2))
+            artifacts.write_folder_manifest(tmp, out_dir, _slice(cfg, {"tiny_model": cfg["tiny_model"], "seed": seed}), [], t0,
+                                            {"stats": stats})
 
 
 # --------------------------------------------------------------------------- contexts, sampling, pairs
@@ -117,9 +140,11 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
 
     with job(log_path, "contexts") as t0:
         d = cfg["data"]
-        recs = read_jsonl(musique_train)
+        recs = validate.read_rows(musique_train, ("id", "question", "answer", "paragraphs"), "records", "records")
+        validate.check_unique_ids(recs, musique_train)
         if d.get("num_questions"):
             recs = recs[: d["num_questions"]]
+        validate.check_long_tokens(model, d["long_tokens"], trust_remote_code)
         tok = _tokenizer(model, trust_remote_code)
         count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         out, stats = build_contexts(recs, paragraph_pool(recs), count, {"short": d["short_tokens"], "long": d["long_tokens"]},
@@ -127,7 +152,8 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
                                     progress=_bar(len(recs), "contexts", log_path))
         log.info("contexts: %s", stats)
         for path, ctx in ((out_short, "short"), (out_long, "long")):
-            write_manifest(path, {"data": d, "seed": seed, "model": model}, [musique_train], t0, {"stats": stats})
+            write_manifest(path, _slice(cfg, {"data": d, "seed": seed, "model": model}), [musique_train], t0,
+                           {"stats": stats, "rows": len(out[ctx])})
             write_jsonl(path, out[ctx])
 
 
@@ -149,14 +175,15 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
 
     with job(log_path, "sample") as t0:
         s = cfg["sampling"]
-        rows = read_jsonl(contexts_path)
+        rows = validate.read_rows(contexts_path, ("id", "ctx", "prompt", "answers"), "rows")
         backend = load_backend(s["backend"], model, **backend_kwargs)
+        validate.check_chat_template(backend.tokenizer, model)
         done = sample_responses(backend, rows, out + ".tmp-samples", s["n"], s["temperature"], s.get("top_p", 1.0),
                                 s["max_new_tokens"], seed, s.get("shard_size", 64), s.get("batch_size", 8),
                                 progress=_bar(len(rows), "sample", log_path),
                                 key=artifacts.hash_obj({"model": model_identity(model), "backend": s["backend"],
                                                         "backend_kwargs": backend_kwargs}))
-        write_manifest(out, {"sampling": s, "seed": seed, "model": model}, [contexts_path], t0, {"n_inputs": len(done)})
+        write_manifest(out, _slice(cfg, {"sampling": s, "seed": seed, "model": model}), [contexts_path], t0, {"n_inputs": len(done)})
         Path(out + ".tmp-samples").replace(out)
 
 
@@ -175,14 +202,18 @@ def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, 
     from solopo.pairs import build_pairs
 
     with job(log_path, "pairs") as t0:
-        samples = {"short": read_jsonl(samples_short), "long": read_jsonl(samples_long)}
-        ctxs = {"short": read_jsonl(ctx_short), "long": read_jsonl(ctx_long)}
+        samples = {"short": validate.read_rows(samples_short, ("id", "responses", "answers"), "n_inputs", "sample sets"),
+                   "long": validate.read_rows(samples_long, ("id", "responses", "answers"), "n_inputs", "sample sets")}
+        ctxs = {"short": validate.read_rows(ctx_short, ("id", "question", "answers", "prompt"), "rows"),
+                "long": validate.read_rows(ctx_long, ("id", "question", "answers", "prompt"), "rows")}
+        for c, sp, cp in (("short", samples_short, ctx_short), ("long", samples_long, ctx_long)):
+            validate.check_samples(samples[c], ctxs[c], sp, cp)
         rows, stats = build_pairs(samples, ctxs, seed, cfg["pairs"]["num_pairs"], chance_accuracy(cfg),
                                   cfg["pairs"].get("intersection", True))
         log.info("pair statistics: %s", stats)
         inputs = [samples_short, samples_long, ctx_short, ctx_long]
         for path in (out_pairs, out_stats):
-            write_manifest(path, {"pairs": cfg["pairs"], "seed": seed, "data": cfg["data"]}, inputs, t0)
+            write_manifest(path, _slice(cfg, {"pairs": cfg["pairs"], "seed": seed}), inputs, t0, {"rows": len(rows)})
         write_json(out_stats, stats)
         write_jsonl(out_pairs, rows)
 
@@ -191,9 +222,9 @@ def datasets(pairs_path: str, outputs: dict[str, str], cfg: dict, log_path: str)
     from solopo.pairs import method_datasets
 
     with job(log_path, "datasets") as t0:
-        sets = method_datasets(read_jsonl(pairs_path))
+        sets = method_datasets(validate.read_rows(pairs_path, ("id",), "rows"))
         for name, path in outputs.items():
-            write_manifest(path, {"pairs": cfg["pairs"]}, [pairs_path], t0, {"rows": len(sets[name])})
+            write_manifest(path, _slice(cfg, {}), [pairs_path], t0, {"rows": len(sets[name])})
             write_jsonl(path, sets[name])
             log.info("dataset %s: %d rows", name, len(sets[name]))
 
@@ -203,12 +234,12 @@ def ref_logps(dataset_path: str, model: str, out: str, cfg: dict, log_path: str)
     from solopo.train.trainer import compute_reference_logps
 
     with job(log_path, "ref_logps") as t0:
-        rows = read_jsonl(dataset_path)
+        rows = validate.read_rows(dataset_path, (), "rows")
         o = cfg["train"]["optim"]
         m, tok = load_model_and_tokenizer(model, "auto", o.get("dtype", "auto"))
         ref = compute_reference_logps(m, tok, rows, o["max_length"], o["micro_batch_size"],
                                       progress=_bar(len(rows), "ref", log_path))
-        write_manifest(out, {"optim": o, "model": model}, [dataset_path], t0, {"rows": len(ref)})
+        write_manifest(out, _slice(cfg, {"optim": o, "model": model}), [dataset_path], t0, {"rows": len(ref)})
         write_jsonl(out, ref)
 
 
@@ -217,7 +248,8 @@ def loss_config(cfg: dict, method: str, lam: float | None):
     from solopo.train.losses import LossConfig
 
     lc = cfg["train"]["loss"]
-    lp = {**LONGPO_DEFAULTS, **(cfg["train"].get("longpo") or {})}
+    # train.longpo is read (and in the params, solopo.slices.train) for the LongPO run only
+    lp = {**LONGPO_DEFAULTS, **((cfg["train"].get("longpo") or {}) if method == "longpo" else {})}
     simpo = "simpo" in method
     return LossConfig(beta=lc["simpo_beta"] if simpo else lc["beta"], gamma=lc["gamma"], orpo_lambda=lc["orpo_lambda"],
                       alpha=lam if lam is not None else 0.0, longpo_beta=lp["beta"], longpo_lambda=lp["lambda"])
@@ -281,10 +313,13 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
     from solopo.train.trainer import train as train_loop
 
     with job(log_path, f"train {run}") as t0:
-        rows = read_jsonl(dataset_path)
+        rows = validate.read_rows(dataset_path, (), "rows")
         if not rows:
             raise ValueError(f"{dataset_path}: no training rows for run {run} (the pair yield was zero)")
-        ref = read_jsonl(ref_path) if ref_path else None
+        ref = validate.read_rows(ref_path, (), "rows") if ref_path else None
+        if ref is not None and len(ref) != len(rows):
+            raise artifacts.DataError(f"{ref_path}: {len(ref)} reference rows for {len(rows)} training rows in {dataset_path}; "
+                                      "expected one per row")
         ckpt = Path("results/checkpoints") / run
         lcfg, tcfg = loss_config(cfg, method, lam), train_config(cfg, method)
         ds = cfg["train"].get("deepspeed", "none")
@@ -293,7 +328,9 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             "ref": artifacts.hash_path(ref_path) if ref_path else None, "method": method, "lambda": lam,
             "loss": vars(lcfg), "optim": {k: v for k, v in vars(tcfg).items() if k not in NOT_IN_FINGERPRINT},
             "seed": seed, "deepspeed": ds}))
-        tb_dir = Path(out_dir).parent / "tensorboard"  # results/train/<run>/tensorboard, live during the job
+        # TensorBoard files are written live beside the checkpoints (a killed job keeps its curves; an
+        # unfinished file never sits in results/ outside the work folders) and copied into the model
+        tb_dir = ckpt / "tensorboard"
         with atomic_path(out_dir) as tmp:
             if ds != "none":
                 stats = launch_deepspeed(dataset_path, ref_path, model, tmp, ckpt, method, lcfg, tcfg, seed, ds, log_path,
@@ -303,109 +340,26 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
                                    progress=_bar(0, f"train {run}", log_path), log_dir=tb_dir, run_name=run)
             if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
+            if tb_dir.is_dir():
+                import shutil
+
+                shutil.copytree(tb_dir, Path(tmp) / "tensorboard")
             log.info("train %s: %s", run, stats)
-            config_slice = {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed}
-            manifest = artifacts.build_manifest(out_dir, config_slice, [dataset_path] + ([ref_path] if ref_path else []),
-                                                t0, {"stats": stats})
+            config_slice = _slice(cfg, {"method": method, "lambda": lam, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed})
+            inputs = [dataset_path] + ([ref_path] if ref_path else [])
+            manifest = artifacts.build_manifest(out_dir, config_slice, inputs, t0, {"stats": stats})
             write_model_card(tmp, run=run, base_model=model, method=method, lam=lam, loss=vars(lcfg), optim=vars(tcfg),
                              seed=seed, deepspeed=ds, data=dataset_path, n_rows=len(rows), ref=ref_path,
                              config_hash=manifest["config_hash"], input_hashes=manifest["inputs"], stats=stats)
-            Path(tmp, "manifest.json").write_text(json.dumps(manifest, indent=2))
+            # the card is part of the folder's content: the content digest is taken after it is written
+            artifacts.write_folder_manifest(tmp, out_dir, config_slice, inputs, t0, {"stats": stats})
 
 
-ACCELERATE_CONFIG = Path(__file__).parent / "train" / "accelerate_deepspeed.yaml"
-PROCESSES_ENV = "SOLOPO_TRAIN_PROCESSES"
+def launch_deepspeed(*args, **kwargs) -> dict:
+    """One training process per GPU through `accelerate launch` (solopo.train.launch.launch_deepspeed)."""
+    from solopo.train.launch import launch_deepspeed as launch
 
-
-def train_process_count() -> int:
-    """One training process per GPU the job sees (SLURM sets CUDA_VISIBLE_DEVICES from the job's
-    `--gpus`, i.e. the rule's `gpu` resource); SOLOPO_TRAIN_PROCESSES overrides it, and on a machine
-    without GPU (DS_ACCELERATOR=cpu, gloo) it is the only way to ask for more than one process."""
-    import os
-
-    import torch
-
-    from solopo.runtime import pick_device
-
-    forced = os.environ.get(PROCESSES_ENV)
-    if forced:
-        if not forced.isdigit() or int(forced) < 1:
-            raise ValueError(f"{PROCESSES_ENV}={forced!r}: expected a process count >= 1")
-        if not torch.cuda.is_available() and os.environ.get("DS_ACCELERATOR") != "cpu":
-            raise RuntimeError(f"{PROCESSES_ENV} without a GPU needs DS_ACCELERATOR=cpu (DeepSpeed on CPU, gloo)")
-        return int(forced)
-    pick_device("cuda")  # a clear error instead of a hang when the node has no GPU
-    return torch.cuda.device_count()
-
-
-def _free_port() -> int:
-    """A free TCP port for the ranks' rendezvous: two train jobs on one node must not share 29500."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _first_error(log_path: str, offset: int) -> str:
-    """The first exception line the ranks wrote to the job log after `offset` (or "")."""
-    import re
-
-    text = Path(log_path).read_text(errors="replace")[offset:] if Path(log_path).exists() else ""
-    # rank tracebacks come first and end with "[rankN]: SomeError: ..."; the launcher's ChildFailedError last
-    hit = re.search(r"^(?:\[rank\d+\]:\s*)?((?:\w+\.)*\w*(?:Error|Exception)\b[^\n]*)", text, re.M)
-    return hit.group(1)[:400] if hit else ""
-
-
-def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path,
-                     log_dir=None, run: str | None = None) -> dict:
-    """One process per GPU via `accelerate launch` with the project's accelerate config (never the
-    user's default one); their output goes to the job log. A failed or timed-out rank fails the job."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    n = train_process_count()
-    args = {"dataset": dataset_path, "ref": ref_path, "model": model, "out_dir": str(out_dir), "ckpt_dir": str(ckpt),
-            "method": method, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed, "deepspeed": ds, "run": run,
-            "log_dir": str(log_dir) if log_dir else None,
-            "stats_path": str(Path(out_dir).parent / f".{Path(out_dir).name}.stats.json")}
-    args_path = Path(str(ckpt) + ".args.json")
-    args_path.parent.mkdir(parents=True, exist_ok=True)
-    args_path.write_text(json.dumps(args))
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(ACCELERATE_CONFIG),
-           "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(_free_port()),
-           "-m", "solopo.train.launch", str(args_path)]
-    # NCCL: a rank stuck in a collective past the process-group timeout aborts the job (the default
-    # in recent torch too; set for older ones); gloo (CPU) honours the timeout by itself.
-    env = {**os.environ, "TORCH_NCCL_ASYNC_ERROR_HANDLING": os.environ.get("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1")}
-
-    # Linux: the launcher gets SIGKILL when this job process dies (PR_SET_PDEATHSIG), so a killed job
-    # leaves no ranks behind; everything is looked up before the fork (job threads: no import in the child)
-    import ctypes
-
-    try:
-        prctl = ctypes.CDLL("libc.so.6").prctl
-    except (OSError, AttributeError):
-        prctl = None
-
-    def die_with_us() -> None:
-        if prctl is not None:
-            prctl(1, signal.SIGKILL)
-
-    log.info("launching %d training process(es): %s", n, " ".join(cmd))
-    offset = Path(log_path).stat().st_size if Path(log_path).exists() else 0
-    with open(log_path, "a") as fh:
-        rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_us).returncode
-    if rc != 0:
-        first = _first_error(log_path, offset)
-        raise RuntimeError(f"train: the {n} DeepSpeed process(es) failed (exit {rc})"
-                           + (f": {first}" if first else "") + f"; full output in {log_path}")
-    stats_path = Path(args["stats_path"])
-    stats = json.loads(stats_path.read_text())
-    stats_path.unlink()
-    return stats
+    return launch(*args, **kwargs)
 
 
 # --------------------------------------------------------------------------- benchmarks
@@ -450,8 +404,8 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                                                 "archive (zuucan/NeedleInAHaystack-PLUS README); unpack it there")
                     for f in src.glob("*.jsonl"):
                         (tmp / f.name).write_bytes(f.read_bytes())
-            Path(tmp, "manifest.json").write_text(json.dumps(artifacts.build_manifest(
-                out, {bench: bcfg, "seed": seed, "model": model}, [dev_path] if dev_path else [], t0, extra), indent=2))
+            artifacts.write_folder_manifest(tmp, out, _slice(cfg, {bench: bcfg, "seed": seed, "model": model}),
+                                            [dev_path] if dev_path else [], t0, extra)
 
 
 def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, run: str, cfg: dict, seed: int,
@@ -461,6 +415,7 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
 
     with job(log_path, f"eval {run} {bench}") as t0:
         bcfg = dict(cfg["eval"][bench])
+        artifacts.check_model_folder(model_dir)  # lm-eval and vLLM load the weights themselves
         if bench == "leaderboard":
             import tempfile
 
@@ -490,6 +445,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 items = niah_plus.load_items(data_dir)
             else:
                 items = mod.load_items(data_dir, bcfg)
+            validate.check_eval_items(bench, items, data_dir, bcfg)
+            validate.check_chat_template(backend.tokenizer, model_dir)
             result, preds = mod.evaluate(backend, items, bcfg, seed=seed)
         result["run"] = run
         if bench != "leaderboard" and backend_kwargs.get("long_context"):
@@ -497,8 +454,9 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
         log.info("%s %s: score %s", run, bench, result.get("score"))
         pred_path = out_json.replace(".json", ".predictions.jsonl")
         inputs = [model_dir] + ([data_dir] if data_dir else [])
-        write_manifest(pred_path, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0)
+        recorded = _slice(cfg, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed})
+        write_manifest(pred_path, recorded, inputs, t0)
         write_jsonl(pred_path, preds)
-        write_manifest(out_json, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed}, inputs, t0,
+        write_manifest(out_json, recorded, inputs, t0,
                        {"predictions": pred_path})
         write_json(out_json, result)

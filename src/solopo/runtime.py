@@ -15,6 +15,43 @@ TORCH_RNG_LOCK = threading.RLock()
 # at once corrupt each other's load ("Cannot copy out of meta tensor"). Loads take this lock.
 MODEL_LOAD_LOCK = threading.RLock()
 
+# Ctrl-C: the tiny preset runs jobs as threads of the Snakemake process, and Snakemake waits for
+# running threads before it exits (~80 s for a training job). The SIGINT handler installed by the
+# workflow sets STOP; job loops (progress updates, HF generate's stopping criterion) check it and
+# raise Interrupted within a step, before anything is renamed into place.
+STOP = threading.Event()
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def check_stop() -> None:
+    if STOP.is_set():
+        raise Interrupted("interrupted (Ctrl-C): the job stopped; nothing was written under its output names")
+
+
+def install_stop_handler() -> None:
+    """Chain a SIGINT handler that sets STOP before the previous one (KeyboardInterrupt in the main thread)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    prev = signal.getsignal(signal.SIGINT)
+    if getattr(prev, "_solopo_stop", False):
+        return
+
+    def handler(signum, frame):
+        STOP.set()
+        if callable(prev):
+            prev(signum, frame)
+        else:
+            raise KeyboardInterrupt
+
+    handler._solopo_stop = True
+    signal.signal(signal.SIGINT, handler)
+
+
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 

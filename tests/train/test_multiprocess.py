@@ -8,7 +8,7 @@ per rank per step; step 1 and 2 give one rank a micro-batch of 1 row, step 3 hol
 so rank 1 has no row at all (the case that hung for ever before).
 
 Tolerance: the 2-rank weights equal the single-process trainer's within atol 2e-5 (fp32; the
-sums run in another order; measured max |diff| ~1e-6 with lr 5e-3, and the weights move by
+sums run in another order; measured max |diff| 4e-7 to 3.5e-6 with lr 5e-3, and the weights move by
 > 1e-2 from the start). A resumed run equals the uninterrupted one within the same bound.
 """
 from __future__ import annotations
@@ -149,7 +149,7 @@ def test_two_ranks_equal_single_process_on_a_ragged_last_batch(stage, tiny_lm_di
     log = (work / "logs/train/r.log").read_text()
     for step in (1, 2, 3):
         assert f"step {step}/3 loss " in log and "tokens/s" in log
-    assert list((work / "results/train/r/tensorboard").glob("events.out.tfevents.*"))
+    assert list((model_dir / "tensorboard").glob("events.out.tfevents.*"))
     card = (model_dir / "README.md").read_text()
     assert "solo_orpo" in card and stats["world_size"] == 2 and f"`{stage}`, 2 process(es)" in card
     assert [p.name for p in (work / "results/checkpoints/r").glob("step-*")] == ["step-3"]  # keep_checkpoints: 1

@@ -42,7 +42,8 @@ def test_train_job_logs_steps_writes_tensorboard_card_and_bounded_checkpoints(ti
     model_dir = _run(tmp_path, monkeypatch, tiny_lm_dir, _cfg())
     log = (tmp_path / "train.log").read_text()
     assert all(f"step {s}/4 loss " in log for s in range(1, 5)) and "margin " in log and "tokens/s " in log
-    events = EventAccumulator(str(tmp_path / "results/train/run/tensorboard"))
+    assert list((tmp_path / "results/checkpoints/run/tensorboard").glob("events.out.tfevents.*"))  # the live copy
+    events = EventAccumulator(str(model_dir / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
     assert {"train/lr", "train/rewards/margins", "train/tokens_per_s"} <= set(events.Tags()["scalars"])

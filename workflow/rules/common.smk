@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+from solopo import slices
 from solopo.config import ConfigError, run_table, validate_config
 from solopo.stage import dispatch, rule_context
 from solopo.eval.budget import long_context_plan
@@ -20,6 +21,11 @@ try:
 except ConfigError as e:
     sys.stderr.write(f"{e}\n")
     sys.exit(1)
+
+# Ctrl-C stops running job threads within a step (solopo.runtime.STOP), not after the job
+from solopo.runtime import install_stop_handler
+
+install_stop_handler()
 
 # Software environments, one per stack (workflow/envs/*.yaml; paths relative to this rules folder).
 # Used only with --sdm conda: then each job runs `python -m solopo stage` in its rule's env (solopo.stage).
@@ -54,6 +60,14 @@ wildcard_constraints:
     bench=_alt(BENCHMARKS),
 
 
+# Each job gets its config slice (solopo.slices) as `params` cfg: Snakemake reruns a job when a
+# value in it changes, and the job sees only that slice. Manifests (`<file>.manifest.json`) are
+# declared outputs, so a failed rerun cannot leave an old manifest beside a deleted artifact.
+def m(path):
+    """The manifest written beside a file artifact."""
+    return f"{path}.manifest.json"
+
+
 def model_path(backbone):
     """The backbone's local folder: built (tiny_model), given as a folder, or downloaded from the hub
     by rule download_model into resources/models/<backbone> (jobs on cluster nodes are offline)."""
@@ -64,8 +78,15 @@ def model_path(backbone):
 
 
 def model_input(backbone):
+    """The model folder when it is local (built here or given as a folder): an input, so that a rebuilt or
+    swapped model reruns its dependents (the folder's file listing is also in the params, see slices.fingerprint)."""
     b = BACKBONES[backbone]
-    return [] if Path(b["model"]).is_dir() and not b.get("build") else [model_path(backbone)]
+    return [model_path(backbone)]
+
+
+def scoped(params, rule):
+    """The job's view of the config: its params slice; reading any other key raises (solopo.slices)."""
+    return slices.scoped(params.cfg, config, rule)
 
 
 def backend_kwargs(backbone):
@@ -95,10 +116,7 @@ def train_inputs(wildcards):
 
 def train_params(wildcards):
     """The config slice a run depends on; a change reruns that run only (Snakemake params trigger)."""
-    r = run_of(wildcards)
-    return {"method": r.method, "lambda": r.lam, "loss": config["train"]["loss"], "optim": config["train"]["optim"],
-            "deepspeed": config["train"].get("deepspeed"), "select_checkpoint": config["train"].get("select_checkpoint"),
-            "longpo": config["train"].get("longpo") if r.method == "longpo" else None}
+    return slices.train(config, run_of(wildcards))
 
 
 def bench_data_dir(bench, backbone):
@@ -128,16 +146,23 @@ def get_final_output():
     return out
 
 
-def run_contexts(input, output, wildcards, log):
-    b = BACKBONES[wildcards.backbone]
-    stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, config, SEED,
-          log[0], b.get("trust_remote_code", False))
+def run_contexts(input, output, params, wildcards, log):
+    cfg = scoped(params, "contexts")
+    stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, cfg,
+          cfg["seed"], log[0], cfg["backbone"]["trust_remote_code"])
 
 
-def run_train(input, output, wildcards, log):
+def run_sample(input, output, params, wildcards, log):
+    cfg = scoped(params, "sample")
+    stage("pipeline.sample", input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
+          {"trust_remote_code": cfg["backbone"]["trust_remote_code"]})
+
+
+def run_train(input, output, params, wildcards, log):
     r = RUNS[wildcards.run]
-    stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output[0], wildcards.run, r.method,
-          r.lam, config, SEED, log[0], input.get("bench"))
+    cfg = slices.scoped(params.run, config, "train")
+    stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output.model, wildcards.run, r.method,
+          r.lam, cfg, cfg["seed"], log[0], input.get("bench"))
 
 
 def eval_long_context(wildcards):
@@ -146,11 +171,11 @@ def eval_long_context(wildcards):
     return long_context_plan(BACKBONES[r.backbone], wildcards.bench, config["eval"][wildcards.bench])
 
 
-def run_evaluate(input, output, wildcards, log, params):
-    r = RUNS[wildcards.run]
-    kw = backend_kwargs(r.backbone) | {"long_context": dict(params.long_context)}
-    stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output[0],
-          wildcards.run, config, SEED, log[0], kw)
+def run_evaluate(input, output, params, wildcards, log):
+    cfg = scoped(params, "evaluate")
+    kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"], "long_context": dict(params.long_context)}
+    stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
+          wildcards.run, cfg, cfg["seed"], log[0], kw)
 
 
 def ruler_sources_input(bench):

@@ -4,29 +4,40 @@ if config["data"]["source"] == "toy":
         output:
             train="results/data/musique_train.jsonl",
             dev="results/data/musique_dev.jsonl",
+            train_manifest=m("results/data/musique_train.jsonl"),
+            dev_manifest=m("results/data/musique_dev.jsonl"),
         log:
             "logs/data/toy_world.log",
+        params:
+            cfg=slices.toy_world(config),
         localrule: True  # seconds of CPU: not worth a cluster job
         conda:
             ENVS["base"]
         run:
-            stage("pipeline.toy_world", output.train, output.dev, config, SEED, log[0])
+            cfg = scoped(params, "toy_world")
+            stage("pipeline.toy_world", output.train, output.dev, cfg, cfg["seed"], log[0])
 
 else:
 
     rule fetch_musique:
+        input:
+            **slices.musique_files(config),
         output:
             train="results/data/musique_train.jsonl",
             dev="results/data/musique_dev.jsonl",
+            train_manifest=m("results/data/musique_train.jsonl"),
+            dev_manifest=m("results/data/musique_dev.jsonl"),
         log:
             "logs/data/fetch_musique.log",
+        params:
+            cfg=slices.fetch_musique(config),
         localrule: True  # a download: compute nodes are offline
         resources:
             hf_download=1,
         conda:
             ENVS["base"]
         run:
-            stage("pipeline.fetch_musique", output.train, output.dev, config, log[0])
+            stage("pipeline.fetch_musique", output.train, output.dev, scoped(params, "fetch_musique"), log[0])
 
 
 rule tiny_model:
@@ -35,11 +46,13 @@ rule tiny_model:
     log:
         "logs/models/tiny_model.log",
     params:
-        cfg=config.get("tiny_model"),
+        cfg=slices.tiny_model(config),
     conda:
         ENVS["train"]
     run:
-        stage("pipeline.tiny_model", output[0], config, config["tiny_model"].get("seed", SEED), log[0])
+        cfg = scoped(params, "tiny_model")
+        tm = cfg["tiny_model"]
+        stage("pipeline.tiny_model", output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0])
 
 
 rule contexts:
@@ -49,11 +62,13 @@ rule contexts:
     output:
         short="results/contexts/{backbone}/short.jsonl",
         long="results/contexts/{backbone}/long.jsonl",
+        short_manifest=m("results/contexts/{backbone}/short.jsonl"),
+        long_manifest=m("results/contexts/{backbone}/long.jsonl"),
     log:
         "logs/contexts/{backbone}.log",
     params:
-        data=config["data"],
+        cfg=lambda wc: slices.contexts(config, wc.backbone),
     conda:
         ENVS["base"]
     run:
-        run_contexts(input, output, wildcards, log)
+        run_contexts(input, output, params, wildcards, log)

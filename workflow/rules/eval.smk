@@ -6,12 +6,13 @@ rule bench_data:
     log:
         "logs/benchmarks/{bench}.log",
     params:
-        cfg=lambda wc: config["eval"][wc.bench],
+        cfg=lambda wc: slices.bench_data(config, wc.bench),
     localrule: True  # fixtures are light; hub sources are downloads (compute nodes are offline)
     conda:
         ENVS["base"]
     run:
-        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], config, SEED, log[0])
+        cfg = scoped(params, "bench_data")
+        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], cfg, cfg["seed"], log[0])
 
 
 rule bench_data_tokenized:
@@ -24,23 +25,27 @@ rule bench_data_tokenized:
     log:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
-        cfg=lambda wc: config["eval"][wc.bench],
+        cfg=lambda wc: slices.bench_data(config, wc.bench, wc.backbone),
     conda:
         ENVS["base"]
     run:
-        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], config, SEED,
-              log[0], input.sources or None)
+        cfg = scoped(params, "bench_data")
+        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg,
+              cfg["seed"], log[0], input.sources or None)
 
 
 rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        "results/eval/{run}_{bench}.json",
+        json="results/eval/{run}_{bench}.json",
+        manifest=m("results/eval/{run}_{bench}.json"),
+        predictions="results/eval/{run}_{bench}.predictions.jsonl",
+        predictions_manifest=m("results/eval/{run}_{bench}.predictions.jsonl"),
     log:
         "logs/eval/{run}_{bench}.log",
     params:
-        cfg=lambda wc: config["eval"][wc.bench],
+        cfg=lambda wc: slices.evaluate(config, RUNS[wc.run], wc.bench),
         long_context=eval_long_context,
     message:
         "evaluate {wildcards.run} on {wildcards.bench}: {params.long_context[summary]}"
@@ -49,4 +54,4 @@ rule evaluate:
     conda:
         eval_env
     run:
-        run_evaluate(input, output, wildcards, log, params)
+        run_evaluate(input, output, params, wildcards, log)

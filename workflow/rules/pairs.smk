@@ -7,15 +7,18 @@ rule pairs:
     output:
         pairs="results/pairs/{backbone}/pairs.jsonl",
         stats="results/pairs/{backbone}/pair_stats.json",
+        pairs_manifest=m("results/pairs/{backbone}/pairs.jsonl"),
+        stats_manifest=m("results/pairs/{backbone}/pair_stats.json"),
     log:
         "logs/pairs/{backbone}.log",
     params:
-        pairs=config["pairs"],
+        cfg=lambda wc: slices.pairs(config, wc.backbone),
     conda:
         ENVS["base"]
     run:
+        cfg = scoped(params, "pairs")
         stage("pipeline.pairs", input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
-                       output.pairs, output.stats, config, SEED, log[0])
+              output.pairs, output.stats, cfg, cfg["seed"], log[0])
 
 
 rule datasets:
@@ -23,10 +26,13 @@ rule datasets:
         "results/pairs/{backbone}/pairs.jsonl",
     output:
         **{d: f"results/datasets/{{backbone}}/{d}.jsonl" for d in DATASETS},
+        **{f"{d}_manifest": m(f"results/datasets/{{backbone}}/{d}.jsonl") for d in DATASETS},
     log:
         "logs/datasets/{backbone}.log",
+    params:
+        cfg=lambda wc: slices.datasets(config, wc.backbone),
     localrule: True  # splits one JSONL into the training sets: not worth a cluster job
     conda:
         ENVS["base"]
     run:
-        stage("pipeline.datasets", input[0], dict(output.items()), config, log[0])
+        stage("pipeline.datasets", input[0], {d: output[d] for d in DATASETS}, scoped(params, "datasets"), log[0])

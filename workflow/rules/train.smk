@@ -3,24 +3,26 @@ rule ref_logps:
         data="results/datasets/{backbone}/{dataset}.jsonl",
         model=lambda wc: model_input(wc.backbone),
     output:
-        "results/ref_logps/{backbone}/{dataset}.jsonl",
+        logps="results/ref_logps/{backbone}/{dataset}.jsonl",
+        manifest=m("results/ref_logps/{backbone}/{dataset}.jsonl"),
     log:
         "logs/ref_logps/{backbone}_{dataset}.log",
     params:
-        optim=config["train"]["optim"],
+        cfg=lambda wc: slices.ref_logps(config, wc.backbone),
     resources:
         gpu=1,
     conda:
         ENVS["train"]
     run:
-        stage("pipeline.ref_logps", input.data, model_path(wildcards.backbone), output[0], config, log[0])
+        stage("pipeline.ref_logps", input.data, model_path(wildcards.backbone), output.logps, scoped(params, "ref_logps"),
+              log[0])
 
 
 rule train:
     input:
         unpack(train_inputs),
     output:
-        directory("results/train/{run}/model"),
+        model=directory("results/train/{run}/model"),
     log:
         "logs/train/{run}.log",
     params:
@@ -30,4 +32,4 @@ rule train:
     conda:
         ENVS["train"]
     run:
-        run_train(input, output, wildcards, log)
+        run_train(input, output, params, wildcards, log)

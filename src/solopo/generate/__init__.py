@@ -29,6 +29,11 @@ class GenerationConfig:
     seed: int = 0
     batch_size: int = 8
 
+    def __post_init__(self):
+        # a YAML integer (`temperature: 2`) must mean 2.0: transformers rejects an int temperature
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
+
 
 def decoding_params(cfg: GenerationConfig) -> dict:
     """Backend-neutral decoding parameters: greedy when temperature is 0; every filter that a

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
-from solopo.runtime import MODEL_LOAD_LOCK, TORCH_RNG_LOCK, pick_device
+from solopo.runtime import MODEL_LOAD_LOCK, STOP, TORCH_RNG_LOCK, check_stop, pick_device
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,18 @@ def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str =
 
 
 def _load(model_path, device, dtype, trust_remote_code, rope_scaling):
+    from solopo.artifacts import DataError, check_model_folder
+
+    check_model_folder(model_path)  # a damaged weights file is named here, not deep inside safetensors
+    try:
+        return _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling)
+    except (OSError, ValueError, RuntimeError) as e:
+        if isinstance(e, DataError) or not Path(str(model_path)).is_dir():
+            raise
+        raise DataError(f"{model_path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+
+
+def _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -80,15 +93,17 @@ class HFBackend:
             ids = encode_prompts(tok, prompts[start : start + cfg.batch_size])
             check_window(ids, cfg.max_new_tokens, self.max_model_len)
             enc = tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
+            check_stop()
             with TORCH_RNG_LOCK, torch.no_grad():
                 torch.manual_seed(cfg.seed * 1_000_003 + b)
                 # transformers fills every unset field from model.generation_config (the checkpoint's
                 # generation_config.json): swap in the library defaults while generating
                 saved, self.model.generation_config = self.model.generation_config, HFGenerationConfig()
                 try:
-                    out = self.model.generate(**enc, generation_config=gen_cfg)
+                    out = self.model.generate(**enc, generation_config=gen_cfg, stopping_criteria=_stop_criteria())
                 finally:
                     self.model.generation_config = saved
+            check_stop()  # generate ended early on Ctrl-C: never return a cut output
             new = out[:, enc["input_ids"].shape[1]:]
             texts = tok.batch_decode(new, skip_special_tokens=True)
             for i in range(len(ids)):
@@ -96,3 +111,15 @@ class HFBackend:
             if progress is not None:
                 progress.update(len(ids))
         return outputs
+
+
+def _stop_criteria():
+    """Stop generating at the next token once Ctrl-C was pressed (solopo.runtime.STOP)."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _Stop(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), STOP.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([_Stop()])

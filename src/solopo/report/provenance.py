@@ -19,11 +19,13 @@ rules, from the merged config and the run table) and compares its hash with the 
              compared with the same keys of the merged config (top level, then `train`,
              `eval`, `data`), `ok`/`stale` when any key is found, `unknown` otherwise
 
-With `inputs=True` it also recomputes each recorded input hash (`input changed` means an
+With `inputs=True` it also re-verifies every folder artifact's files against the content digest
+its manifest recorded (`damaged`, naming the file), and recomputes each recorded input hash (`input changed` means an
 upstream artifact was rebuilt after this one: Snakemake's mtime/input trigger reruns it).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import yaml
 
-from solopo.artifacts import hash_obj, hash_path, manifest_path
+from solopo.artifacts import hash_obj, hash_path, manifest_path, verify_folder
 
 # The workflow's own config (the Snakefile's `configfile:`), relative to the workflow directory: the
 # package may be installed anywhere (a wheel in site-packages), the workflow is where it runs.
@@ -138,6 +140,11 @@ def current_hash(path: Path, recorded: str | None) -> str:
     if not path.exists():
         return "missing"
     now = hash_path(path)
+    if now.startswith("c:"):
+        # a folder artifact: its recorded digest, re-verified against the bytes (a changed byte shows)
+        from solopo.artifacts import content_digest, content_files
+
+        return "c:" + content_digest(content_files(path))
     if path.is_dir() and now.startswith("m:") and recorded and not recorded.startswith("m:"):
         h = hashlib.sha256()
         for f in sorted(f for f in path.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
@@ -237,6 +244,7 @@ class Expected:
             (r"results/benchmarks/(?P<bench>[^/]+)", self.bench_data),
             (r"results/benchmarks/(?P<b>[^/]+)/(?P<bench>[^/]+)", self.bench_data),
             (r"results/eval/(?P<stem>[^/]+?)(\.json|\.predictions\.jsonl)", self.evaluate),
+            (r"results/bench/efficiency\.(json|png)", self.efficiency),
             (r"results/report/lambda_sweep_(?P<sweep>[^/]+)\.png", self.lambda_plot),
             (r"results/report/ruler_by_length_(?P<b>[^/]+)\.png", self.ruler_plot),
             (r"results/report/(table3|table4|ablations|lambda_sweep)\.(md|csv|html)|results/report/summary\.csv",
@@ -249,52 +257,63 @@ class Expected:
             raise Orphan(f"backbone {b!r} is not in the config")
         return self.backbones[b]
 
+    # the slices come from solopo.slices, the same functions the rules use as `params:`
     def data(self, m):
-        d = self.cfg["data"]
-        if d["source"] == "toy":
-            return {"tiny_model": self.cfg["tiny_model"], "toy": d["toy"], "seed": self.seed}
-        return {"data": d}
+        from solopo import slices
+
+        return slices.toy_world(self.cfg) if self.cfg["data"]["source"] == "toy" else slices.fetch_musique(self.cfg)
 
     def tiny_model(self, m):
+        from solopo import slices
+
         b = self._backbone(m["b"])
         if not b.get("build"):
             raise Orphan(f"backbone {m['b']!r} is not built by the pipeline")
-        return {"tiny_model": self.cfg["tiny_model"], "seed": self.seed}
+        return slices.tiny_model(self.cfg)
+
+    def _per_backbone(self, name, m):
+        from solopo import slices
+
+        self._backbone(m["b"])
+        return getattr(slices, name)(self.cfg, m["b"])
 
     def contexts(self, m):
-        return {"data": self.cfg["data"], "seed": self.seed, "model": self._backbone(m["b"])["model"]}
+        return self._per_backbone("contexts", m)
 
     def samples(self, m):
-        return {"sampling": self.cfg["sampling"], "seed": self.seed, "model": self._backbone(m["b"])["model"]}
+        return self._per_backbone("sample", m)
 
     def pairs(self, m):
-        self._backbone(m["b"])
-        return {"pairs": self.cfg["pairs"], "seed": self.seed, "data": self.cfg["data"]}
+        return self._per_backbone("pairs", m)
 
     def datasets(self, m):
-        self._backbone(m["b"])
-        return {"pairs": self.cfg["pairs"]}
+        return self._per_backbone("datasets", m)
 
     def ref_logps(self, m):
-        return {"optim": self.cfg["train"]["optim"], "model": self._backbone(m["b"])["model"]}
+        return self._per_backbone("ref_logps", m)
 
     def train(self, m):
-        from solopo.pipeline import loss_config, train_config
+        from solopo import slices
 
         r = self.runs.get(m["run"])
         if r is None:
             raise Orphan(f"run {m['run']!r} is not in the run table (method or lambda value removed)")
-        return {"method": r.method, "lambda": r.lam, "loss": vars(loss_config(self.cfg, r.method, r.lam)),
-                "optim": vars(train_config(self.cfg, r.method)), "seed": self.seed}
+        return slices.train(self.cfg, r)
 
     def bench_data(self, m):
+        from solopo import slices
+
         bench = m["bench"]
         if bench not in self.cfg["eval"] or not isinstance(self.cfg["eval"][bench], dict):
             raise Orphan(f"benchmark {bench!r} is not configured")
-        model = self._backbone(m["b"])["model"] if m.groupdict().get("b") else None
-        return {bench: self.cfg["eval"][bench], "seed": self.seed, "model": model}
+        b = m.groupdict().get("b")
+        if b:
+            self._backbone(b)
+        return slices.bench_data(self.cfg, bench, b)
 
     def evaluate(self, m):
+        from solopo import slices
+
         stem = m["stem"]
         for bench in sorted(self.cfg["eval"], key=len, reverse=True):
             if stem.endswith("_" + bench) and isinstance(self.cfg["eval"][bench], dict):
@@ -303,8 +322,15 @@ class Expected:
                     raise Orphan(f"run {run!r} is not in the run table (method or lambda value removed)")
                 if bench not in self.benches:
                     raise Orphan(f"benchmark {bench!r} is not in eval.benchmarks")
-                return {bench: dict(self.cfg["eval"][bench]), "backend": self.cfg["eval"]["backend"], "seed": self.seed}
+                return slices.evaluate(self.cfg, self.runs[run], bench)
         raise Orphan(f"{stem}: no configured benchmark matches")
+
+    def efficiency(self, m):
+        from solopo.bench.efficiency import settings
+
+        if not isinstance((self.cfg.get("bench") or {}).get("efficiency"), dict):
+            raise Orphan("bench.efficiency is not configured")
+        return settings(self.cfg["bench"]["efficiency"])
 
     def meta(self):
         if self._meta is None:
@@ -355,7 +381,7 @@ class Expected:
 @dataclass
 class Finding:
     path: str
-    status: str  # ok | stale | orphan | unknown | input changed
+    status: str  # ok | stale | orphan | unknown | input changed | damaged
     kind: str | None = None
     detail: str = ""
 
@@ -372,7 +398,13 @@ def iter_manifests(root: Path, results: str = "results"):
 
 
 def check(config: dict, root: str | Path = ".", inputs: bool = False, results: str = "results") -> list[Finding]:
-    root = Path(root)
+    # relative paths in the config (local data files, model folders) are relative to the workflow directory
+    root = Path(root).resolve()
+    with contextlib.chdir(root):
+        return _check(config, root, inputs, results)
+
+
+def _check(config: dict, root: Path, inputs: bool, results: str) -> list[Finding]:
     exp = Expected(config)
     out = []
     for m_path in iter_manifests(root, results):
@@ -398,6 +430,10 @@ def check(config: dict, root: str | Path = ".", inputs: bool = False, results: s
         else:
             diff = _diff(man.get("config"), json.loads(json.dumps(slice_, default=str)))
             f = Finding(rel, "stale", kind, "config changed: " + (", ".join(diff) or "(hash only)"))
+        if inputs and art.is_dir() and f.status == "ok":
+            damaged = verify_folder(Path(rel))  # relative: the message names the path as the user knows it
+            if damaged:
+                f = Finding(rel, "damaged", kind, "; ".join(damaged[:3]) + (f" (+{len(damaged) - 3} more)" if len(damaged) > 3 else ""))
         if inputs and f.status == "ok":
             changed = []
             recorded = man.get("inputs") if isinstance(man.get("inputs"), dict) else {}

@@ -66,7 +66,12 @@ def load_results(paths: list[str]) -> dict[str, dict[str, dict]]:
         p = str(p)
         if not p.endswith(".json") or p.endswith(".manifest.json") or not Path(p).is_file():
             continue
-        res = json.loads(Path(p).read_text())
+        try:
+            res = json.loads(Path(p).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:  # an empty or cut eval JSON: name it
+            from solopo.artifacts import DataError
+
+            raise DataError(f"{p}: not a valid eval JSON ({e}); delete it and rerun snakemake to re-evaluate") from None
         if not isinstance(res, dict) or "benchmark" not in res or "run" not in res:
             continue  # not an eval JSON (e.g. pair_stats.json)
         res["_path"] = p

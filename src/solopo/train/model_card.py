@@ -58,7 +58,7 @@ tags: [solopo, {method}]
 {table}
 
 Benchmark scores: `results/eval/{run}_<benchmark>.json` (written by the evaluation rules after this
-card); per-step training metrics: `train_log.jsonl` here and TensorBoard files in `../tensorboard/`.
+card); per-step training metrics: `train_log.jsonl` and TensorBoard files in `tensorboard/` here.
 
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer

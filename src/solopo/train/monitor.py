@@ -6,8 +6,9 @@ Only rank 0 reports (the metrics it reports are already reduced over all ranks).
     step 3/78 loss 0.6931 margin 0.0123 lr 1.00e-06 tokens/s 5120 (12.1 s)
 
 where `margin` is the chosen-minus-rejected reward margin of the method's PO loss ("-" for SFT).
-TensorBoard files go to `results/train/<run>/tensorboard/`, beside the model folder (`tensorboard
---logdir results/train`); they are written while the job runs and survive a killed job. A resumed
+TensorBoard files are written while the job runs to `results/checkpoints/<run>/tensorboard/`
+(`tensorboard --logdir results/checkpoints`), survive a killed job, and are copied into the model
+folder (`results/train/<run>/model/tensorboard/`) when it is finished. A resumed
 run asks TensorBoard to hide the events of the killed attempt past its checkpoint step
 (`purge_step`), so a curve never shows a step twice; a run from scratch clears the folder.
 """

@@ -299,10 +299,10 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
 
     With `deepspeed` (a ZeRO config name) the loop runs through DeepSpeed's engine, one process per
     GPU (launched by `accelerate launch`, see `solopo.train.distributed`). `log_dir` receives the
-    TensorBoard/wandb files of `cfg.report_to` (default: `tensorboard/` beside `out_dir`)."""
+    TensorBoard/wandb files of `cfg.report_to` (default: `ckpt_dir/tensorboard`)."""
     from solopo.generate.hf import load_model_and_tokenizer
 
-    log_dir = Path(log_dir) if log_dir is not None else Path(out_dir).parent / "tensorboard"
+    log_dir = Path(log_dir) if log_dir is not None else Path(ckpt_dir) / "tensorboard"
     if deepspeed and deepspeed != "none":
         from solopo.train.distributed import train_deepspeed
 
