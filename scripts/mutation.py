@@ -27,7 +27,7 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "metrics": ("src/solopo/eval/metrics.py", ["tests/eval/test_metrics.py", "tests/eval/test_scorer_oracles.py"]),
     "pairs": ("src/solopo/pairs.py", ["tests/test_pairs.py"]),
     "contexts": ("src/solopo/data/contexts.py", ["tests/data/test_contexts.py", "tests/data/test_context_properties.py"]),
-    "losses": ("src/solopo/train/losses.py", ["tests/train/test_losses.py"]),
+    "losses": ("src/solopo/train/losses.py", ["tests/train/test_losses.py", "tests/train/test_loss_contract.py"]),
     "trainer": ("src/solopo/train/trainer.py", ["tests/train/test_oracles.py"]),
     "truncation": ("src/solopo/eval/truncation.py", ["tests/eval/test_longbench_v1.py"]),
     "config": ("src/solopo/config.py", ["tests/test_config.py"]),
