@@ -289,7 +289,8 @@ def test_wheel_installed_in_a_fresh_venv_runs_toy_world_to_contexts(tmp_path, ti
                 if k != "build"} | {"model": tiny_lm_dir}  # a given model folder: no tiny_model job
     (wd / "wheel.yaml").write_text(yaml.safe_dump({
         "backbones": [backbone],
-        "data": {"toy": {"train_questions": 8, "dev_questions": 4}, "short_tokens": 256, "long_tokens": 512}}))
+        "data": {"toy": {"train_questions": 8, "dev_questions": 4}, "short_tokens": 256, "long_tokens": 512},
+        "train": {"optim": {"max_length": 640}}}))  # must hold long_tokens + sampling.max_new_tokens
     r = subprocess.run([str(venv / "bin" / "snakemake"), "results/contexts/tiny/short.jsonl", "--snakefile",
                         str(ROOT / "Snakefile"), "--directory", str(wd), "--cores", "1", "--configfile",
                         str(ROOT / "config" / "tiny.yaml"), str(wd / "wheel.yaml")],

@@ -180,7 +180,8 @@ def _snakemake(workdir: Path, profile: list[str], env: dict, targets: list[str] 
 
 def _files(res: Path) -> dict[str, Path]:
     return {str(p.relative_to(res)): p for p in sorted(res.rglob("*"))
-            if p.is_file() and not p.name.endswith(VARYING) and "checkpoints" not in p.parts}
+            if p.is_file() and not p.name.endswith(VARYING) and "checkpoints" not in p.parts
+            and "tensorboard" not in p.parts}  # event files carry wall times and the host name
 
 
 @pytest.mark.slow

@@ -48,6 +48,10 @@ def jobs(text: str) -> list[tuple[str, dict]]:
     out = []
     for block in re.split(r"\n\s*\n", text):
         m = re.search(r"^(?:local)?rule (\w+):$", block, re.M)
+        msg = re.search(r"^Job \d+: evaluate (\S+) on (\w+):", block, re.M)  # rule evaluate prints its message
+        if msg:
+            out.append(("evaluate", {"run": msg.group(1), "bench": msg.group(2)}))
+            continue
         if not m or m.group(1) == "all":
             continue
         wc = re.search(r"^\s+wildcards: (.*)$", block, re.M)
@@ -65,7 +69,7 @@ def _check(workdir, lambdas):
     cfg = workdir / "check.yaml"
     cfg.write_text(REDUCED % lambdas)
     out = subprocess.run([str(BIN / "solopo"), "check", "--configfile", str(ROOT / "config/tiny.yaml"), str(cfg),
-                          "-d", str(workdir), "--json"], capture_output=True, text=True, timeout=300)
+                          "-d", str(workdir), "--base-config", str(ROOT / "config/config.yaml"), "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode in (0, 1), out.stderr
     return {f["path"]: f for f in json.loads(out.stdout)}
 
