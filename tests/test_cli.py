@@ -127,6 +127,11 @@ def test_check_reports_config_errors_in_one_line(tree, capsys):
     assert rc == 2 and out.startswith("config error: data.short_tokens")
 
 
+def test_check_names_a_missing_config_file_in_one_line(tree, capsys):
+    rc, out = _run(capsys, "check", "--configfile", TINY, "no_such.yaml")
+    assert rc == 2 and out.strip() == "solopo check: config file not found: no_such.yaml"
+
+
 def test_console_script(tree):
     exe = Path(sys.executable).parent / "solopo"
     out = subprocess.run([str(exe), "provenance", "results/eval/solo_orpo_ruler.json", "--depth", "1"],

@@ -42,7 +42,11 @@ def _check(args) -> int:
     except FileNotFoundError as e:
         print(f"solopo check: {e}", file=sys.stderr)
         return 2
-    cfg = load_config(args.configfile or [], base)
+    try:
+        cfg = load_config(args.configfile or [], base)
+    except FileNotFoundError as e:
+        print(f"solopo check: config file not found: {e.filename}", file=sys.stderr)
+        return 2
     try:
         validate_config(cfg, args.directory)
     except ConfigError as e:

@@ -598,9 +598,11 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int = 0) -> tuple[dict
 def download(out_dir, cfg: dict) -> dict[str, Path]:
     """Fetch the three paper-preset source files into out_dir (needs network)."""
     if os.environ.get("HF_HUB_OFFLINE") == "1":
+        # name the rule's output folder, not the temporary one it is written under
+        final = re.sub(r"(^|/)\.([^/]+)\.tmp-[^/]+$", r"\1\2", str(out_dir))
         raise RuntimeError("ruler download: HF_HUB_OFFLINE=1 (offline); place dev-v2.0.json, "
                            "hotpot_dev_distractor_v1.json and musique_ans_v1.0_dev.jsonl under "
-                           f"{out_dir} by hand or run online")
+                           f"{final} by hand or run online")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     timeout = float(cfg.get("download_timeout_s", 120))
