@@ -44,8 +44,8 @@ import torch
 
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
-from solopo.train.trainer import (TrainConfig, _latest_checkpoint, _order, _prepare, _schedule, make_optimizer,
-                                  policy_outputs, prune_checkpoints)
+from solopo.train.trainer import (TrainConfig, _latest_checkpoint, _prepare, policy_outputs, prepare_optimisation,
+                                  prune_checkpoints)
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +169,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
         raise RuntimeError(f"accelerate sees {acc.num_processes} process(es), the launcher started {world}")
     rank = acc.process_index
     model, tok = load_model_and_tokenizer(model_path, "cpu", "float32")
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model.train()
-    order = _order(len(rows), cfg.epochs, seed)
-    total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = make_optimizer(model.parameters(), cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
+    order, total_steps, opt, sched = prepare_optimisation(model, len(rows), cfg, seed)
     engine, _ = acc.prepare(model, opt)  # the DeepSpeedEngine; `sched` drives the wrapped optimizer's lr
     from deepspeed import DeepSpeedEngine
 

@@ -202,6 +202,19 @@ def _order(n: int, epochs: int, seed: int) -> list[int]:
     return order
 
 
+def prepare_optimisation(model, n_rows: int, cfg: TrainConfig, seed: int):
+    """Gradient checkpointing, train mode, the seeded data order, the optimizer and its warm-up + cosine
+    schedule: the set-up the single-process and the DeepSpeed loops share."""
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    model.train()
+    order = _order(n_rows, cfg.epochs, seed)
+    total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
+    opt = make_optimizer(model.parameters(), cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
+    return order, total_steps, opt, sched
+
+
 def claim_checkpoint_dir(ckpt_dir: str | Path, fingerprint: str) -> None:
     """Make `ckpt_dir` hold only checkpoints of this run: `fingerprint` hashes everything the weights
     depend on (model, data, method, loss and optimiser settings, seed). Checkpoints written under
@@ -312,13 +325,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
     spec, ref = _prepare(method, rows, ref)
     model, tok = load_model_and_tokenizer(model_path, cfg.device, cfg.dtype)
     device = next(model.parameters()).device
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model.train()
-    order = _order(len(rows), cfg.epochs, seed)
-    total_steps = max(1, math.ceil(len(order) / cfg.batch_size))
-    opt = make_optimizer(model.parameters(), cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(total_steps, cfg.warmup_ratio))
+    order, total_steps, opt, sched = prepare_optimisation(model, len(rows), cfg, seed)
     ckpt_dir = Path(ckpt_dir)
     start, history = 0, []
     latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
