@@ -42,3 +42,15 @@ def run_reduced(workdir: Path, *args: str, extra: str | None = None) -> subproce
     return subprocess.run([SNAKEMAKE, *args, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
                            "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/tiny.yaml"),
                            *map(str, cfgs)], capture_output=True, text=True, timeout=2400, env=ENV)
+
+
+# Files that differ between two correct runs: manifests and pre-training stats hold wall times and
+# timestamps, TensorBoard event files the wall time and host name; checkpoints are working state.
+VARYING = ("manifest.json", "pretrain_stats.json")
+
+
+def comparable_files(res: Path) -> dict[str, Path]:
+    """The files of a results tree that two runs of the same config must produce byte-identical."""
+    return {str(p.relative_to(res)): p for p in sorted(res.rglob("*"))
+            if p.is_file() and not p.name.endswith(VARYING) and "checkpoints" not in p.parts
+            and "tensorboard" not in p.parts}

@@ -17,21 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.reduced_pipeline import ENV, run_reduced
+from tests.reduced_pipeline import ENV, comparable_files, run_reduced
 
 # files whose content legitimately changes from run to run
-VARYING = ("manifest.json", "pretrain_stats.json")
 
 
 def _run(workdir: Path) -> None:
     out = run_reduced(workdir, "all")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
-
-
-def _files(res: Path) -> dict[str, Path]:
-    return {str(p.relative_to(res)): p for p in sorted(res.rglob("*"))
-            if p.is_file() and not p.name.endswith(VARYING) and "checkpoints" not in p.parts
-            and "tensorboard" not in p.parts}  # event files carry wall times and the host name
 
 
 @pytest.mark.slow
@@ -40,7 +33,7 @@ def test_same_config_twice_gives_identical_artifacts(tmp_path, reduced_tree):
     a, b = reduced_tree, tmp_path / "b"
     b.mkdir()
     _run(b)
-    fa, fb = _files(a / "results"), _files(b / "results")
+    fa, fb = comparable_files(a / "results"), comparable_files(b / "results")
     assert fa.keys() == fb.keys()
     for must in ("pairs/tiny/pairs.jsonl", "samples/tiny/short.jsonl", "samples/tiny/long.jsonl",
                  "datasets/tiny/solo.jsonl", "eval/solo_orpo_ruler.json", "eval/base_longbench_v1.json",

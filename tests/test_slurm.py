@@ -25,7 +25,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from tests.reduced_pipeline import ENV, ROOT, SNAKEMAKE
+from tests.reduced_pipeline import ENV, ROOT, SNAKEMAKE, comparable_files
 from tests.slurm_cluster import CPU_PARTITION, GPU_PARTITION, SlurmCluster, unavailable_reason
 
 PROFILE = ROOT / "slurm"
@@ -154,7 +154,6 @@ eval:
   ruler: {num_samples: 2}
 """
 TARGETS = ["results/pairs/tiny/pair_stats.json", "results/report/summary.csv"]
-VARYING = ("manifest.json", "pretrain_stats.json")  # wall times and timestamps (as in test_determinism)
 
 
 @pytest.fixture(scope="module")
@@ -176,12 +175,6 @@ def _snakemake(workdir: Path, profile: list[str], env: dict, targets: list[str] 
     return subprocess.Popen([SNAKEMAKE, *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
                              *profile, "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "reduced.yaml")],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def _files(res: Path) -> dict[str, Path]:
-    return {str(p.relative_to(res)): p for p in sorted(res.rglob("*"))
-            if p.is_file() and not p.name.endswith(VARYING) and "checkpoints" not in p.parts
-            and "tensorboard" not in p.parts}  # event files carry wall times and the host name
 
 
 @pytest.mark.slow
@@ -245,7 +238,7 @@ def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
         assert re.search(rf"^localrule {rule}:", log, re.M), rule
 
     # the same bytes as the local run of the same target and seed
-    a, b = _files(local_dir / "results"), _files(slurm_dir / "results")
+    a, b = comparable_files(local_dir / "results"), comparable_files(slurm_dir / "results")
     assert a.keys() == b.keys()
     for must in ("pairs/tiny/pairs.jsonl", "datasets/tiny/solo.jsonl", "train/solo_orpo/model/model.safetensors",
                  "eval/solo_orpo_ruler.json", "eval/orpo_short_ruler.json", "report/summary.csv"):
