@@ -16,8 +16,13 @@ env:
 tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 	$(SNAKEMAKE) all --profile profiles/local --configfile config/tiny.yaml
 
+# Two pytest-xdist workers, one per core: most tests run one torch thread and several wait on
+# subprocesses (SLURM, DeepSpeed ranks, Snakemake), so one worker left a core idle (16.4 -> ? min).
+# tests/conftest.py groups each file into one unit, heaviest first. PYTEST_WORKERS= runs serially.
+PYTEST_WORKERS ?= -n 2
+
 test: env envs-check  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
-	.venv/bin/python -m pytest -q -m "slow or not slow" tests
+	.venv/bin/python -m pytest -q -m "slow or not slow" $(PYTEST_WORKERS) tests
 
 test-fast: env
 	.venv/bin/python -m pytest -q tests

@@ -28,7 +28,8 @@ MODULES: dict[str, tuple[str, list[str]]] = {
     "pairs": ("src/solopo/pairs.py", ["tests/test_pairs.py"]),
     "contexts": ("src/solopo/data/contexts.py", ["tests/data/test_contexts.py", "tests/data/test_context_properties.py"]),
     "losses": ("src/solopo/train/losses.py", ["tests/train/test_losses.py", "tests/train/test_loss_contract.py"]),
-    "trainer": ("src/solopo/train/trainer.py", ["tests/train/test_oracles.py"]),
+    # the trainer's forward and tokenisation (the loop itself is covered by the resume/determinism tests)
+    "forward": ("src/solopo/train/forward.py", ["tests/train/test_oracles.py", "tests/protocol/test_train_fidelity.py"]),
     "truncation": ("src/solopo/eval/truncation.py", ["tests/eval/test_longbench_v1.py"]),
     "config": ("src/solopo/config.py", ["tests/test_config.py"]),
 }

@@ -6,6 +6,46 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 
+# `make test` runs the suite on both cores with pytest-xdist (`-n 2`). The scheduler below makes
+# each test file one work unit, so a module-scoped fixture (a SLURM cluster, a DeepSpeed run, a
+# trained model) is built once, and puts the files that share the session-scoped `reduced_tree` in
+# one unit, so the reduced pipeline runs once. (xdist's own `--dist loadgroup` cannot do this under
+# pytest 9: it renames `item._nodeid`, which pytest 9 no longer reads.) Units start heaviest first
+# (seconds measured on the loaded 2-core machine, below) so the two workers end together; unlisted
+# files are short and follow in collection order.
+REDUCED_TREE_FILES = ("tests/test_determinism.py", "tests/test_readme_commands.py")
+HEAVY_FIRST = {  # work unit -> seconds (`--durations`, one worker, the machine shared with another job)
+    "tests/test_pipeline_e2e.py": 244, "tests/test_slurm.py": 231, "reduced_tree": 223, "tests/test_envs.py": 118,
+    "tests/train/test_multiprocess.py": 80, "tests/test_interruptions.py": 79, "tests/test_sweep.py": 61,
+    "tests/data/test_musique.py": 48, "tests/test_staleness.py": 43, "tests/bench/test_gpu_check.py": 40,
+}
+
+
+def work_unit(nodeid: str) -> str:
+    path = nodeid.split("::")[0]
+    return "reduced_tree" if path in REDUCED_TREE_FILES else path
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileUnits(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_unit(nodeid)
+
+    config.option.loadscopereorder = False  # keep the heaviest-first collection order below
+    return FileUnits(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    strays = sorted({it.nodeid.split("::")[0] for it in items if "reduced_tree" in getattr(it, "fixturenames", ())}
+                    - set(REDUCED_TREE_FILES))
+    if strays:  # else two workers would each build the reduced pipeline
+        raise pytest.UsageError(f"tests/conftest.py: add {', '.join(strays)} to REDUCED_TREE_FILES (it uses reduced_tree)")
+    order = {unit: rank for rank, unit in enumerate(HEAVY_FIRST)}
+    items.sort(key=lambda it: order.get(work_unit(it.nodeid), len(order)))  # stable: collection order otherwise
+
+
 SIZES = {"person": 30, "city": 12, "country": 6, "leader": 6, "spouse": 6}
 
 
@@ -41,3 +81,5 @@ def reduced_tree(tmp_path_factory):
     out = run_reduced(tree, "all")
     assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
     return tree
+
+

@@ -150,7 +150,7 @@ def seed_datasets(cfg: dict, shared: dict, seed: int, work: Path) -> dict[str, s
 
 
 def _tokens(tok, rows: list[dict], needs, max_length: int, epochs: int) -> int:
-    from solopo.train.trainer import SEQUENCE_FIELDS, tokenize_pair
+    from solopo.train.forward import SEQUENCE_FIELDS, tokenize_pair
 
     return epochs * sum(len(tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], max_length)[0])
                         for r in rows for n in needs if n in SEQUENCE_FIELDS)

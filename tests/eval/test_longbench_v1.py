@@ -83,8 +83,23 @@ def test_middle_truncation_hand_computed():
     assert middle_truncate(prompt, tok, 7) == "a b ch i j"       # int(7/2) = 3 on each side
     assert middle_truncate(prompt, tok, 6, style="v2") == "a b c h i j"    # v2: one decode of the joined ids
     assert middle_truncate(prompt, tok, 7, style="v2") == "a b c g h i j"  # v2: ids[:3] + ids[-4:]
-    with pytest.raises(ValueError):
+    assert middle_truncate(prompt, tok, 2) == "aj" and middle_truncate(prompt, tok, 2, style="v2") == "a j"
+    assert middle_truncate(prompt, tok, 9) == "a b c dg h i j"  # one token over: the cut still applies
+    with pytest.raises(ValueError, match=r"^middle_truncate style 'v3': allowed values are v1, v2$"):
         middle_truncate(prompt, tok, 6, style="v3")
+    with pytest.raises(ValueError, match=r"^middle_truncate: max_length must be >= 2, got 1$"):
+        middle_truncate(prompt, tok, 1)
+
+
+def test_middle_truncation_reuses_the_callers_ids():
+    from solopo.eval.truncation import prompt_token_ids
+
+    tok = _word_tokenizer(bos=True)
+    prompt = " ".join(WORDS)
+    ids = prompt_token_ids(prompt, tok)
+    assert ids == [1, *range(2, 12)]                            # default special tokens, no truncation
+    assert middle_truncate(prompt, tok, 6, ids=ids) == middle_truncate(prompt, tok, 6)
+    assert middle_truncate(prompt, tok, 6, ids=ids[:6]) == prompt  # given ids that fit: nothing is cut
 
 
 def test_middle_truncation_counts_default_special_tokens():

@@ -8,8 +8,8 @@ initialised model of a real architecture (a scaled-down Qwen2), two ways:
 - **SoLo** (SoLo-ORPO, loss ``solo_orpo``): the trainer's two-stage forward, the short pair
   together (batch 2 of S + R), then the long chosen copy apart (batch 1 of L + R).
 
-Both go through the library's own pieces (`trainer._collate`, `trainer.sequence_logps`,
-`losses.get_loss(...).fn`), staged exactly as `trainer.policy_outputs` stages them.
+Both go through the library's own pieces (`forward._collate`, `forward.sequence_logps`,
+`losses.get_loss(...).fn`), staged exactly as `forward.policy_outputs` stages them.
 
 Measured per long length L: the step time (minimum over ``repeats`` after a warm-up step, the
 two methods interleaved A, B, A, B in one process) and the peak memory of the step (CPU: the
@@ -204,7 +204,7 @@ def build_model(model_cfg: dict, max_positions: int, device: str = "cpu", dtype:
 
 class Step:
     """One training step of `loss_name` (forward(s) + loss + backward), staged like
-    `trainer.policy_outputs`: the PO-prompt pair in one forward, the long copies in another.
+    `forward.policy_outputs`: the PO-prompt pair in one forward, the long copies in another.
 
     For a vanilla loss the PO prompt is x_long (long-context PO); for a SoLo loss it is x_short."""
 
@@ -212,8 +212,8 @@ class Step:
                  loss_cfg=None):
         import torch
 
+        from solopo.train.forward import _collate
         from solopo.train.losses import LossConfig, get_loss
-        from solopo.train.trainer import _collate
 
         self.model = model
         self.spec = get_loss(loss_name)
@@ -239,8 +239,8 @@ class Step:
         self.shapes = [tuple(b["input_ids"].shape) for _, b in self.stages]
 
     def __call__(self) -> float:
+        from solopo.train.forward import sequence_logps
         from solopo.train.losses import PolicyOutputs, SeqLogps
-        from solopo.train.trainer import sequence_logps
 
         out = PolicyOutputs()
         for names, batch in self.stages:

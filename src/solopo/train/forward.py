@@ -1,0 +1,128 @@
+"""The training forward pass, shared by every loop (single process, DeepSpeed, reference log-probs).
+
+`tokenize_pair` builds chat(prompt) + response + eos, cutting only the middle of the prompt's
+documents when too long; `sequence_logps` sums the response tokens' log-probs (and, for LongPO,
+the mean NLL over the whole sequence); `policy_outputs` runs the paper's two-stage forward
+(App. G.4): the PO-prompt pair in one concatenated forward, the long copies in another, so the
+short pair is never padded to the long length and gradients flow through both.
+"""
+from __future__ import annotations
+
+import torch
+
+from solopo.generate.chat import format_chat
+from solopo.train.losses import PolicyOutputs, SeqLogps
+
+SEQUENCE_FIELDS = {"chosen": ("x", "y_w"), "rejected": ("x", "y_l"),
+                   "long_chosen": ("x_long", "y_w"), "long_rejected": ("x_long", "y_l")}
+
+
+def tokenize_pair(tok, prompt: str, response: str, max_length: int) -> tuple[list[int], int]:
+    """Token ids of chat(prompt) + response + eos, and the number of response tokens.
+
+    Over-long sequences lose tokens from the middle of the prompt's documents, never the chat
+    template, the instruction or the question (a left cut removed the system/user header), and
+    never response tokens: the response must be identical in the short and long copies (RA
+    compares the same y). A prompt whose documents cannot be located, or whose non-document
+    part alone does not fit, is an error naming the lengths."""
+    text = format_chat(tok, prompt)
+    p = tok(text, add_special_tokens=False)["input_ids"]
+    r = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    r = r[:max_length - 1]
+    if len(p) + len(r) > max_length:
+        p = _truncate_documents(tok, text, prompt, max_length - len(r), len(p))
+    return p + r, len(r)
+
+
+def _truncate_documents(tok, text: str, prompt: str, budget: int, n_prompt: int) -> list[int]:
+    """Prompt ids of at most `budget` tokens: the templated text around the documents kept whole,
+    the documents' first and last halves of what fits (LongBench's middle cut, applied to the
+    documents only)."""
+    from solopo.data.prompts import context_span
+
+    span, at = context_span(prompt), text.find(prompt)
+    if span is None or at < 0:
+        raise ValueError(f"train.optim.max_length: a prompt of {n_prompt} tokens does not fit with its response "
+                         f"({budget} tokens left) and has no documents to shorten; raise train.optim.max_length")
+    cs, ce = at + span[0], at + span[1]
+    ids = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head, docs, tail = ids(text[:cs]), ids(text[cs:ce]), ids(text[ce:])
+    keep = budget - len(head) - len(tail)
+    if keep < 0:
+        raise ValueError(f"train.optim.max_length: the prompt without its documents takes {len(head) + len(tail)} "
+                         f"tokens, more than the {budget} left beside the response; raise train.optim.max_length")
+    return head + docs[:keep - keep // 2] + docs[len(docs) - keep // 2:] + tail
+
+
+def _collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
+    width = max(len(s) for s, _ in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), width), dtype=torch.long)
+    resp = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for i, (s, n_resp) in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        attn[i, : len(s)] = 1
+        resp[i, len(s) - n_resp : len(s)] = True
+    return {"input_ids": ids.to(device), "attention_mask": attn.to(device), "response_mask": resp.to(device)}
+
+
+def sequence_logps(model, batch: dict, full_nll: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-sequence summed log-prob of the response tokens, response-token counts and,
+    optionally, the mean NLL over all tokens (LongPO's NLL over the whole long sequence)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["input_ids"][:, 1:]
+    resp = batch["response_mask"][:, 1:]
+    counts = resp.sum(-1)
+    nll = None
+    if full_nll:
+        token_logps = torch.gather(logits.float().log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+        sums = (token_logps * resp).sum(-1)
+        valid = batch["attention_mask"][:, 1:].bool()
+        nll = -(token_logps * valid).sum(-1) / valid.sum(-1).clamp(min=1)
+    else:
+        # log-softmax over the vocabulary only where it is used (response tokens): at a 152K
+        # vocabulary and long prompts, the prompt positions would dominate memory
+        picked = logits[resp].float().log_softmax(-1).gather(-1, targets[resp].unsqueeze(-1)).squeeze(-1)
+        rows = torch.arange(resp.shape[0], device=resp.device).unsqueeze(1).expand_as(resp)[resp]
+        sums = torch.zeros(resp.shape[0], dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
+    return sums, counts, nll
+
+
+def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_length: int, device,
+                   ref: list[dict] | None = None, full_nll: bool = False) -> PolicyOutputs:
+    """Run the two-stage forward for one micro-batch and pack the loss inputs."""
+    out = PolicyOutputs()
+    out.n_tokens = 0  # tokens through the model (prompt + response, no padding), for tokens/s
+    stages = [[n for n in ("chosen", "rejected") if n in needs], [n for n in ("long_chosen", "long_rejected") if n in needs]]
+    for stage in stages:
+        if not stage:
+            continue
+        seqs = [tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], max_length) for n in stage for r in rows]
+        want_nll = full_nll and stage[0] == "long_chosen"
+        out.n_tokens += sum(len(s) for s, _ in seqs)
+        sums, counts, nll = sequence_logps(model, _collate(seqs, tok.pad_token_id, device), want_nll)
+        for k, name in enumerate(stage):
+            sl = slice(k * len(rows), (k + 1) * len(rows))
+            setattr(out, name, SeqLogps(sums[sl], counts[sl]))
+            if want_nll and name == "long_chosen":
+                out.long_chosen_full_nll = nll[sl]
+    if ref is not None:
+        out.ref_chosen = torch.tensor([r["ref_chosen"] for r in ref], device=device)
+        out.ref_rejected = torch.tensor([r["ref_rejected"] for r in ref], device=device)
+    return out
+
+
+def compute_reference_logps(model, tok, rows: list[dict], max_length: int, batch_size: int = 8,
+                            progress=None) -> list[dict]:
+    """Summed log-probs of y_w and y_l on each row's PO prompt x under the frozen model."""
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            chunk = rows[i : i + batch_size]
+            po = policy_outputs(model, tok, chunk, ("chosen", "rejected"), max_length, device)
+            out += [{"id": r["id"], "ref_chosen": float(c), "ref_rejected": float(rj)}
+                    for r, c, rj in zip(chunk, po.chosen.logps, po.rejected.logps)]
+            if progress is not None:
+                progress.update(len(chunk))
+    return out
