@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import logging
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 log = logging.getLogger("solopo.science")
@@ -72,6 +73,40 @@ def run_list(s: dict) -> list[dict]:
 # --------------------------------------------------------------------------------------------------
 
 
+def _shared_key(cfg: dict, s: dict, backbone: str) -> str:
+    """What the shared questions, contexts, samples and fixtures depend on: the settings that make them
+    and the backbone's weights (a retrained backbone samples differently)."""
+    from solopo.artifacts import hash_obj
+
+    return hash_obj({k: cfg.get(k) for k in ("tiny_model", "data", "sampling", "eval", "seed")}
+                    | {k: s[k] for k in ("sample_seed", "eval_seed")} | {"dev_items": s["tune"]["dev_items"],
+                                                                        "backbone": _backbone_digest(backbone)})
+
+
+@functools.lru_cache(maxsize=4)
+def _backbone_digest(backbone: str) -> str:
+    """sha256 of the backbone's weights and config: runs and samples of another backbone are not reused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(Path(backbone).glob("*.safetensors")) + [Path(backbone) / "config.json"]:
+        if f.exists():
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _reset_if_stale(work: Path, key: str) -> None:
+    """Reuse `work` only when it was made under `key`; else start it afresh (never stale samples)."""
+    import shutil
+
+    stamp = work / "key.txt"
+    if work.exists() and (not stamp.exists() or stamp.read_text() != key):
+        log.info("%s was made under other settings or another backbone: rebuilding it", work)
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key)
+
+
 def prepare(cfg: dict, s: dict, backbone: str, work: Path) -> dict:
     """Questions, contexts, samples and test/dev fixtures shared by every seed (cached in `work`)."""
     from solopo import pipeline
@@ -81,7 +116,7 @@ def prepare(cfg: dict, s: dict, backbone: str, work: Path) -> dict:
     from solopo.generate.hf import HFBackend
     from solopo.sample import sample_responses
 
-    work.mkdir(parents=True, exist_ok=True)
+    _reset_if_stale(work, _shared_key(cfg, s, backbone))
     tm, d, seed = cfg["tiny_model"], cfg["data"], int(cfg["seed"])
     hop = {int(k): float(v) for k, v in tm["hop_weights"].items()}
     recs = generate_records(d["toy"]["train_questions"], seed + 11, hop, tm["entities"])
@@ -238,7 +273,11 @@ def _run_jobs(jobs: list[dict], workers: int) -> list[str]:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as ex:
-            list(ex.map(run_one, todo))
+            t0, futures = time.time(), {ex.submit(run_one, j): j for j in todo}
+            for k, done in enumerate(as_completed(futures), 1):
+                done.result()  # a failed run stops the experiment with its error
+                log.info("run %s (seed %s) done: %d/%d after %.0f s", futures[done]["run"], futures[done]["seed"],
+                         k, len(todo), time.time() - t0)
     return [j["out"] for j in jobs]
 
 
@@ -246,7 +285,8 @@ def _job_key(cfg: dict, job: dict) -> str:
     from solopo.artifacts import hash_obj
 
     return hash_obj({k: cfg[k] for k in ("tiny_model", "data", "sampling", "pairs", "train", "eval", "seed")
-                     if k in cfg} | {k: job[k] for k in ("run", "method", "lambda", "seed", "lr")} | {"which": job.get("which")})
+                     if k in cfg} | {k: job[k] for k in ("run", "method", "lambda", "seed", "lr")} | {"which": job.get("which")}
+                    | {"backbone": _backbone_digest(job["backbone"])})
 
 
 class _LogTo:

@@ -117,7 +117,8 @@ def test_reduced_experiment_writes_the_report(tmp_path):
     assert all({"delta", "lo", "hi", "p", "resolved", "n_items"} <= set(c) for c in comps)
     md = out.read_text()
     assert md.splitlines()[2] == res["answer"] and res["answer"].startswith("**Answer (generated")
-    assert "NOT tuned on the dev split" in md and "| SoLo-ORPO (λ=0) |" in md
+    tuned = "(tuned on the held-out dev split)" if s["lr_tuned_on_dev"] else "NOT tuned on the dev split"
+    assert tuned in md and "| SoLo-ORPO (λ=0) |" in md
     for p in res["plots"]:
         assert Path(p).read_bytes()[:8] == PNG
     assert json.loads(Path(str(out) + ".json").read_text())["answer"] == res["answer"]
@@ -137,3 +138,38 @@ def test_estimate_extrapolates_the_profiled_costs():
     # sampling in one process, the rest shared by the workers
     c = est["cpu_s"]
     assert est["wall_min_estimate"] == pytest.approx((c["sampling"] + (c["training"] + c["evaluation"]) / 2) / 60, abs=0.02)
+
+
+def test_shared_samples_and_runs_are_not_reused_under_other_settings_or_another_backbone(tmp_path):
+    """The shared folder (contexts, samples, fixtures) and each run's key depend on the settings that
+    make them and on the backbone's weights: a changed `sampling.n` or a retrained backbone starts afresh."""
+    import copy
+
+    from solopo import science
+
+    backbone = tmp_path / "backbone"
+    backbone.mkdir()
+    (backbone / "config.json").write_text("{}")
+    (backbone / "model.safetensors").write_bytes(b"weights-1")
+    cfg = {"tiny_model": {}, "data": {}, "sampling": {"n": 8}, "eval": {}, "seed": 0}
+    s = {"sample_seed": 0, "eval_seed": 0, "tune": {"dev_items": 50}}
+    work = tmp_path / "shared"
+    key = science._shared_key(cfg, s, str(backbone))
+    science._reset_if_stale(work, key)
+    (work / "samples_short.jsonl").write_text("{}\n")
+    science._reset_if_stale(work, key)  # same settings: kept
+    assert (work / "samples_short.jsonl").exists()
+    other = copy.deepcopy(cfg)
+    other["sampling"]["n"] = 4
+    assert science._shared_key(other, s, str(backbone)) != key
+    science._reset_if_stale(work, science._shared_key(other, s, str(backbone)))
+    assert not (work / "samples_short.jsonl").exists()  # other settings: rebuilt
+    job = {"run": "orpo_long", "method": "orpo_long", "lambda": None, "seed": 0, "lr": 1e-4, "backbone": str(backbone)}
+    before = science._job_key(cfg, job)
+    (backbone / "model.safetensors").write_bytes(b"weights-2")
+    science._backbone_digest.cache_clear()
+    assert science._shared_key(cfg, s, str(backbone)) != key and science._job_key(cfg, job) != before
+    (work / "key.txt").unlink()
+    (work / "samples_long.jsonl").write_text("{}\n")
+    science._reset_if_stale(work, key)  # no stamp: made by an older version, not trusted
+    assert not (work / "samples_long.jsonl").exists() and (work / "key.txt").read_text() == key

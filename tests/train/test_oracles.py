@@ -228,3 +228,66 @@ def test_tokenize_pair_truncation_keeps_response_header_instruction_and_question
     assert "Person20 born City20 ." not in kept
     # an untruncated pair is untouched
     assert tokenize_pair(tok, prompt, response, len(p) + len(r)) == (p + r, len(r))
+
+
+def test_tokenize_pair_truncation_fills_the_budget_with_the_documents_ends(lm):
+    """The cut keeps exactly `max_length` tokens: the templated text around the documents whole, then the
+    first ceil(k/2) and last floor(k/2) document tokens (k = what is left), for an odd and an even k."""
+    from solopo.data.prompts import context_span
+    from solopo.generate.chat import format_chat
+
+    _, tok = lm
+    prompt, response = _long_prompt(40), "The answer is: City3"
+    text = format_chat(tok, prompt)
+    cs = text.find(prompt) + context_span(prompt)[0]
+    ce = text.find(prompt) + context_span(prompt)[1]
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head, docs, tail = enc(text[:cs]), enc(text[cs:ce]), enc(text[ce:])
+    r = enc(response) + [tok.eos_token_id]
+    for budget in (len(head) + len(tail) + len(r) + 41, len(head) + len(tail) + len(r) + 40):
+        k = budget - len(r) - len(head) - len(tail)
+        ids, n = tokenize_pair(tok, prompt, response, budget)
+        assert len(ids) == budget and n == len(r)
+        assert ids == head + docs[: k - k // 2] + docs[len(docs) - k // 2:] + tail + r, budget
+
+
+def test_tokenize_pair_errors_name_the_key_and_the_lengths(lm):
+    _, tok = lm
+    plain = "where was Person3 born ?"  # no documents to shorten
+    p, r = _ids(tok, plain, "City3")
+    with pytest.raises(ValueError) as e:
+        tokenize_pair(tok, plain, "City3", len(p) + len(r) - 1)
+    assert str(e.value) == (f"train.optim.max_length: a prompt of {len(p)} tokens does not fit with its response "
+                            f"({len(p) - 1} tokens left) and has no documents to shorten; raise train.optim.max_length")
+    prompt = _long_prompt(40)
+    # a response longer than max_length keeps max_length - 1 tokens, leaving 1 for a prompt that cannot fit in it
+    long_response = " ".join(["City3"] * 200)
+    with pytest.raises(ValueError) as e:
+        tokenize_pair(tok, prompt, long_response, 64)
+    assert str(e.value).startswith("train.optim.max_length: the prompt without its documents takes ")
+    assert str(e.value).endswith(" tokens, more than the 1 left beside the response; raise train.optim.max_length")
+
+
+def test_policy_outputs_count_the_tokens_through_the_model(lm):
+    """n_tokens (for tokens/s) = every sequence's prompt + response tokens, no padding."""
+    model, tok = lm
+    needs = ("chosen", "rejected", "long_chosen")
+    with torch.no_grad():
+        out = policy_outputs(model, tok, ROWS, needs, 512, "cpu")
+    want = sum(len(p) + len(r) for n in needs for p, r in (_ids(tok, row[SEQS[n][0]], row[SEQS[n][1]]) for row in ROWS))
+    assert out.n_tokens == want
+    assert out.long_rejected is None and out.long_chosen_full_nll is None and out.ref_chosen is None
+
+
+def test_compute_reference_logps_reports_progress_per_row(lm):
+    model, tok = lm
+
+    class Counter:
+        total = 0
+
+        def update(self, n: int) -> None:
+            self.total += n
+
+    progress = Counter()
+    ref = compute_reference_logps(model, tok, ROWS, 512, batch_size=3, progress=progress)
+    assert progress.total == len(ROWS) == len(ref)
