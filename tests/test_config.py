@@ -165,3 +165,111 @@ def test_snakemake_prints_one_line(tmp_path):
     assert out.returncode != 0
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("config error")]
     assert lines == ["config error: sampling.temperature: 0 is not valid; allowed: number > 0"], out.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- the message helpers
+def test_allowed_spells_every_constraint():
+    from solopo.config import _allowed
+
+    assert _allowed({"enum": ["a", 1], "type": "string"}) == "one of a, 1"
+    assert _allowed({"type": ["integer", "null"], "exclusiveMinimum": 0, "maximum": 5}) == "integer or null > 0 <= 5"
+    assert _allowed({"type": "number", "minimum": 0, "exclusiveMaximum": 1}) == "number >= 0 < 1"
+    assert _allowed({"type": "array", "minItems": 2}) == "array at least 2 item(s)"
+    assert _allowed({"type": "string", "pattern": "^x$"}) == "string matching ^x$"
+    assert _allowed({"type": "object", "propertyNames": {"enum": ["a", "b"]}}) == "object keys among a, b"
+    assert _allowed({"propertyNames": {"pattern": "x"}}) == "see src/solopo/schemas/config.schema.yaml"
+
+
+def test_key_paths():
+    from solopo.config import _key
+
+    assert _key([]) == "<top level>"
+    assert _key(["backbones", 0, "model"]) == "backbones[0].model"
+    assert _key([0, "a"]) == "[0].a"
+
+
+def test_integers_become_floats_exactly_where_the_schema_says_number():
+    import json
+
+    from solopo.config import _coerce_numbers
+
+    num = {"type": "number"}
+    schema = {"$defs": {"n": num}, "type": "object", "properties": {
+        "a": {"$ref": "#/$defs/n"}, "b": {"type": "integer"}, "c": {"type": "array", "items": num},
+        "d": {"type": ["number", "null"]}, "e": {"type": ["integer", "number"]},
+        "f": {"type": "object", "additionalProperties": {"type": "array", "items": num}},
+        "g": {"type": "object", "properties": {"h": {"$ref": "#/$defs/n"}}}, "flag": num,
+        "m": {"type": "array", "items": {"type": "array", "items": num}}}}
+    node = {"a": 2, "b": 3, "c": [1, 2.5], "d": 4, "e": 5, "f": {"x": [1]}, "g": {"h": 7}, "flag": True,
+            "other": 1, "m": [[1, 2]]}
+    _coerce_numbers(node, schema)
+    assert json.dumps(node) == json.dumps({"a": 2.0, "b": 3, "c": [1.0, 2.5], "d": 4.0, "e": 5, "f": {"x": [1.0]},
+                                           "g": {"h": 7.0}, "flag": True, "other": 1, "m": [[1.0, 2.0]]})
+    cfg = _merged()
+    cfg["sampling"]["temperature"] = 2
+    validate_config(cfg, ROOT)
+    assert isinstance(cfg["sampling"]["temperature"], float) and isinstance(cfg["sampling"]["n"], int)
+
+
+def test_non_finite_numbers_are_found_at_any_depth():
+    from solopo.config import _non_finite
+
+    assert _non_finite({"a": [1.0, {"b": float("-inf")}]}) == ("a", 1, "b")
+    assert _non_finite({"a": [1.0, 2], "b": "nan"}) is None
+
+
+def test_semantic_checks_the_schema_cannot_express():
+    from solopo.config import _semantic_errors
+
+    cfg = _merged()
+    assert _semantic_errors(cfg) is None
+    bad = copy.deepcopy(cfg)
+    bad["eval"]["ruler"]["num_samples"] = 0
+    assert _semantic_errors(bad) == "eval.ruler.num_samples: 0 gives no evaluation items; allowed: an integer >= 1"
+    bad = copy.deepcopy(cfg)
+    bad["eval"]["ruler"]["lengths"] = []
+    assert _semantic_errors(bad) == "eval.ruler.lengths: [] gives no evaluation items; allowed: a non-empty list"
+    ok = copy.deepcopy(cfg)
+    ok["eval"]["ruler"]["num_samples"] = None  # None: the benchmark's own default
+    assert _semantic_errors(ok) is None
+    edge = copy.deepcopy(cfg)  # exactly at the limits: allowed
+    edge["tiny_model"]["max_positions"] = edge["data"]["long_tokens"] + edge["sampling"]["max_new_tokens"]
+    edge["train"]["optim"]["max_length"] = edge["tiny_model"]["max_positions"]
+    assert _semantic_errors(edge) is None
+    edge["tiny_model"]["max_positions"] -= 1
+    assert _semantic_errors(edge).startswith("data.long_tokens + sampling.max_new_tokens: ")
+
+
+def test_local_and_hub_models_and_local_data(tmp_path):
+    cfg = _merged()
+    cfg["backbones"][0] = {"name": "mine", "model": "results/models/none"}
+    with pytest.raises(ConfigError, match=r"^config error: backbones\[0\]\.model: local path 'results/models/none' "):
+        validate_config(cfg, ROOT)
+    cfg["backbones"][0] = {"name": "qwen", "model": "Qwen/Qwen2.5-7B-Instruct", "context_window": 1024}
+    validate_config(cfg, ROOT)  # a hub id is not checked on disk
+    local = copy.deepcopy(_merged())
+    local["data"]["source"] = "local"
+    local["data"]["musique"] = {"train_file": str(tmp_path / "train.jsonl")}
+    with pytest.raises(ConfigError, match=r"^config error: data\.musique\.train_file: '.*train\.jsonl' is not an existing"):
+        validate_config(local, ROOT)
+    (tmp_path / "train.jsonl").write_text("")
+    validate_config(local, ROOT)
+
+
+def test_run_table_names_runs_per_backbone():
+    cfg = _merged()
+    cfg["train"]["methods"] = ["sft_short", "solo_orpo"]
+    cfg["train"]["lambdas"] = {"solo_orpo": [1.0, 0.3]}
+    cfg["backbones"].append({"name": "other", "model": "Qwen/Qwen2.5-7B-Instruct", "methods": ["solo_orpo"],
+                             "lambdas": {"solo_orpo": [2.0]}})
+    runs = run_table(cfg)
+    assert list(runs) == ["base", "sft_short", "solo_orpo", "solo_orpo_lam0.3", "other__base", "other__solo_orpo"]
+    assert runs["other__solo_orpo"].lam == 2.0 and runs["other__solo_orpo"].backbone == "other"
+    assert runs["solo_orpo_lam0.3"].lam == 0.3 and runs["sft_short"].lam is None
+    cfg["eval"]["runs_include_base"] = False
+    assert "base" not in run_table(cfg) and "other__base" not in run_table(cfg)
+    cfg["backbones"][1]["lambdas"] = {"solo_orpo": [2.0, 0.5, 0.50000001]}
+    with pytest.raises(ConfigError) as e:
+        run_table(cfg)
+    assert str(e.value) == ("config error: backbones[1].lambdas.solo_orpo: 0.50000001 and 0.5 both give run "
+                            "other__solo_orpo_lam0.5 (backbone other); allowed: distinct values (at 6 significant digits)")

@@ -96,3 +96,40 @@ def test_toy_world_aliases_reach_the_contexts(count):
         gold_text = " ".join(p["paragraph_text"] for p in r["paragraphs"] if p["is_supporting"])
         assert alias(r["answer"]) in gold_text and f" {r['answer']} ." not in gold_text
         assert alias(r["answer"]) in prompt and rows[r["id"]]["answers"] == [r["answer"], alias(r["answer"])]
+
+
+def test_rows_and_stats_are_what_the_prompts_say(count):
+    """Row fields, per-context means, the compression ratio and progress, from the rows themselves;
+    contexts ordered by budget whatever the order given; seeded, and the seed matters."""
+    records = generate_records(6, 3, {2: 0.7, 3: 0.3}, SIZES)
+
+    class Progress:
+        total = 0
+
+        def update(self, n: int) -> None:
+            self.total += n
+
+    progress = Progress()
+    budgets = {"long": 500, "short": 200}
+    out, stats = build_contexts(records, paragraph_pool(records), count, budgets, 5, progress=progress)
+    assert list(out) == ["short", "long"] and progress.total == len(records)
+    want = {"questions": 6, "skipped_unfittable": 0}
+    for ctx, rows in out.items():
+        assert [r["id"] for r in rows] == [r["id"] for r in records]
+        assert all(r["ctx"] == ctx and r["target_tokens"] == budgets[ctx] for r in rows)
+        want[f"{ctx}_mean_tokens"] = round(sum(r["tokens"] for r in rows) / len(rows), 1)
+        want[f"{ctx}_mean_docs"] = round(sum(r["num_docs"] for r in rows) / len(rows), 2)
+    want["compression_ratio"] = round(want["short_mean_tokens"] / want["long_mean_tokens"], 4)
+    assert stats == want
+    assert build_contexts(records, paragraph_pool(records), count, budgets, 5)[0] == out
+    assert build_contexts(records, paragraph_pool(records), count, budgets, 6)[0] != out
+    one, one_stats = build_contexts(records, paragraph_pool(records), count, {"short": 200}, 5)
+    assert one["short"] == out["short"] and "compression_ratio" not in one_stats
+
+
+def test_paragraph_pool_is_unique_in_first_seen_order():
+    records = generate_records(4, 1, {2: 1.0}, SIZES)
+    twice = records + records
+    pool = paragraph_pool(twice)
+    flat = [(p["title"], p["paragraph_text"]) for r in records for p in r["paragraphs"]]
+    assert pool == list(dict.fromkeys(flat)) and len(pool) == len(set(pool))
