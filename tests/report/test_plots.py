@@ -73,3 +73,43 @@ def test_family_of_every_method_and_faceted_ruler_plot(tmp_path):
     titles = [ax.get_title() for ax in fig.axes if ax.get_visible()]
     assert titles == ["DPO", "ORPO"]  # one panel per family present, base drawn in each
     assert [len(ax.get_lines()) for ax in fig.axes if ax.get_visible()] == [2, 3]
+
+
+def _captured(monkeypatch) -> list:
+    """The figures the writers save, to read back what is drawn (not only that a PNG exists)."""
+    figs = []
+
+    def keep(fig, out_png, plt, slice_, inputs):
+        figs.append(fig)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figs
+
+
+def test_lambda_sweep_draws_each_benchmark_score_against_lambda_with_the_default_starred(tmp_path, monkeypatch):
+    figs = _captured(monkeypatch)
+    plots.write_lambda_sweep(_evals(tmp_path / "e"), str(tmp_path / "l.png"), "", "solo_orpo", META)
+    axes = [ax for ax in figs[0].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["LB1 Avg", "RULER Avg"]  # BENCH_ORDER
+    ruler = axes[1]
+    curve, star = ruler.lines[0], ruler.lines[1]
+    # runs solo_orpo_lam0.5 (index 3), solo_orpo (2), solo_orpo_lam4 (4): RULER score 10 + index
+    assert list(curve.get_xdata()) == [0.5, 1.0, 4.0] and list(curve.get_ydata()) == [13.0, 12.0, 14.0]
+    assert list(star.get_xdata()) == [1.0] and list(star.get_ydata()) == [12.0] and star.get_marker() == "*"
+    assert [t.get_text() for t in ruler.get_xticklabels()] == ["0.5", "1", "4"]
+
+
+def test_ruler_by_length_has_one_panel_per_family_with_the_base_in_each(tmp_path, monkeypatch):
+    figs = _captured(monkeypatch)
+    plots.write_ruler_by_length(_evals(tmp_path / "e"), str(tmp_path / "r.png"), "", META)
+    axes = [ax for ax in figs[0].axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == ["DPO", "ORPO"]
+    lines = {ax.get_title(): {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata())) for ln in ax.lines}
+             for ax in axes}
+    base = ([256, 512], [12.0, 8.0])  # run index 0: by_length 12 + 0, 8 + 0
+    assert all(any(v == base for v in panel.values()) for panel in lines.values())
+    orpo = lines["ORPO"]
+    assert ([256, 512], [13.0, 9.0]) in orpo.values()   # orpo_long (index 1)
+    assert ([256, 512], [14.0, 10.0]) in orpo.values()  # solo_orpo, the default run (index 2)
+    assert len(orpo) == 3  # base, orpo_long, solo_orpo: the λ-sweep runs are left to the λ plot
+    assert ([256, 512], [17.0, 13.0]) in lines["DPO"].values() and len(lines["DPO"]) == 2  # solo_dpo (index 5)
