@@ -15,14 +15,18 @@ WORDS = "a b c d e f g h i j".split()
 # ----------------------------------------------------------------------------- helpers
 
 
-def _word_tokenizer(bos: bool = False):
+def _word_tokenizer(bos: bool = False, eos: bool = False, model_max_length: int | None = None):
     """Whitespace word-level tokenizer: one token per word, so truncation points are obvious."""
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {"[UNK]": 0, "<s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}}
+    vocab = {"[UNK]": 0, "<s>": 1, **{w: i + 2 for i, w in enumerate(WORDS)}, "</s>": len(WORDS) + 2}
     t = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     t.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    if eos:  # BOS and EOS around every text, as some tokenizers add by default
+        t.post_processor = processors.TemplateProcessing(single="<s> $A </s>", special_tokens=[("<s>", 1), ("</s>", vocab["</s>"])])
+        return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", bos_token="<s>", eos_token="</s>",
+                                       model_max_length=model_max_length or 10**9)
     if bos:
         t.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
         return PreTrainedTokenizerFast(tokenizer_object=t, unk_token="[UNK]", bos_token="<s>")
@@ -89,6 +93,17 @@ def test_middle_truncation_hand_computed():
         middle_truncate(prompt, tok, 6, style="v3")
     with pytest.raises(ValueError, match=r"^middle_truncate: max_length must be >= 2, got 1$"):
         middle_truncate(prompt, tok, 1)
+
+
+def test_middle_truncation_drops_special_tokens_at_both_ends_and_never_truncates_on_encode():
+    tok = _word_tokenizer(eos=True, model_max_length=4)  # a model limit below the prompt: not applied
+    prompt = " ".join(WORDS)                                   # <s> + 10 tokens + </s> = 12
+    from solopo.eval.truncation import prompt_token_ids
+
+    assert len(prompt_token_ids(prompt, tok)) == 12
+    assert middle_truncate(prompt, tok, 12) == prompt
+    assert middle_truncate(prompt, tok, 6) == "a bi j"            # [<s> a b] + [i j </s>], both skipped
+    assert middle_truncate(prompt, tok, 6, style="v2") == "a b i j"
 
 
 def test_middle_truncation_reuses_the_callers_ids():
