@@ -42,10 +42,11 @@ lint: env
 	$(SNAKEMAKE) --lint --configfile config/tiny.yaml
 
 # Mutation score of the core modules (mutmut, not part of `make test`: ~1 mutant/s per module on one
-# core). Writes docs/mutation.md; MODULES="metrics pairs" limits the run.
+# core). Writes docs/mutation.md; MODULES="metrics pairs" limits the run; SURVIVORS=1 reruns only the
+# last run's surviving mutants (after adding tests).
 mutation: env
 	.venv/bin/python -m uv pip install --python .venv/bin/python -q mutmut==3.8.1
-	.venv/bin/python scripts/mutation.py $(if $(MODULES),--modules $(MODULES))
+	.venv/bin/python scripts/mutation.py $(if $(MODULES),--modules $(MODULES)) $(if $(SURVIVORS),--survivors-only)
 
 clean:
 	rm -rf results logs .snakemake

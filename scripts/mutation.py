@@ -7,6 +7,8 @@ this machine's cores are shared. Results go to docs/mutation.md (per-module coun
 the wall time) and, per module, mutmut's surviving mutants as diffs, to be killed by a new test or
 explained as equivalent. Usage:
     .venv/bin/python scripts/mutation.py [--modules metrics pairs ...] [--children 1] [--out docs/mutation.md]
+    .venv/bin/python scripts/mutation.py --survivors-only --modules config   # after adding tests: survivors only
+SOLOPO_MUTATION_NICE=0 runs at normal priority (an otherwise idle machine).
 """
 from __future__ import annotations
 
@@ -82,16 +84,33 @@ def _counts(work: Path, src: str) -> tuple[dict[str, int], list[str], list[str]]
     return counts, survivors, untested
 
 
-def run_module(name: str, base: Path, children: int) -> dict:
+def _rerun_ready(name: str, src: str, base: Path, previous: dict | None) -> bool:
+    """A survivors-only rerun needs the last run's scratch copy with the same module source."""
+    work = base / name
+    return bool(previous and previous.get("survivors") is not None and (work / "mutants" / (src + ".meta")).exists()
+                and (work / src).read_text() == (ROOT / src).read_text())
+
+
+def run_module(name: str, base: Path, children: int, previous: dict | None = None) -> dict:
+    """Mutate `name` and run its fast tests. With `previous` (the last run's result, same source), only
+    its surviving mutants are run again, against the current tests (the others stay killed)."""
     src, tests = MODULES[name]
-    work = _scratch(name, src, tests, base)
+    rerun = _rerun_ready(name, src, base, previous)
+    if rerun:
+        work = base / name
+        shutil.rmtree(work / "tests")
+        shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # re-map tests to functions
+    else:
+        work = _scratch(name, src, tests, base)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "TRL_EXPERIMENTAL_SILENCE": "1"}
     t0 = time.time()
     nice = os.environ.get("SOLOPO_MUTATION_NICE", "10")  # 0 on an otherwise idle machine
-    out = subprocess.run(["nice", "-n", nice, MUTMUT, "run", "--max-children", str(children)], cwd=work, env=env,
-                         capture_output=True, text=True)
-    wall = time.time() - t0
+    names = list(previous["survivors"]) if rerun else []
+    out = subprocess.run(["nice", "-n", nice, MUTMUT, "run", "--max-children", str(children), *names], cwd=work,
+                         env=env, capture_output=True, text=True)
+    wall = time.time() - t0 + (previous["wall_s"] if rerun else 0)  # the whole module's time, both runs
     (base / f"{name}.log").write_text(out.stdout + out.stderr)
     if not (work / "mutants" / (src + ".meta")).exists():
         return {"module": name, "source": src, "tests": tests, "error": (out.stdout + out.stderr)[-2000:],
@@ -104,7 +123,8 @@ def run_module(name: str, base: Path, children: int) -> dict:
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
     scored = killed + counts.get("survived", 0)
     return {"module": name, "source": src, "tests": tests, "counts": counts, "survivors": diffs, "no_tests": untested,
-            "score": round(100 * killed / scored, 1) if scored else None, "wall_s": round(wall)}
+            "score": round(100 * killed / scored, 1) if scored else None, "wall_s": round(wall),
+            "survivor_reruns": (previous.get("survivor_reruns", 0) + 1) if rerun else 0}
 
 
 def _func(key: str) -> str:
@@ -117,7 +137,8 @@ def render(results: dict) -> str:
              "`make mutation` (scripts/mutation.py): mutmut 3 mutates each module in a scratch copy of the repository "
              "and runs only the fast tests listed for it, one test process at a time, niced. Not part of the test "
              "command. Score = killed (incl. timeouts) / (mutants - no tests - equivalent). \"no tests\": mutants in "
-             "code that none of the module's fast tests executes (listed per module).", "",
+             "code that none of the module's fast tests executes (listed per module). Wall time: the module's run plus any "
+             "`--survivors-only` rerun (after tests were added, only the surviving mutants run again).", "",
              "| module | source | fast tests | mutants | killed | survived | equivalent | no tests | score | wall time |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -167,13 +188,15 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "docs/mutation.json"))
     ap.add_argument("--out", default=str(ROOT / "docs/mutation.md"))
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --json without running")
+    ap.add_argument("--survivors-only", action="store_true",
+                    help="run only the last run's surviving mutants again (after adding tests; same module source)")
     args = ap.parse_args()
     base = Path(args.scratch)
     base.mkdir(parents=True, exist_ok=True)
     results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     for name in [] if args.render_only else args.modules:
         print(f"[mutation] {name} ...", flush=True)
-        results[name] = run_module(name, base, args.children)
+        results[name] = run_module(name, base, args.children, results.get(name) if args.survivors_only else None)
         print(f"[mutation] {name}: {results[name].get('counts')} score {results[name].get('score')} "
               f"in {results[name]['wall_s']} s", flush=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
