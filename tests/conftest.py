@@ -26,6 +26,7 @@ def work_unit(nodeid: str) -> str:
     return "reduced_tree" if path in REDUCED_TREE_FILES else path
 
 
+@pytest.hookimpl(optionalhook=True)  # the second test venv (tests/test_envs.py) has no xdist
 def pytest_xdist_make_scheduler(config, log):
     from xdist.scheduler import LoadScopeScheduling
 
