@@ -128,6 +128,14 @@ BAD = [
     ('train.lambdas.solo_orpo', [1.0, 0.5, 0.5],
      'train.lambdas.solo_orpo: 0.5 and 0.5 both give run solo_orpo_lam0.5 (backbone tiny); allowed: distinct values (at 6 significant digits)'),
 
+    ('eval.ruler.lengths', [256, 4096],
+     "eval.ruler: inputs need up to 4096 tokens (prompt + generation), more than backbone tiny's context_window 1024, and it has no long_context setting; add one or shorten eval.ruler"),
+    ('backbones.0.yarn_for_longbench_v2', True,
+     "backbones[0].yarn_for_longbench_v2: unknown key 'yarn_for_longbench_v2'; it moved to backbones[].long_context (applied to every suite that needs it)"),
+    ('data.short_tokens', 384,
+     'data.short_tokens: 384 must be smaller than data.long_tokens (384); allowed: short_tokens < long_tokens'),
+    ('backbones.0', {'name': 'x', 'model': '/no/such/model'},
+     "backbones[0].model: local path '/no/such/model' does not exist; allowed: an existing model folder or a hub id like Qwen/Qwen2.5-7B-Instruct"),
 ]
 
 
@@ -144,7 +152,7 @@ def test_invalid_value_gives_one_line_naming_the_key_and_what_is_allowed(key, va
         validate_config(cfg, ROOT)
     assert str(e.value) == f"config error: {message}"
     assert "\n" not in message and message.startswith(key.split(".")[0])
-    assert any(hint in message for hint in ("allowed", "required", "did you mean", "moved to"))
+    assert any(hint in message for hint in ("allowed", "required", "did you mean", "moved to", "shorten"))
 
 
 def test_run_table_lambda_paths():
@@ -273,3 +281,114 @@ def test_run_table_names_runs_per_backbone():
         run_table(cfg)
     assert str(e.value) == ("config error: backbones[1].lambdas.solo_orpo: 0.50000001 and 0.5 both give run "
                             "other__solo_orpo_lam0.5 (backbone other); allowed: distinct values (at 6 significant digits)")
+
+
+def test_schema_is_parsed_once_per_file_version_and_returned_as_a_copy(tmp_path, monkeypatch):
+    import os
+
+    from solopo import config as C
+
+    C._schema()["properties"]["scribble"] = 1  # a caller changing its copy does not change the next one
+    assert "scribble" not in C._schema()["properties"]
+    path = tmp_path / "schema.yaml"
+    monkeypatch.setattr(C, "SCHEMA_PATH", path)
+    path.write_text("a: 1\n")
+    assert C._schema() == {"a": 1}
+    stamp = path.stat().st_mtime_ns
+    path.write_text("a: 2\n")  # same size, new time
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
+    assert C._schema() == {"a": 2}
+    path.write_text("a: 30\n")  # new size, same time
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))
+    assert C._schema() == {"a": 30}
+
+
+def test_unknown_keys_are_reported_first_alphabetically_and_before_what_they_make_missing():
+    from solopo.config import _schema_error
+
+    cfg = _merged()
+    cfg["sed"] = cfg.pop("seed")  # misspelt: an unknown key and a missing one at the same level
+    assert _schema_error(cfg) == "sed: unknown key 'sed'; did you mean 'seed'?"
+    cfg = _merged()
+    cfg["sampling"].update({"zz": 1, 5: 2})  # YAML keys can be ints: sorted as text, "5" < "zz"
+    assert _schema_error(cfg).startswith("sampling.5: unknown key '5'; allowed keys: ")
+    cfg = _merged()
+    cfg["sampling"]["temperature"] = 0
+    cfg["pairs"]["num_pairs"] = 0  # two errors at one depth: the first by key path, whatever the schema's order
+    assert _schema_error(cfg) == "pairs.num_pairs: 0 is not valid; allowed: integer >= 1"
+
+
+def test_unknown_key_under_a_schema_without_properties():
+    import jsonschema
+
+    from solopo.config import _unknown_key
+
+    e = next(jsonschema.Draft202012Validator({"type": "object", "additionalProperties": False}).iter_errors({"x": 1}))
+    assert _unknown_key(e) == "x: unknown key 'x'; allowed keys: "
+
+
+def test_number_items_by_reference_are_coerced():
+    import json
+
+    from solopo.config import _coerce_numbers
+
+    schema = {"$defs": {"n": {"type": "number"}, "obj": {"type": "object", "properties": {"v": {"type": "number"}}}},
+              "type": "object", "properties": {"xs": {"type": "array", "items": {"$ref": "#/$defs/n"}},
+                                               "os": {"type": "array", "items": {"$ref": "#/$defs/obj"}},
+                                               "top": {"$ref": "#/$defs/obj"}, "free": {"additionalProperties": True}}}
+    node = {"xs": [1, 2], "os": [{"v": 3}], "top": {"v": 4}, "free": {"a": 5}}
+    _coerce_numbers(node, schema)
+    assert json.dumps(node) == json.dumps({"xs": [1.0, 2.0], "os": [{"v": 3.0}], "top": {"v": 4.0}, "free": {"a": 5}})
+    ref_root = {"$defs": {"obj": {"type": "object", "properties": {"v": {"type": "number"}}}}, "$ref": "#/$defs/obj"}
+    node = {"v": 6}
+    _coerce_numbers(node, ref_root)
+    assert json.dumps(node) == '{"v": 6.0}'
+
+
+@pytest.mark.parametrize("bench,key,value", [
+    ("longbench_v1", "fixture_items", 0), ("niah_plus", "samples_per_cell", 0), ("leaderboard", "limit", 0),
+    ("ruler", "sets", []), ("longbench_v1", "datasets", []), ("leaderboard", "tasks", []),
+    ("niah_plus", "single_depths", []), ("ruler", "num_samples", 2.5)])
+def test_semantic_check_of_every_item_count_and_list(bench, key, value):
+    from solopo.config import _semantic_errors
+
+    cfg = _merged()
+    cfg["eval"].setdefault(bench, {})[key] = value
+    what = "an integer >= 1" if not isinstance(value, list) else "a non-empty list"
+    assert _semantic_errors(cfg) == f"eval.{bench}.{key}: {value!r} gives no evaluation items; allowed: {what}"
+
+
+def test_semantic_defaults_when_keys_are_absent():
+    from solopo.config import _semantic_errors
+
+    cfg = _merged()
+    del cfg["tiny_model"]["max_positions"]  # the tiny model's default window: 1024
+    cfg["data"]["long_tokens"] = 1024 - cfg["sampling"]["max_new_tokens"] + 1
+    assert _semantic_errors(cfg) == ("data.long_tokens + sampling.max_new_tokens: 1025 is beyond the tiny backbone's "
+                                     "position range (tiny_model.max_positions 1024); allowed: <= 1024")
+    cfg = _merged()
+    del cfg["train"]["optim"]["max_length"]  # no training cap: nothing to check
+    del cfg["eval"]["benchmarks"]
+    assert _semantic_errors(cfg) is None
+
+
+def test_relative_model_paths_are_resolved_from_the_working_directory(monkeypatch):
+    cfg = _merged()
+    cfg["backbones"][0] = {"name": "here", "model": "./config", "context_window": 1024}  # a folder of this repo
+    monkeypatch.chdir(ROOT)
+    validate_config(cfg)  # root defaults to the working directory
+
+
+def test_run_table_defaults_and_whole_runs():
+    from solopo.config import Run
+
+    cfg = _merged()
+    cfg["train"]["methods"] = ["sft_short", "solo_orpo"]
+    del cfg["train"]["lambdas"]
+    cfg["eval"].pop("runs_include_base", None)
+    runs = run_table(cfg)
+    assert runs == {"base": Run("base", "tiny", "base"), "sft_short": Run("sft_short", "tiny", "sft_short"),
+                    "solo_orpo": Run("solo_orpo", "tiny", "solo_orpo", 1.0)}
+    cfg["train"]["lambdas"] = {"solo_orpo": [1.0, 0.25, 1e-4, 2.0]}
+    assert list(run_table(cfg))[3:] == ["solo_orpo_lam0.25", "solo_orpo_lam0.0001", "solo_orpo_lam2.0"]
+    assert run_table(cfg)["solo_orpo_lam0.25"] == Run("solo_orpo_lam0.25", "tiny", "solo_orpo", 0.25)

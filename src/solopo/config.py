@@ -76,19 +76,22 @@ MOVED_KEYS = {
 }
 
 
+def _generic_key(path) -> str:
+    """`backbones[0].model` -> `backbones[].model`: the form MOVED_KEYS is keyed by."""
+    return ".".join("[]" if isinstance(p, int) else str(p) for p in path).replace(".[]", "[]")
+
+
 def _unknown_key(e) -> str:
     """One line for a key the schema does not know: the key, and the closest valid one (difflib)."""
     import difflib
 
     allowed = list(e.schema.get("properties", {}))
-    unknown = [k for k in e.instance if k not in allowed]
-    key = str(sorted(unknown, key=str)[0]) if unknown else "?"
+    key = str(min((k for k in e.instance if k not in allowed), key=str))  # YAML keys may be ints
     where = _key(list(e.path) + [key])
-    generic = ".".join("[]" if isinstance(p, int) else str(p) for p in e.path).replace(".[]", "[]")
-    moved = MOVED_KEYS.get(f"{generic}.{key}" if generic else key)
+    moved = MOVED_KEYS.get(_generic_key(list(e.path) + [key]))
     if moved:
         return f"{where}: unknown key {key!r}; it moved to {moved}"
-    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(key, allowed)  # best first
     hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
     return f"{where}: unknown key {key!r}; {hint}"
 
@@ -109,37 +112,34 @@ def _schema_error(config: dict) -> str | None:
         return f"{_key(list(e.path) + [missing])}: missing; required key"
     if e.validator == "additionalProperties":
         return _unknown_key(e)
-    if e.validator == "propertyNames":
-        return f"{_key(e.path)}: unknown key {e.instance!r}; allowed: {_allowed(e.schema)}"
     return f"{_key(e.path)}: {e.instance!r} is not valid; allowed: {_allowed(e.schema)}"
+
+
+def _resolve(schema, root: dict):
+    """A `{"$ref": "#/$defs/x"}` schema replaced by the definition it names."""
+    ref = schema.get("$ref") if isinstance(schema, dict) else None
+    return root["$defs"][ref.removeprefix("#/$defs/")] if ref else schema
 
 
 def _coerce_numbers(node, schema: dict, root: dict | None = None) -> None:
     """YAML `2` where the schema says `number` becomes 2.0 (in place): downstream code and libraries
     (transformers' GenerationConfig) expect floats, and `temperature: 2` must mean what `2.0` means."""
     root = schema if root is None else root
-    if isinstance(schema, dict) and str(schema.get("$ref", "")).startswith("#/$defs/"):
-        schema = root.get("$defs", {}).get(schema["$ref"].split("/")[-1], {})
-    if not isinstance(schema, dict):
-        return
+    schema = _resolve(schema, root)
     if isinstance(node, dict):
         props, extra = schema.get("properties") or {}, schema.get("additionalProperties")
-        for k, v in node.items():
-            sub = props.get(k, extra if isinstance(extra, dict) else None)
-            if isinstance(sub, dict) and str(sub.get("$ref", "")).startswith("#/$defs/"):
-                sub = root.get("$defs", {}).get(sub["$ref"].split("/")[-1], {})
-            if sub is None:
-                continue
-            if _is_number(sub) and isinstance(v, int) and not isinstance(v, bool):
-                node[k] = float(v)
-            else:
-                _coerce_numbers(v, sub, root)
-    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
-        for i, v in enumerate(node):
-            if _is_number(schema["items"]) and isinstance(v, int) and not isinstance(v, bool):
-                node[i] = float(v)
-            else:
-                _coerce_numbers(v, schema["items"], root)
+        subs = {k: _resolve(props[k], root) if k in props else extra for k in node}
+    elif isinstance(node, list):
+        subs = dict.fromkeys(range(len(node)), _resolve(schema.get("items"), root))
+    else:
+        return
+    for k, sub in subs.items():
+        if not isinstance(sub, dict):
+            continue  # no schema for it (additionalProperties true/false): left as written
+        if _is_number(sub) and type(node[k]) is int:  # bool is an int subclass: never coerced
+            node[k] = float(node[k])
+        else:
+            _coerce_numbers(node[k], sub, root)
 
 
 def _is_number(schema: dict) -> bool:
@@ -205,7 +205,7 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
     if len(set(names)) != len(names):
         raise ConfigError(f"config error: backbones: duplicate names {names}; allowed: unique names")
     for i, b in enumerate(config["backbones"]):
-        local = b["model"].startswith((".", "/", "results/")) or b.get("build")
+        local = b["model"].startswith((".", "/", "results/"))  # else a hub id
         if local and not b.get("build") and not (Path(root) / b["model"]).exists():
             raise ConfigError(f"config error: backbones[{i}].model: local path {b['model']!r} does not exist; "
                               "allowed: an existing model folder or a hub id like Qwen/Qwen2.5-7B-Instruct")
