@@ -91,13 +91,17 @@ def _rerun_ready(name: str, src: str, base: Path, previous: dict | None) -> bool
                 and (work / src).read_text() == (ROOT / src).read_text())
 
 
-def run_module(name: str, base: Path, children: int, previous: dict | None = None) -> dict:
+def run_module(name: str, base: Path, children: int, previous: dict | None = None, resume: bool = False) -> dict:
     """Mutate `name` and run its fast tests. With `previous` (the last run's result, same source), only
-    its surviving mutants are run again, against the current tests (the others stay killed)."""
+    its surviving mutants are run again, against the current tests (the others stay killed). With
+    `resume`, an interrupted run's scratch copy (same source and tests) goes on with the mutants not yet run."""
     src, tests = MODULES[name]
     rerun = _rerun_ready(name, src, base, previous)
-    if rerun:
-        work = base / name
+    work = base / name
+    if resume and (work / "mutants").exists() and all(
+            (work / f).read_bytes() == (ROOT / f).read_bytes() for f in (src, *tests)):
+        rerun = False  # mutmut itself skips the mutants that already have a result
+    elif rerun:
         shutil.rmtree(work / "tests")
         shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
         (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # re-map tests to functions
@@ -188,6 +192,7 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "docs/mutation.json"))
     ap.add_argument("--out", default=str(ROOT / "docs/mutation.md"))
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --json without running")
+    ap.add_argument("--resume", action="store_true", help="go on with an interrupted run (same source and tests)")
     ap.add_argument("--survivors-only", action="store_true",
                     help="run only the last run's surviving mutants again (after adding tests; same module source)")
     args = ap.parse_args()
@@ -196,7 +201,8 @@ def main() -> None:
     results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     for name in [] if args.render_only else args.modules:
         print(f"[mutation] {name} ...", flush=True)
-        results[name] = run_module(name, base, args.children, results.get(name) if args.survivors_only else None)
+        results[name] = run_module(name, base, args.children, results.get(name) if args.survivors_only else None,
+                                   args.resume)
         print(f"[mutation] {name}: {results[name].get('counts')} score {results[name].get('score')} "
               f"in {results[name]['wall_s']} s", flush=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
