@@ -37,7 +37,16 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 }
 # Surviving mutants that cannot change any result (reviewed by hand), with the reason; they are left
 # out of the score's denominator. Names are mutmut's and stable while the source line is unchanged.
+_DRAW_BOUND = ("equivalent in effect: the bound on random pool draws only decides when `_candidates` gives up on a pool that cannot supply `count` documents, and `count` (2 x the largest budget / the mean document + 20) is more than any budget can hold, so the documents a prompt uses do not change")
 EQUIVALENT: dict[str, str] = {
+    "solopo.data.contexts.x__candidates__mutmut_22": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_25": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_26": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_27": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_28": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_29": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_30": _DRAW_BOUND,
+    "solopo.data.contexts.x__candidates__mutmut_35": _DRAW_BOUND,
     "solopo.eval.truncation.x_prompt_token_ids__mutmut_3": "equivalent: `truncation=None` is the tokenizer's default, "
     "which does not truncate without a max_length (the same ids as `truncation=False`)",
     "solopo.eval.truncation.x_prompt_token_ids__mutmut_5": "equivalent: dropping `truncation=False` leaves the default "

@@ -133,3 +133,45 @@ def test_paragraph_pool_is_unique_in_first_seen_order():
     pool = paragraph_pool(twice)
     flat = [(p["title"], p["paragraph_text"]) for r in records for p in r["paragraphs"]]
     assert pool == list(dict.fromkeys(flat)) and len(pool) == len(set(pool))
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def test_fit_documents_takes_the_most_candidates_that_fit_exactly_as_a_brute_force_search():
+    """Binary search against trying every k, for every budget from 'gold only' to 'everything'; a prompt
+    of exactly the budget fits."""
+    from solopo.data.contexts import _render, fit_documents
+
+    gold = [format_document(f"G{i}", f"gold fact {i} .") for i in range(5)]
+    cands = [format_document(f"D{i}", " ".join(["filler"] * (i % 4 + 1))) for i in range(9)]
+    sizes = [_words(_render(gold, cands[:k], "where ?", f"s-{k}")) for k in range(len(cands) + 1)]
+    for budget in range(sizes[0], sizes[-1] + 2):
+        k, prompt, n = fit_documents(gold, cands, "where ?", budget, _words, "s")
+        want = max(j for j in range(len(cands) + 1) if sizes[j] <= budget)
+        assert (k, n) == (want, sizes[want]) and prompt == _render(gold, cands[:want], "where ?", f"s-{want}"), budget
+    with pytest.raises(UnfittableError) as e:
+        fit_documents(gold, cands, "where ?", sizes[0] - 1, _words, "s")
+    assert str(e.value) == f"the supporting documents alone need {sizes[0]} tokens, more than the budget of {sizes[0] - 1}"
+    # the gold-only prompt is seeded too: the same order every time
+    assert len({fit_documents(gold, [], "where ?", sizes[0], _words, "s")[1] for _ in range(5)}) == 1
+
+
+def test_distractors_come_from_other_questions_once_the_own_ones_run_out(count):
+    """A long budget needs pool documents: they are real documents of other questions, each at most once,
+    never one titled like a paragraph of this question."""
+    from solopo.data.contexts import gold_answers
+
+    records = generate_records(8, 2, {2: 1.0}, SIZES)
+    out, _ = build_contexts(records, paragraph_pool(records), count, {"short": 150, "long": 900}, 0)
+    pool_docs = {format_document(t, x) for t, x in paragraph_pool(records)}
+    for rec, row in zip(records, out["long"]):
+        own = {format_document(p["title"], p["paragraph_text"]) for p in rec["paragraphs"]}
+        docs = _docs(row["prompt"])
+        foreign = [d for d in docs if d not in own]
+        assert foreign and all(d in pool_docs for d in foreign) and len(set(docs)) == len(docs)
+        assert len(docs) > len(own)  # the own paragraphs alone would not fill the budget
+    assert gold_answers({"answer": "Zapex"}) == ["Zapex"]  # no aliases key
+    assert gold_answers({"answer": "Zapex", "answer_aliases": ["zapex city"]}) == ["Zapex", "zapex city"]
+    assert gold_answers({"answer": "Zapex", "answer_aliases": ["zapex city"]}, use_aliases=False) == ["Zapex"]
