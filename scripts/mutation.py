@@ -39,6 +39,17 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 # out of the score's denominator. Names are mutmut's and stable while the source line is unchanged.
 _DRAW_BOUND = ("equivalent in effect: the bound on random pool draws only decides when `_candidates` gives up on a pool that cannot supply `count` documents, and `count` (2 x the largest budget / the mean document + 20) is more than any budget can hold, so the documents a prompt uses do not change")
 EQUIVALENT: dict[str, str] = {
+    "solopo.data.contexts.x_build_contexts__mutmut_16": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_17": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_20": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_21": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_24": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_29": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_34": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_54": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_56": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_58": _DRAW_BOUND,
+    "solopo.data.contexts.x_build_contexts__mutmut_69": "equivalent: `prev_k` is assigned but never read (dead variable)",
     "solopo.data.contexts.x__candidates__mutmut_22": _DRAW_BOUND,
     "solopo.data.contexts.x__candidates__mutmut_25": _DRAW_BOUND,
     "solopo.data.contexts.x__candidates__mutmut_26": _DRAW_BOUND,

@@ -172,6 +172,7 @@ def test_distractors_come_from_other_questions_once_the_own_ones_run_out(count):
         foreign = [d for d in docs if d not in own]
         assert foreign and all(d in pool_docs for d in foreign) and len(set(docs)) == len(docs)
         assert len(docs) > len(own)  # the own paragraphs alone would not fill the budget
+        assert row["tokens"] > 900 - 60  # and enough were drawn to fill it to within a document
     assert gold_answers({"answer": "Zapex"}) == ["Zapex"]  # no aliases key
     assert gold_answers({"answer": "Zapex", "answer_aliases": ["zapex city"]}) == ["Zapex", "zapex city"]
     assert gold_answers({"answer": "Zapex", "answer_aliases": ["zapex city"]}, use_aliases=False) == ["Zapex"]
