@@ -37,7 +37,12 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 }
 # Surviving mutants that cannot change any result (reviewed by hand), with the reason; they are left
 # out of the score's denominator. Names are mutmut's and stable while the source line is unchanged.
-_DRAW_BOUND = ("equivalent in effect: the bound on random pool draws only decides when `_candidates` gives up on a pool that cannot supply `count` documents, and `count` (2 x the largest budget / the mean document + 20) is more than any budget can hold, so the documents a prompt uses do not change")
+# contexts: how many candidates to draw (`need`, from the mean document length) and the bound on random
+# pool draws only decide how long `_candidates`'s list is; draws are a prefix of one seeded sequence and
+# the list is longer than any budget can hold, so the documents a prompt uses do not change.
+_DRAW_BOUND = ("equivalent in effect: it only changes how many candidate documents are drawn (a prefix of one seeded "
+               "sequence, longer than any budget can hold: 2 x the largest budget / the mean document + 20), not which "
+               "documents a prompt uses")
 EQUIVALENT: dict[str, str] = {
     "solopo.data.contexts.x_build_contexts__mutmut_16": _DRAW_BOUND,
     "solopo.data.contexts.x_build_contexts__mutmut_17": _DRAW_BOUND,
