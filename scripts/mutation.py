@@ -43,7 +43,29 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 _DRAW_BOUND = ("equivalent in effect: it only changes how many candidate documents are drawn (a prefix of one seeded "
                "sequence, longer than any budget can hold: 2 x the largest budget / the mean document + 20), not which "
                "documents a prompt uses")
+# forward: right padding + a causal model: no real token attends to the pads after it, so the mask's
+# dtype and values (and dropping it) change no log-prob; `.to(device)` is a no-op on the CPU the tests use
+# (the GPU check runs the device path).
+_RIGHT_PAD = "equivalent: right padding and causal attention: no real token attends to a pad, mask or no mask"
+_CPU_DEVICE = "equivalent on the CPU the fast tests use: the device move is a no-op there (the GPU check covers it)"
 EQUIVALENT: dict[str, str] = {
+    "solopo.train.forward.x_sequence_logps__mutmut_4": _RIGHT_PAD,
+    "solopo.train.forward.x_sequence_logps__mutmut_6": _RIGHT_PAD,
+    "solopo.train.forward.x__collate__mutmut_12": _RIGHT_PAD,
+    "solopo.train.forward.x__collate__mutmut_14": _RIGHT_PAD,
+    "solopo.train.forward.x__collate__mutmut_24": _RIGHT_PAD,
+    "solopo.train.forward.x__collate__mutmut_30": _CPU_DEVICE,
+    "solopo.train.forward.x__collate__mutmut_33": _CPU_DEVICE,
+    "solopo.train.forward.x__collate__mutmut_36": _CPU_DEVICE,
+    "solopo.train.forward.x_compute_reference_logps__mutmut_2": _CPU_DEVICE,
+    "solopo.train.forward.x_compute_reference_logps__mutmut_20": _CPU_DEVICE,
+    "solopo.train.forward.x__collate__mutmut_6": "equivalent: torch.full infers int64 from the integer pad id",
+    "solopo.train.forward.x__collate__mutmut_9": "equivalent: torch.full infers int64 from the integer pad id",
+    "solopo.train.forward.x_sequence_logps__mutmut_23": "equivalent: the response mask is 2-D, so sum(+1) is sum(-1)",
+    "solopo.train.forward.x_sequence_logps__mutmut_25": "equivalent: the NLL slot is read only when full_nll is asked for, and then it is set",
+    "solopo.train.forward.x_sequence_logps__mutmut_1": "equivalent: with full_nll=True by default the summed log-probs come from the full log-softmax path, equal to the response-only one (test_oracles checks both paths)",
+    "solopo.train.forward.x_compute_reference_logps__mutmut_1": "equivalent: the default chunk size only changes how rows are batched",
+    "solopo.train.forward.x__truncate_documents__mutmut_4": "equivalent for a chat text that holds the prompt once (every template here)",
     "solopo.data.contexts.x_build_contexts__mutmut_16": _DRAW_BOUND,
     "solopo.data.contexts.x_build_contexts__mutmut_17": _DRAW_BOUND,
     "solopo.data.contexts.x_build_contexts__mutmut_20": _DRAW_BOUND,
@@ -185,6 +207,8 @@ def render(results: dict) -> str:
         lines.append(f"| {name} | `{r['source']}` | {', '.join(Path(t).name for t in r['tests'])} | {total} | {killed} | "
                      f"{survived} | {len(equiv)} | {c.get('no tests', 0) + len(at_import)} | {score} | {r['wall_s']} s |")
     for name, r in results.items():
+        if r.get("note"):
+            lines += ["", f"{name}: {r['note']}"]
         if "error" in r:
             lines += ["", f"## {name}: the run failed", "", "```", r["error"], "```"]
             continue

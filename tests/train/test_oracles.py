@@ -291,3 +291,25 @@ def test_compute_reference_logps_reports_progress_per_row(lm):
     progress = Counter()
     ref = compute_reference_logps(model, tok, ROWS, 512, batch_size=3, progress=progress)
     assert progress.total == len(ROWS) == len(ref)
+
+
+def test_tokenize_pair_can_drop_every_document_and_names_the_lengths_it_needs(lm):
+    """A budget of exactly the templated text + response keeps no document token (k = 0); one less is an
+    error that names the text's length."""
+    from solopo.data.prompts import context_span
+    from solopo.generate.chat import format_chat
+
+    _, tok = lm
+    prompt, response = _long_prompt(10), "The answer is: City3"
+    text = format_chat(tok, prompt)
+    start = text.find(prompt)
+    cs, ce = start + context_span(prompt)[0], start + context_span(prompt)[1]
+    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
+    head, tail, r = enc(text[:cs]), enc(text[ce:]), enc(response) + [tok.eos_token_id]
+    ids, n = tokenize_pair(tok, prompt, response, len(head) + len(tail) + len(r))
+    assert ids == head + tail + r and n == len(r)
+    with pytest.raises(ValueError) as e:
+        tokenize_pair(tok, prompt, response, len(head) + len(tail) + len(r) - 1)
+    assert str(e.value) == (f"train.optim.max_length: the prompt without its documents takes {len(head) + len(tail)} "
+                            f"tokens, more than the {len(head) + len(tail) - 1} left beside the response; raise "
+                            "train.optim.max_length")
