@@ -230,20 +230,25 @@ def test_tokenize_pair_truncation_keeps_response_header_instruction_and_question
     assert tokenize_pair(tok, prompt, response, len(p) + len(r)) == (p + r, len(r))
 
 
-def test_tokenize_pair_truncation_fills_the_budget_with_the_documents_ends(lm):
-    """The cut keeps exactly `max_length` tokens: the templated text around the documents whole, then the
-    first ceil(k/2) and last floor(k/2) document tokens (k = what is left), for an odd and an even k."""
+def _template_parts(tok, prompt: str) -> tuple[list[int], list[int], list[int]]:
+    """(head, documents, tail) ids of chat(prompt), split at the documents' span, each encoded alone."""
     from solopo.data.prompts import context_span
     from solopo.generate.chat import format_chat
 
+    text = format_chat(tok, prompt)
+    start = text.find(prompt)
+    cs, ce = start + context_span(prompt)[0], start + context_span(prompt)[1]
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    return enc(text[:cs]), enc(text[cs:ce]), enc(text[ce:])
+
+
+def test_tokenize_pair_truncation_fills_the_budget_with_the_documents_ends(lm):
+    """The cut keeps exactly `max_length` tokens: the templated text around the documents whole, then the
+    first ceil(k/2) and last floor(k/2) document tokens (k = what is left), for an odd and an even k."""
     _, tok = lm
     prompt, response = _long_prompt(40), "The answer is: City3"
-    text = format_chat(tok, prompt)
-    cs = text.find(prompt) + context_span(prompt)[0]
-    ce = text.find(prompt) + context_span(prompt)[1]
-    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    head, docs, tail = enc(text[:cs]), enc(text[cs:ce]), enc(text[ce:])
-    r = enc(response) + [tok.eos_token_id]
+    head, docs, tail = _template_parts(tok, prompt)
+    r = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     for budget in (len(head) + len(tail) + len(r) + 41, len(head) + len(tail) + len(r) + 40):
         k = budget - len(r) - len(head) - len(tail)
         ids, n = tokenize_pair(tok, prompt, response, budget)
@@ -296,16 +301,10 @@ def test_compute_reference_logps_reports_progress_per_row(lm):
 def test_tokenize_pair_can_drop_every_document_and_names_the_lengths_it_needs(lm):
     """A budget of exactly the templated text + response keeps no document token (k = 0); one less is an
     error that names the text's length."""
-    from solopo.data.prompts import context_span
-    from solopo.generate.chat import format_chat
-
     _, tok = lm
     prompt, response = _long_prompt(10), "The answer is: City3"
-    text = format_chat(tok, prompt)
-    start = text.find(prompt)
-    cs, ce = start + context_span(prompt)[0], start + context_span(prompt)[1]
-    enc = lambda t: tok(t, add_special_tokens=False)["input_ids"]  # noqa: E731
-    head, tail, r = enc(text[:cs]), enc(text[ce:]), enc(response) + [tok.eos_token_id]
+    head, _, tail = _template_parts(tok, prompt)
+    r = tok(response, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
     ids, n = tokenize_pair(tok, prompt, response, len(head) + len(tail) + len(r))
     assert ids == head + tail + r and n == len(r)
     with pytest.raises(ValueError) as e:
