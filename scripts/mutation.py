@@ -48,7 +48,9 @@ _DRAW_BOUND = ("equivalent in effect: it only changes how many candidate documen
 # (the GPU check runs the device path).
 _RIGHT_PAD = "equivalent: right padding and causal attention: no real token attends to a pad, mask or no mask"
 _CPU_DEVICE = "equivalent on the CPU the fast tests use: the device move is a no-op there (the GPU check covers it)"
+_LAST_AXIS = "equivalent: the tensor is 2-D (the index 1-D), so axis +1 is axis -1"
 EQUIVALENT: dict[str, str] = {
+    **{f"solopo.train.forward.x_sequence_logps__mutmut_{n}": _LAST_AXIS for n in (46, 57, 61, 71, 73, 76)},
     "solopo.train.forward.x_sequence_logps__mutmut_4": _RIGHT_PAD,
     "solopo.train.forward.x_sequence_logps__mutmut_6": _RIGHT_PAD,
     "solopo.train.forward.x__collate__mutmut_12": _RIGHT_PAD,
@@ -138,20 +140,28 @@ def _rerun_ready(name: str, src: str, base: Path, previous: dict | None) -> bool
                 and (work / src).read_text() == (ROOT / src).read_text())
 
 
-def run_module(name: str, base: Path, children: int, previous: dict | None = None, resume: bool = False) -> dict:
-    """Mutate `name` and run its fast tests. With `previous` (the last run's result, same source), only
-    its surviving mutants are run again, against the current tests (the others stay killed). With
-    `resume`, an interrupted run's scratch copy (same source and tests) goes on with the mutants not yet run."""
+def _refresh_tests(work: Path) -> None:
+    """Put the current tests into a scratch copy (tests were added since its run) and drop mutmut's
+    test-to-function map so that it is made again with them."""
+    shutil.rmtree(work / "tests")
+    shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
+
+
+def run_module(name: str, base: Path, children: int, previous: dict | None = None, resume: bool = False,
+               survivors_only: bool = False) -> dict:
+    """Mutate `name` and run its fast tests. `previous` is the module's last recorded result.
+    With `survivors_only` (same source), only its surviving mutants run again, against the current tests
+    (the others stay killed). With `resume` (same source), an interrupted run's scratch copy goes on with
+    the mutants not yet run, against the current tests; the results it has stay (tests are only ever
+    added, so a killed mutant stays killed; rerun the survivors with `--survivors-only` afterwards)."""
     src, tests = MODULES[name]
-    rerun = _rerun_ready(name, src, base, previous)
     work = base / name
-    if resume and (work / "mutants").exists() and all(
-            (work / f).read_bytes() == (ROOT / f).read_bytes() for f in (src, *tests)):
-        rerun = False  # mutmut itself skips the mutants that already have a result
-    elif rerun:
-        shutil.rmtree(work / "tests")
-        shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
-        (work / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)  # re-map tests to functions
+    same_source = (work / "mutants" / (src + ".meta")).exists() and (work / src).read_text() == (ROOT / src).read_text()
+    rerun = survivors_only and _rerun_ready(name, src, base, previous)
+    resumed = resume and same_source and not rerun
+    if rerun or resumed:
+        _refresh_tests(work)  # mutmut itself skips the mutants that already have a result when resuming
     else:
         work = _scratch(name, src, tests, base)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -161,7 +171,7 @@ def run_module(name: str, base: Path, children: int, previous: dict | None = Non
     names = list(previous["survivors"]) if rerun else []
     out = subprocess.run(["nice", "-n", nice, MUTMUT, "run", "--max-children", str(children), *names], cwd=work,
                          env=env, capture_output=True, text=True)
-    wall = time.time() - t0 + (previous["wall_s"] if rerun else 0)  # the whole module's time, both runs
+    wall = time.time() - t0 + (previous["wall_s"] if previous and (rerun or resumed) else 0)  # the module's runs together
     (base / f"{name}.log").write_text(out.stdout + out.stderr)
     if not (work / "mutants" / (src + ".meta")).exists():
         return {"module": name, "source": src, "tests": tests, "error": (out.stdout + out.stderr)[-2000:],
@@ -175,7 +185,7 @@ def run_module(name: str, base: Path, children: int, previous: dict | None = Non
     scored = killed + counts.get("survived", 0)
     return {"module": name, "source": src, "tests": tests, "counts": counts, "survivors": diffs, "no_tests": untested,
             "score": round(100 * killed / scored, 1) if scored else None, "wall_s": round(wall),
-            "survivor_reruns": (previous.get("survivor_reruns", 0) + 1) if rerun else 0}
+            "survivor_reruns": (previous.get("survivor_reruns", 0) + 1) if rerun else 0, "resumed": resumed}
 
 
 def _func(key: str) -> str:
@@ -241,7 +251,8 @@ def main() -> None:
     ap.add_argument("--json", default=str(ROOT / "docs/mutation.json"))
     ap.add_argument("--out", default=str(ROOT / "docs/mutation.md"))
     ap.add_argument("--render-only", action="store_true", help="rewrite --out from --json without running")
-    ap.add_argument("--resume", action="store_true", help="go on with an interrupted run (same source and tests)")
+    ap.add_argument("--resume", action="store_true",
+                    help="go on with an interrupted run (same source), the mutants not yet run against the current tests")
     ap.add_argument("--survivors-only", action="store_true",
                     help="run only the last run's surviving mutants again (after adding tests; same module source)")
     args = ap.parse_args()
@@ -250,8 +261,7 @@ def main() -> None:
     results = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
     for name in [] if args.render_only else args.modules:
         print(f"[mutation] {name} ...", flush=True)
-        results[name] = run_module(name, base, args.children, results.get(name) if args.survivors_only else None,
-                                   args.resume)
+        results[name] = run_module(name, base, args.children, results.get(name), args.resume, args.survivors_only)
         print(f"[mutation] {name}: {results[name].get('counts')} score {results[name].get('score')} "
               f"in {results[name]['wall_s']} s", flush=True)
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -312,3 +312,51 @@ def test_tokenize_pair_can_drop_every_document_and_names_the_lengths_it_needs(lm
     assert str(e.value) == (f"train.optim.max_length: the prompt without its documents takes {len(head) + len(tail)} "
                             f"tokens, more than the {len(head) + len(tail) - 1} left beside the response; raise "
                             "train.optim.max_length")
+
+
+def _base_tokenizer_adding_bos(tok):
+    """The tiny tokenizer as a base model's (Llama-style): no chat template, so the chat text is the
+    prompt itself (found at offset 0), and a BOS that plain encoding prepends."""
+    import copy
+
+    from tokenizers import processors
+
+    base = copy.deepcopy(tok)
+    base.chat_template = None
+    bos = "<|im_start|>"
+    base.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, base.convert_tokens_to_ids(bos))])
+    assert base("Person3")["input_ids"][0] == base.convert_tokens_to_ids(bos)  # the setting took
+    return base
+
+
+def test_tokenize_pair_cuts_a_base_models_documents_without_adding_special_tokens(lm):
+    """A base model's prompt starts the text (offset 0: still a prompt with documents to shorten), and no
+    piece of the cut gains the BOS its tokenizer adds by default: the ids are the text's own tokens."""
+    _, tok = lm
+    base = _base_tokenizer_adding_bos(tok)
+    prompt, response = _long_prompt(40), "The answer is: City3"
+    head, docs, tail = _template_parts(base, prompt)
+    assert head and base.convert_tokens_to_ids("<|im_start|>") not in head + docs + tail
+    r = base(response, add_special_tokens=False)["input_ids"] + [base.eos_token_id]
+    budget = len(head) + len(tail) + len(r) + 21
+    ids, n = tokenize_pair(base, prompt, response, budget)
+    assert ids == head + docs[:11] + docs[len(docs) - 10:] + tail + r and n == len(r)
+
+
+def test_longpo_full_nll_of_a_two_token_row_averages_over_its_one_target(lm):
+    """NLL_full averages over the targets a row has: a 2-token row has one (its mean is that token's NLL),
+    beside a longer row, padded."""
+    from solopo.train.forward import sequence_logps
+
+    model, _ = lm
+    short, full = [5, 17], [5, 17, 23, 9, 41]
+    batch = {"input_ids": torch.tensor([short + [0, 0, 0], full]),
+             "attention_mask": torch.tensor([[1, 1, 0, 0, 0], [1] * 5]),
+             "response_mask": torch.tensor([[False, True, False, False, False], [False, False, True, True, True]])}
+    with torch.no_grad():
+        sums, counts, nll = sequence_logps(model, batch, full_nll=True)
+    assert counts.tolist() == [1, 3]
+    assert sums[0].item() == pytest.approx(_token_loop_logp(model, short[:1], short[1:]), abs=1e-5)
+    assert nll[0].item() == pytest.approx(-_token_loop_logp(model, short[:1], short[1:]), abs=1e-5)
+    assert nll[1].item() == pytest.approx(-_token_loop_logp(model, full[:1], full[1:]) / 4, abs=1e-5)
