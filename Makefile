@@ -44,10 +44,10 @@ lint: env
 
 # Mutation score of the core modules (mutmut, not part of `make test`: ~1 mutant/s per module on one
 # core). Writes docs/mutation.md; MODULES="metrics pairs" limits the run; SURVIVORS=1 reruns only the
-# last run's surviving mutants (after adding tests).
+# last run's surviving mutants (after adding tests); RESUME=1 goes on with an interrupted run.
 mutation: env
 	.venv/bin/python -m uv pip install --python .venv/bin/python -q mutmut==3.8.1
-	.venv/bin/python scripts/mutation.py $(if $(MODULES),--modules $(MODULES)) $(if $(SURVIVORS),--survivors-only)
+	.venv/bin/python scripts/mutation.py $(if $(MODULES),--modules $(MODULES)) $(if $(SURVIVORS),--survivors-only) $(if $(RESUME),--resume)
 
 clean:
 	rm -rf results logs .snakemake
