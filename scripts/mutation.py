@@ -7,7 +7,7 @@ this machine's cores are shared. Results go to docs/mutation.md (per-module coun
 the wall time) and, per module, mutmut's surviving mutants as diffs, to be killed by a new test or
 explained as equivalent. Usage:
     .venv/bin/python scripts/mutation.py [--modules metrics pairs ...] [--children 1] [--out docs/mutation.md]
-    .venv/bin/python scripts/mutation.py --survivors-only --modules config   # after adding tests: survivors only
+    .venv/bin/python scripts/mutation.py --survivors-only --modules config   # after adding tests: survivors (and timeouts) only
 SOLOPO_MUTATION_NICE=0 runs at normal priority (an otherwise idle machine).
 """
 from __future__ import annotations
@@ -119,18 +119,16 @@ def _scratch(name: str, src: str, tests: list[str], base: Path) -> Path:
     return work
 
 
-def _counts(work: Path, src: str) -> tuple[dict[str, int], list[str], list[str]]:
+def _counts(work: Path, src: str) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Mutants per status, and the keys of the survivors, the untested and the timed-out ones."""
     meta = json.loads((work / "mutants" / (src + ".meta")).read_text())
     counts: dict[str, int] = {}
-    survivors, untested = [], []
+    keys: dict[str, list[str]] = {"survived": [], "no tests": [], "timeout": []}
     for key, code in meta["exit_code_by_key"].items():
         status = KILLED.get(code) or STATUS.get(code, "not checked" if code is None else f"other ({code})")
         counts[status] = counts.get(status, 0) + 1
-        if status == "survived":
-            survivors.append(key)
-        elif status == "no tests":
-            untested.append(key)
-    return counts, survivors, untested
+        keys.get(status, []).append(key)
+    return counts, keys
 
 
 def _rerun_ready(name: str, src: str, base: Path, previous: dict | None) -> bool:
@@ -168,7 +166,8 @@ def run_module(name: str, base: Path, children: int, previous: dict | None = Non
            "TRL_EXPERIMENTAL_SILENCE": "1"}
     t0 = time.time()
     nice = os.environ.get("SOLOPO_MUTATION_NICE", "10")  # 0 on an otherwise idle machine
-    names = list(previous["survivors"]) if rerun else []
+    # a timeout on a loaded machine may be a starved survivor: a survivors-only rerun runs those again too
+    names = [*_counts(work, src)[1]["survived"], *_counts(work, src)[1]["timeout"]] if rerun else []
     out = subprocess.run(["nice", "-n", nice, MUTMUT, "run", "--max-children", str(children), *names], cwd=work,
                          env=env, capture_output=True, text=True)
     wall = time.time() - t0 + (previous["wall_s"] if previous and (rerun or resumed) else 0)  # the module's runs together
@@ -176,14 +175,15 @@ def run_module(name: str, base: Path, children: int, previous: dict | None = Non
     if not (work / "mutants" / (src + ".meta")).exists():
         return {"module": name, "source": src, "tests": tests, "error": (out.stdout + out.stderr)[-2000:],
                 "wall_s": round(wall)}
-    counts, survivors, untested = _counts(work, src)
+    counts, keys = _counts(work, src)
     diffs = {}
-    for key in survivors:
+    for key in keys["survived"]:
         show = subprocess.run([MUTMUT, "show", key], cwd=work, env=env, capture_output=True, text=True)
         diffs[key] = show.stdout.strip()
     killed = counts.get("killed", 0) + counts.get("timeout", 0)
     scored = killed + counts.get("survived", 0)
-    return {"module": name, "source": src, "tests": tests, "counts": counts, "survivors": diffs, "no_tests": untested,
+    return {"module": name, "source": src, "tests": tests, "counts": counts, "survivors": diffs, "no_tests": keys["no tests"],
+            "timeouts": keys["timeout"],
             "score": round(100 * killed / scored, 1) if scored else None, "wall_s": round(wall),
             "survivor_reruns": (previous.get("survivor_reruns", 0) + 1) if rerun else 0, "resumed": resumed}
 
