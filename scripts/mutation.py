@@ -50,7 +50,11 @@ _RIGHT_PAD = "equivalent: right padding and causal attention: no real token atte
 _CPU_DEVICE = "equivalent on the CPU the fast tests use: the device move is a no-op there (the GPU check covers it)"
 _LAST_AXIS = "equivalent: the tensor is 2-D (the index 1-D), so axis +1 is axis -1"
 EQUIVALENT: dict[str, str] = {
-    **{f"solopo.train.forward.x_sequence_logps__mutmut_{n}": _LAST_AXIS for n in (46, 57, 61, 71, 73, 76)},
+    **{f"solopo.train.forward.x_sequence_logps__mutmut_{n}": _LAST_AXIS for n in (46, 57, 61, 71, 73, 76, 78)},
+    **{f"solopo.train.forward.x_sequence_logps__mutmut_{n}": _CPU_DEVICE for n in (84, 86, 98, 101)},
+    **{f"solopo.train.forward.x_policy_outputs__mutmut_{n}": _CPU_DEVICE for n in (47, 79, 81, 86, 88)},
+    **{f"solopo.train.forward.x_sequence_logps__mutmut_{n}": "equivalent: `picked` is float32 (`.float()` above), "
+       "the default dtype of torch.zeros" for n in (97, 100)},
     "solopo.train.forward.x_sequence_logps__mutmut_4": _RIGHT_PAD,
     "solopo.train.forward.x_sequence_logps__mutmut_6": _RIGHT_PAD,
     "solopo.train.forward.x__collate__mutmut_12": _RIGHT_PAD,

@@ -346,7 +346,7 @@ def test_tokenize_pair_cuts_a_base_models_documents_without_adding_special_token
 
 def test_longpo_full_nll_of_a_two_token_row_averages_over_its_one_target(lm):
     """NLL_full averages over the targets a row has: a 2-token row has one (its mean is that token's NLL),
-    beside a longer row, padded."""
+    beside a longer row, padded; both log-prob paths give one sum per row (batch 2 < width 5)."""
     from solopo.train.forward import sequence_logps
 
     model, _ = lm
@@ -356,7 +356,9 @@ def test_longpo_full_nll_of_a_two_token_row_averages_over_its_one_target(lm):
              "response_mask": torch.tensor([[False, True, False, False, False], [False, False, True, True, True]])}
     with torch.no_grad():
         sums, counts, nll = sequence_logps(model, batch, full_nll=True)
-    assert counts.tolist() == [1, 3]
+        response_only = sequence_logps(model, batch)  # the other path: log-softmax at response tokens only
+    assert counts.tolist() == [1, 3] and response_only[0].shape == sums.shape == (2,)  # one value per row
+    assert torch.allclose(response_only[0], sums, atol=1e-5) and response_only[2] is None
     assert sums[0].item() == pytest.approx(_token_loop_logp(model, short[:1], short[1:]), abs=1e-5)
     assert nll[0].item() == pytest.approx(-_token_loop_logp(model, short[:1], short[1:]), abs=1e-5)
     assert nll[1].item() == pytest.approx(-_token_loop_logp(model, full[:1], full[1:]) / 4, abs=1e-5)
