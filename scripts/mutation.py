@@ -268,6 +268,9 @@ def main() -> None:
         results[name] = run_module(name, base, args.children, results.get(name), args.resume, args.survivors_only)
         print(f"[mutation] {name}: {results[name].get('counts')} score {results[name].get('score')} "
               f"in {results[name]['wall_s']} s", flush=True)
+        # merged into what is on disk now: another module's run may have written its result meanwhile
+        on_disk = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
+        results = on_disk | {name: results[name]}
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     Path(args.out).write_text(render(results))
 
