@@ -93,3 +93,57 @@ def test_defaults_and_unknown_names():
     assert str(e.value) == f"unknown method 'nope': allowed values are {', '.join(METHODS)}"
     with pytest.raises(ValueError, match=r"^LossConfig.alpha must be >= 0, got -1.0$"):
         LossConfig(alpha=-1.0)
+
+
+def _spec_fields(spec) -> tuple:
+    """A LossSpec's contents, comparable across builds (a `partial` compares by identity)."""
+    fn = (spec.fn.func, spec.fn.keywords) if hasattr(spec.fn, "func") else spec.fn
+    return spec.name, fn, spec.needs, spec.needs_ref, spec.family, spec.variant, spec.config_keys
+
+
+def test_the_registry_builders_make_the_tables_the_tests_check():
+    """LOSSES and METHODS are built once, at import; the tests above check those tables. Building them again
+    must give the same tables (names, functions and their family/both arguments, fields, reference,
+    family, variant, config keys; every method's loss and dataset), in the same order, so that a change in
+    a builder shows in a test run (mutmut switches a mutant on only after the import)."""
+    from solopo.train import losses
+
+    rebuilt = losses._build_registry()
+    assert list(rebuilt) == list(LOSSES) == sorted(LOSSES)
+    assert [_spec_fields(s) for s in rebuilt.values()] == [_spec_fields(s) for s in LOSSES.values()]
+    assert losses._build_methods() == METHODS and list(losses._build_methods()) == list(METHODS)
+    # the dataset each method trains on, spelled out (pairs.py writes these files)
+    assert {m: s.dataset for m, s in METHODS.items()} == {
+        **{f"sft_{d}": f"sft_{d}" for d in ("short", "long", "expand")},
+        **{f"{f}_{d}": d for f in ("dpo", "simpo", "orpo") for d in ("short", "long", "expand")},
+        **{f"solo_{f}{v}": "solo" for f in ("dpo", "simpo", "orpo") for v in ("", "_both")},
+        **{f"solo_kl_{f}": "solo" for f in ("dpo", "simpo", "orpo")}, "longpo": "solo"}
+    assert all(get_loss(s.loss) for s in METHODS.values())
+
+
+def test_log1mexp_is_accurate_at_both_ends_and_at_the_branch():
+    """log(1 - e^x): near 0 the log1p form loses everything (e^x rounds to 1), far below it the log form
+    does (1 - e^x rounds to 1); the branch at -ln 2 picks the accurate one (float32, as the trainer)."""
+    import math
+
+    from solopo.train.losses import log1mexp
+
+    for x in (-1e-7, -1e-3, -0.5, -math.log(2), -0.9, -5.0, -30.0, -60.0):
+        want = math.log(-math.expm1(x)) if x > -math.log(2) else math.log1p(-math.exp(x))
+        got = float(log1mexp(torch.tensor([x], dtype=torch.float32)))
+        assert math.isfinite(got) and got == pytest.approx(want, rel=1e-5, abs=0.0), x
+
+
+def test_orpo_reward_computes_in_float32_for_half_precision_log_probs():
+    """bf16 log-probs (the GPU path) are promoted before the log-odds: the reward is float32, and equals the
+    log-odds of the bf16 length-average computed in float32 (near 0, bf16's log(1 - e^x) would be far off)."""
+    import math
+
+    from solopo.train.losses import orpo_reward
+
+    logps, counts = torch.tensor([-0.003, -2.5, -40.0]), torch.tensor([3, 5, 8])
+    half = orpo_reward(SeqLogps(logps.bfloat16(), counts))
+    assert half.dtype == torch.float32
+    avg = (logps.bfloat16() / counts.bfloat16()).tolist()
+    want = [a - math.log(-math.expm1(a)) for a in avg]
+    assert half.tolist() == pytest.approx(want, rel=1e-5)
