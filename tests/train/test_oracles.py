@@ -342,6 +342,17 @@ def test_tokenize_pair_cuts_a_base_models_documents_without_adding_special_token
     budget = len(head) + len(tail) + len(r) + 21
     ids, n = tokenize_pair(base, prompt, response, budget)
     assert ids == head + docs[:11] + docs[len(docs) - 10:] + tail + r and n == len(r)
+    # untruncated, too: the prompt's own tokens, no BOS in front
+    text_ids = base(prompt, add_special_tokens=False)["input_ids"]
+    assert tokenize_pair(base, prompt, response, 10_000) == (text_ids + r, len(r))
+
+
+def test_tokenize_pair_keeps_a_pair_that_fits_exactly(lm):
+    """prompt + response + eos == max_length fits: no cut, so a prompt without documents is no error."""
+    _, tok = lm
+    plain = "where was Person3 born ?"
+    p, r = _ids(tok, plain, "City3")
+    assert tokenize_pair(tok, plain, "City3", len(p) + len(r)) == (p + r, len(r))
 
 
 def test_longpo_full_nll_of_a_two_token_row_averages_over_its_one_target(lm):
