@@ -99,9 +99,6 @@ EQUIVALENT: dict[str, str] = {
     "solopo.eval.truncation.x_prompt_token_ids__mutmut_5": "equivalent: dropping `truncation=False` leaves the default "
     "(None), which does not truncate without a max_length",
 }
-# Functions called only at import time (module-level registries): mutmut switches mutants on per test
-# inside an already-imported module, so their mutants can never take effect; counted apart, not scored.
-IMPORT_TIME = ("_build_registry", "_build_methods")
 KILLED = {1: "killed", 3: "killed"}
 STATUS = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout", 24: "timeout", -24: "timeout",
           152: "timeout", 255: "timeout", 37: "type check"}
@@ -215,14 +212,13 @@ def render(results: dict) -> str:
             continue
         c = r["counts"]
         equiv = [k for k in r["survivors"] if k in EQUIVALENT]
-        at_import = [k for k in r["survivors"] if _func(k) in IMPORT_TIME]
-        survived = c.get("survived", 0) - len(equiv) - len(at_import)
+        survived = c.get("survived", 0) - len(equiv)
         killed = c.get("killed", 0) + c.get("timeout", 0)
         total = sum(c.values())
         denom = killed + survived
         score = f"{100 * killed / denom:.1f} %" if denom else "n/a"
         lines.append(f"| {name} | `{r['source']}` | {', '.join(Path(t).name for t in r['tests'])} | {total} | {killed} | "
-                     f"{survived} | {len(equiv)} | {c.get('no tests', 0) + len(at_import)} | {score} | {r['wall_s']} s |")
+                     f"{survived} | {len(equiv)} | {c.get('no tests', 0)} | {score} | {r['wall_s']} s |")
     for name, r in results.items():
         if r.get("note"):
             lines += ["", f"{name}: {r['note']}"]
@@ -230,20 +226,13 @@ def render(results: dict) -> str:
             lines += ["", f"## {name}: the run failed", "", "```", r["error"], "```"]
             continue
         if r.get("no_tests"):
-            funcs = sorted({k.split("__mutmut_")[0].rsplit(".", 1)[-1].removeprefix("x_") for k in r["no_tests"]})
+            funcs = sorted({_func(k) for k in r["no_tests"]})
             lines += ["", f"{name}: {len(r['no_tests'])} mutants in code no fast test of the module runs: "
                       + ", ".join(f"`{f}`" for f in funcs)]
         if not r["survivors"]:
             continue
         lines += ["", f"## {name}: surviving mutants", ""]
-        at_import = [k for k in r["survivors"] if _func(k) in IMPORT_TIME]
-        if at_import:
-            lines += [f"- {len(at_import)} mutants of {', '.join(f'`{f}`' for f in IMPORT_TIME)}: run at import time, "
-                      "so mutmut cannot switch them on (counted under \"no tests\", not scored); the registry they "
-                      "build is exercised by test_oracles.py (every loss) and test_losses.py."]
         for key, diff in r["survivors"].items():
-            if key in at_import:
-                continue
             body = [ln for ln in diff.splitlines() if ln.startswith(("+", "-")) and not ln.startswith(("+++", "---"))]
             note = EQUIVALENT.get(key, "**not killed**: no fast test tells it apart")
             lines += [f"- `{key}`: {note}", "  ```diff", *["  " + ln for ln in body], "  ```"]
