@@ -50,6 +50,8 @@ _RIGHT_PAD = "equivalent: right padding and causal attention: no real token atte
 _CPU_DEVICE = "equivalent on the CPU the fast tests use: the device move is a no-op there (the GPU check covers it)"
 _LAST_AXIS = "equivalent: the tensor is 2-D (the index 1-D), so axis +1 is axis -1"
 EQUIVALENT: dict[str, str] = {
+    "solopo.config.x__semantic_errors__mutmut_48": "equivalent: a missing max_length (0 or 1) never exceeds a "
+    "position range, which the schema keeps >= 64",
     **{f"solopo.train.losses.x_log1mexp__mutmut_{n}": "equivalent up to float rounding: between -1.69 and -0.69 "
        "(and at -ln 2 itself) both forms of log(1 - e^x) are accurate; only near 0 and far below does the branch "
        "matter (test_log1mexp_is_accurate_at_both_ends_and_at_the_branch)" for n in (7, 9)},

@@ -335,10 +335,12 @@ def test_number_items_by_reference_are_coerced():
     schema = {"$defs": {"n": {"type": "number"}, "obj": {"type": "object", "properties": {"v": {"type": "number"}}}},
               "type": "object", "properties": {"xs": {"type": "array", "items": {"$ref": "#/$defs/n"}},
                                                "os": {"type": "array", "items": {"$ref": "#/$defs/obj"}},
-                                               "top": {"$ref": "#/$defs/obj"}, "free": {"additionalProperties": True}}}
-    node = {"xs": [1, 2], "os": [{"v": 3}], "top": {"v": 4}, "free": {"a": 5}}
+                                               "top": {"$ref": "#/$defs/obj"}, "free": {"additionalProperties": True},
+                                               "bare": {"type": "array"}}}  # a list without an items schema
+    node = {"xs": [1, 2], "os": [{"v": 3}], "top": {"v": 4}, "free": {"a": 5}, "bare": [1, 2]}
     _coerce_numbers(node, schema)
-    assert json.dumps(node) == json.dumps({"xs": [1.0, 2.0], "os": [{"v": 3.0}], "top": {"v": 4.0}, "free": {"a": 5}})
+    assert json.dumps(node) == json.dumps({"xs": [1.0, 2.0], "os": [{"v": 3.0}], "top": {"v": 4.0}, "free": {"a": 5},
+                                           "bare": [1, 2]})
     ref_root = {"$defs": {"obj": {"type": "object", "properties": {"v": {"type": "number"}}}}, "$ref": "#/$defs/obj"}
     node = {"v": 6}
     _coerce_numbers(node, ref_root)
