@@ -88,6 +88,12 @@ EQUIVALENT: dict[str, str] = {
     "solopo.data.contexts.x_build_contexts__mutmut_56": _DRAW_BOUND,
     "solopo.data.contexts.x_build_contexts__mutmut_58": _DRAW_BOUND,
     "solopo.data.contexts.x_build_contexts__mutmut_69": "equivalent: `prev_k` is assigned but never read (dead variable)",
+    "solopo.data.contexts.x_build_contexts__mutmut_115": "equivalent: `prev_k` is assigned but never read (dead variable)",
+    "solopo.data.contexts.x_build_contexts__mutmut_187": "equivalent: the divisor is a mean prompt length (the "
+    "template alone is tens of tokens), never below 1.000000001",
+    "solopo.data.contexts.x_fit_documents__mutmut_23": "equivalent: the search keeps the largest fitting k with "
+    "lo = mid on a fit and hi = mid - 1 otherwise; any mid in (lo, hi] (as (lo + hi + 2) // 2 is while lo < hi) "
+    "finds the same k, in a different number of steps",
     "solopo.data.contexts.x__candidates__mutmut_22": _DRAW_BOUND,
     "solopo.data.contexts.x__candidates__mutmut_25": _DRAW_BOUND,
     "solopo.data.contexts.x__candidates__mutmut_26": _DRAW_BOUND,

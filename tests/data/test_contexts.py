@@ -102,3 +102,52 @@ def test_training_on_an_empty_pair_set_says_why(tmp_path):
               str(tmp_path / "t.log"))
     assert str(e.value) == f"{empty}: no training rows for run sft_short (the pair yield was zero)"
     assert not (tmp_path / "model").exists()
+
+
+# ------------------------------------------------------------ synthetic records (word-count tokens)
+def _words(s: str) -> int:
+    return len(s.split())
+
+
+def _synthetic(n: int) -> tuple[list[dict], list[tuple[str, str]]]:
+    """n questions, each with one supporting and one own distractor paragraph (all the same length), and a
+    pool of 300 other paragraphs, so every long context needs pool draws to reach its budget."""
+    recs = [{"id": f"s{i}", "question": f"where was P{i} born ?", "answer": f"C{i}", "paragraphs": [
+        {"title": f"Gold{i}", "paragraph_text": f"P{i} was born in C{i} long ago", "is_supporting": True},
+        {"title": f"Own{i}", "paragraph_text": f"P{i} met Q{i} in D{i} long ago", "is_supporting": False}]}
+        for i in range(n)]
+    pool = [(f"Pool{j}", f"R{j} lived in E{j} long ago") for j in range(300)]
+    return recs, pool
+
+
+def test_a_single_questions_statistics_are_its_own():
+    recs, pool = _synthetic(1)
+    out, stats = build_contexts(recs, pool, _words, {"short": 60, "long": 160}, seed=0)
+    for name in ("short", "long"):
+        assert stats[f"{name}_mean_tokens"] == out[name][0]["tokens"]
+        assert stats[f"{name}_mean_docs"] == out[name][0]["num_docs"]
+
+
+def test_long_contexts_are_filled_to_their_budget_from_the_pool():
+    """With one own distractor, the long budget is filled from the pool: the prompt ends within one document
+    of the budget, for a budget of a few documents (where the number of candidates drawn is tight) and of many."""
+    from solopo.data.prompts import format_document
+
+    recs, pool = _synthetic(5)
+    doc = _words(format_document(*pool[0])) + 2  # + the "Document i:" header
+    for long in (80, 280):
+        out, _ = build_contexts(recs, pool, _words, {"short": 60, "long": long}, seed=0)
+        for row in out["long"]:
+            assert long - doc < row["tokens"] <= long and row["num_docs"] > 2, (long, row["tokens"], row["num_docs"])
+
+
+def test_the_gold_documents_position_varies_across_questions():
+    """Documents are shuffled per question (seeded by the seed, the question and the length): with every
+    question holding the same number of documents, the gold one must not sit at one fixed position."""
+    recs, pool = _synthetic(30)
+    out, _ = build_contexts(recs, pool, _words, {"short": 60, "long": 160}, seed=0)
+    for name in ("short", "long"):
+        assert len({row["num_docs"] for row in out[name]}) == 1  # the same k for all: only the shuffle differs
+        docs = [row["prompt"].split("\n\nDocument ") for row in out[name]]
+        positions = {next(i for i, d in enumerate(ds) if f"Gold{r['id'][1:]}\n" in d) for ds, r in zip(docs, recs)}
+        assert len(positions) >= 3, (name, positions)
