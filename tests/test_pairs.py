@@ -157,3 +157,57 @@ def test_statistics_of_single_inputs_and_their_rounding():
     samples, contexts = _world({"q0": ("mixed", "mixed"), "q1": ("right", "right"), "q2": ("wrong", "wrong")})
     _, stats = build_pairs(samples, contexts, 0, 10)
     assert stats["short"]["yield"] == 0.3333 and stats["short"]["sampled_accuracy"] == 0.5
+
+
+# --------------------------------------------------------------------- selection by hop count
+def test_hop_count_reads_musiques_id_prefix():
+    from solopo.pairs import hop_count
+
+    ids = ("2hop__1_2", "3hop1__9", "4hop3__7", "12hop__x", "hop__1", "q7", 5)
+    assert [hop_count(i) for i in ids] == ["2hop", "3hop", "4hop", "12hop", "unknown", "unknown", "unknown"]
+
+
+HOP_IDS = [f"2hop__{k}" for k in range(40)] + [f"3hop1__{k}" for k in range(20)] + [f"4hop1__{k}" for k in range(10)]
+
+
+def test_stratified_order_is_a_seeded_permutation_that_keeps_the_hop_mix_in_every_prefix():
+    from collections import Counter
+
+    from solopo.pairs import hop_count, stratified_order
+
+    order = stratified_order(HOP_IDS, seed=3)
+    assert sorted(order) == sorted(HOP_IDS)
+    for n in range(7, 71, 7):
+        mix = Counter(hop_count(i) for i in order[:n])
+        assert all(abs(mix[h] - n * share) <= 2 for h, share in (("2hop", 4 / 7), ("3hop", 2 / 7), ("4hop", 1 / 7))), (n, mix)
+    assert order == stratified_order(HOP_IDS, seed=3) and order != stratified_order(HOP_IDS, seed=4)
+    assert [i for i in order if i.startswith("2hop")] != HOP_IDS[:40]  # each group shuffled, not in file order
+
+
+def _pairable(ids: list[str], long_ids: set[str]) -> tuple[dict, dict]:
+    """Every id has a pair on the short context; only `long_ids` also on the long one (its long samples are all right)."""
+    right, wrong = "The answer is: X", "The answer is: Y"
+    short = [{"id": i, "responses": [right, wrong], "answers": ["X"]} for i in ids]
+    long = [{"id": i, "responses": [right, wrong] if i in long_ids else [right, right], "answers": ["X"]} for i in ids]
+    ctxs = [{"id": i, "question": f"q {i}", "answers": ["X"], "prompt": f"p {i}"} for i in ids]
+    return {"short": short, "long": long}, {"short": ctxs, "long": ctxs}
+
+
+def test_selection_takes_the_intersection_tier_first_each_tier_seeded_and_says_so():
+    both = set(HOP_IDS[::2])  # 35 questions pairable on both contexts
+    samples, ctxs = _pairable(HOP_IDS, both)
+    picks = {}
+    for seed in (1, 2):
+        rows, stats = build_pairs(samples, ctxs, seed=seed, num_pairs=40)
+        chosen = [r["id"] for r in rows if r["short"]]
+        assert set(chosen) >= both  # the intersection tier first (the default), then 5 of the rest
+        picks[seed] = set(chosen) - both
+        sub, _ = build_pairs(samples, ctxs, seed=seed, num_pairs=10)
+        picks[seed, "both"] = {r["id"] for r in sub if r["short"]}
+        assert picks[seed, "both"] <= both
+    assert picks[1] != picks[2] and picks[1, "both"] != picks[2, "both"]  # both tiers depend on the seed
+    assert stats["selection"] == "seeded random, stratified by hop count (intersection tier first)"
+    assert stats["hop_mix"] == {"inputs": {"2hop": 40, "3hop": 20, "4hop": 10},
+                                "short": {"2hop": 23, "3hop": 11, "4hop": 6}, "long": {"2hop": 20, "3hop": 10, "4hop": 5}}
+    _, plain = build_pairs(samples, ctxs, seed=1, num_pairs=40, intersection=False)
+    assert plain["selection"] == "seeded random, stratified by hop count"
