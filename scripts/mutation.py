@@ -145,11 +145,9 @@ def _counts(work: Path, src: str) -> tuple[dict[str, int], dict[str, list[str]]]
     return counts, keys
 
 
-def _rerun_ready(name: str, src: str, base: Path, previous: dict | None) -> bool:
-    """A survivors-only rerun needs the last run's scratch copy with the same module source."""
-    work = base / name
-    return bool(previous and previous.get("survivors") is not None and (work / "mutants" / (src + ".meta")).exists()
-                and (work / src).read_text() == (ROOT / src).read_text())
+def _same_source(work: Path, src: str) -> bool:
+    """Whether `work` holds a run's results for the module's current source (needed to resume or rerun)."""
+    return (work / "mutants" / (src + ".meta")).exists() and (work / src).read_text() == (ROOT / src).read_text()
 
 
 def _refresh_tests(work: Path) -> None:
@@ -169,8 +167,8 @@ def run_module(name: str, base: Path, children: int, previous: dict | None = Non
     added, so a killed mutant stays killed; rerun the survivors with `--survivors-only` afterwards)."""
     src, tests = MODULES[name]
     work = base / name
-    same_source = (work / "mutants" / (src + ".meta")).exists() and (work / src).read_text() == (ROOT / src).read_text()
-    rerun = survivors_only and _rerun_ready(name, src, base, previous)
+    same_source = _same_source(work, src)
+    rerun = survivors_only and same_source and bool(previous) and previous.get("survivors") is not None
     resumed = resume and same_source and not rerun
     if rerun or resumed:
         _refresh_tests(work)  # mutmut itself skips the mutants that already have a result when resuming
@@ -181,7 +179,8 @@ def run_module(name: str, base: Path, children: int, previous: dict | None = Non
     t0 = time.time()
     nice = os.environ.get("SOLOPO_MUTATION_NICE", "10")  # 0 on an otherwise idle machine
     # a timeout on a loaded machine may be a starved survivor: a survivors-only rerun runs those again too
-    names = [*_counts(work, src)[1]["survived"], *_counts(work, src)[1]["timeout"]] if rerun else []
+    last = _counts(work, src)[1] if rerun else {"survived": [], "timeout": []}
+    names = last["survived"] + last["timeout"]
     out = subprocess.run(["nice", "-n", nice, MUTMUT, "run", "--max-children", str(children), *names], cwd=work,
                          env=env, capture_output=True, text=True)
     wall = time.time() - t0 + (previous["wall_s"] if previous and (rerun or resumed) else 0)  # the module's runs together
@@ -260,7 +259,8 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true",
                     help="go on with an interrupted run (same source), the mutants not yet run against the current tests")
     ap.add_argument("--survivors-only", action="store_true",
-                    help="run only the last run's surviving mutants again (after adding tests; same module source)")
+                    help="run only the last run's surviving and timed-out mutants again (after adding tests; "
+                         "same module source)")
     args = ap.parse_args()
     base = Path(args.scratch)
     base.mkdir(parents=True, exist_ok=True)
@@ -268,7 +268,8 @@ def main() -> None:
     for name in [] if args.render_only else args.modules:
         print(f"[mutation] {name} ...", flush=True)
         results[name] = run_module(name, base, args.children, results.get(name), args.resume, args.survivors_only)
-        print(f"[mutation] {name}: {results[name].get('counts')} score {results[name].get('score')} "
+        print(f"[mutation] {name}: {results[name].get('counts')} raw score {results[name].get('score')} "
+              "(before equivalent mutants are set apart: docs/mutation.md) "
               f"in {results[name]['wall_s']} s", flush=True)
         # merged into what is on disk now: another module's run may have written its result meanwhile
         on_disk = json.loads(Path(args.json).read_text()) if Path(args.json).exists() else {}
