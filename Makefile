@@ -33,8 +33,11 @@ test-fast: env
 envs-check: env
 	.venv/bin/python scripts/envs_check.py
 
+# The profile deploys each rule's conda env; where conda is not on PATH (a laptop, CI) the plan is made with
+# deployment off (SOLOPO_SDM=none), so it lists the jobs but not their envs.
 dryrun-paper: env  ## the paper preset's DAG, no cluster needed
-	$(SNAKEMAKE) --profile slurm all -n
+	@command -v conda >/dev/null || echo "[dryrun-paper] conda is not on PATH: planning with SOLOPO_SDM=none (jobs' envs not shown)"
+	SOLOPO_SDM=$${SOLOPO_SDM:-$$(command -v conda >/dev/null && echo conda || echo none)} $(SNAKEMAKE) --profile slurm all -n
 
 report: env  ## snakemake --report: one offline HTML file with the tables and plots
 	$(SNAKEMAKE) --profile profiles/local --configfile config/tiny.yaml --report results/report/report.html

@@ -5,6 +5,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+# slurm/profile.yaml deploys every job's conda env (software-deployment-method: conda); these machines
+# and CI have no conda, so the tests that run the profile (dry runs, the local SLURM, README commands)
+# switch deployment off through the profile's own switch. tests/test_envs.py checks the shipped default.
+os.environ["SOLOPO_SDM"] = "none"
 
 # `make test` runs the suite on both cores with pytest-xdist (`-n 2`). The scheduler below makes
 # each test file one work unit, so a module-scoped fixture (a SLURM cluster, a DeepSpeed run, a

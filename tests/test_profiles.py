@@ -79,3 +79,73 @@ def test_parsing_needs_no_core_count(tmp_path):
     out = subprocess.run([snakemake, "--profile", "slurm", "--unlock", "--directory", str(tmp_path)], cwd=ROOT,
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0 and "Unlocked working directory" in out.stdout + out.stderr, out.stderr[-3000:]
+
+
+# --------------------------------------------------------------------------- software deployment
+def _deployment(monkeypatch, sdm: str | None) -> set[str]:
+    if sdm is None:
+        monkeypatch.delenv("SOLOPO_SDM", raising=False)  # the shipped profile, untouched
+    else:
+        monkeypatch.setenv("SOLOPO_SDM", sdm)
+    from snakemake.cli import parse_args
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(sys, "argv", ["snakemake", "--profile", "slurm", "all"])
+    _, args = parse_args(["--profile", "slurm", "all"])
+    return {m.name.lower() for m in args.software_deployment_method or ()}
+
+
+def test_shipped_slurm_profile_deploys_each_rules_conda_env(monkeypatch):
+    assert _deployment(monkeypatch, None) == {"conda"}
+    assert _deployment(monkeypatch, "conda apptainer") == {"conda", "apptainer"}
+    assert _deployment(monkeypatch, "none") == set()  # where no conda exists (these tests, CI)
+
+
+def test_an_unknown_deployment_switch_is_one_clear_error(monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        _deployment(monkeypatch, "docker")
+    assert "SOLOPO_SDM='docker': allowed are 'conda' (default), 'conda apptainer', 'none'" in capsys.readouterr().err
+
+
+EXPECTED_ENV = {  # rule -> env file (README "Running the paper preset"); evaluate depends on the benchmark
+    "download_model": "base", "download_ruler": "base", "fetch_musique": "base", "contexts": "base",
+    "bench_data": "base", "bench_data_tokenized": "base", "pairs": "base", "datasets": "base",
+    "report_tables": "base", "report_lambda_plot": "base", "report_ruler_plot": "base",
+    "sample": "generate", "download_leaderboard": "leaderboard", "ref_logps": "train", "train": "train",
+}
+
+
+def test_paper_dry_run_through_the_profile_gives_every_job_its_conda_env(monkeypatch, tmp_path):
+    """`snakemake --profile slurm all -n` on the paper preset, planned by Snakemake's API with the deployment
+    settings the shipped profile parses to: every job that runs code has its rule's conda env."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings import types as t
+
+    methods = _deployment(monkeypatch, None)
+    deployment = t.DeploymentSettings(deployment_method=frozenset(t.DeploymentMethod.parse_choice(m)
+                                                                   for m in methods))
+    with SnakemakeApi(t.OutputSettings(quiet={t.Quietness.ALL})) as api:
+        wf = api.workflow(t.ResourceSettings(cores=2), t.ConfigSettings(), snakefile=ROOT / "Snakefile",
+                          workdir=tmp_path, deployment_settings=deployment)
+        wf.dag(t.DAGSettings(targets=frozenset(["all"])))
+        w = wf._workflow  # what DAGApi.execute_workflow does before scheduling, minus creating the envs
+        w.execution_settings = t.ExecutionSettings(lock=False)
+        w.remote_execution_settings = t.RemoteExecutionSettings()
+        w.scheduling_settings = t.SchedulingSettings()
+        w.group_settings = t.GroupSettings()
+        w._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True, nolock=True)
+        w._build_dag()
+        w.async_run(w.dag.postprocess(update_needrun=False, check_initial=True))
+        envs: dict[str, set[str]] = {}
+        for job in w.dag.needrun_jobs():
+            if job.rule.name == "all":
+                continue
+            # Snakemake activates the job's env only when conda is a deployment method (Job.get_log_error_info,
+            # Job.format_wildcards use the same condition)
+            deployed = t.DeploymentMethod.CONDA in w.deployment_settings.deployment_method
+            env = job.conda_env if deployed else None
+            assert env is not None, f"{job}: no conda env under the shipped profile"
+            envs.setdefault(job.rule.name, set()).add(Path(env.file.get_path_or_uri(secret_free=True)).stem)
+    assert envs.pop("evaluate") == {"generate", "leaderboard"}
+    assert envs == {rule: {EXPECTED_ENV[rule]} for rule in envs}, envs
+    assert {"sample", "train", "contexts", "pairs", "report_tables"} <= set(envs)

@@ -74,9 +74,11 @@ def leaderboard(cfg: dict, out_json: str, nltk_dir: str, log_path: str) -> dict:
     if is_offline():
         raise RuntimeError("download leaderboard: HF_HUB_OFFLINE=1 is set on this host; run the download rules "
                            "on a host with internet (they are localrules)")
-    from lm_eval.tasks import TaskManager, get_task_dict
-
     from solopo.eval.leaderboard import TASK_GROUPS
+    from solopo.software import require
+
+    require("lm_eval")
+    from lm_eval.tasks import TaskManager, get_task_dict
 
     t0 = time.time()
     names = [TASK_GROUPS[s] for s in cfg["tasks"]]

@@ -474,7 +474,9 @@ def evaluate(model_path: str, cfg: dict, work_dir: Path, device: str = "cpu") ->
 
     lm-eval loads the model itself (``model="hf"`` or ``"vllm"``, ``pretrained=model_path``).
     """
-    import lm_eval
+    from solopo.software import require
+
+    lm_eval = require("lm_eval")
     from lm_eval.tasks import TaskManager
 
     c = _resolve_cfg(cfg)

@@ -1,4 +1,4 @@
-"""vLLM backend. vLLM is an optional extra (GPU only); it is imported on first use.
+"""vLLM backend. vLLM lives in the generate env (workflow/envs/generate.yaml); it is imported on first use.
 
 Everything up to the engine call (sampling parameters, prompt order, output
 reshaping) lives in plain functions tested without vLLM installed.
@@ -29,14 +29,9 @@ class VLLMBackend:
     def __init__(self, model_path: str, trust_remote_code: bool = False, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
                  rope_scaling: dict | None = None, **_):
-        try:
-            import vllm  # noqa: F401
-        except ImportError as e:  # pragma: no cover - exercised only where vLLM is missing
-            raise RuntimeError(
-                "sampling.backend is 'vllm' but vLLM is not installed: `pip install -e .[vllm]` on a GPU machine, "
-                "or set sampling.backend/eval.backend to 'hf'"
-            ) from e
-        from vllm import LLM
+        from solopo.software import require
+
+        LLM = require("vllm").LLM
 
         extra = {"hf_overrides": {"rope_scaling": rope_scaling}} if rope_scaling else {}
         # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json

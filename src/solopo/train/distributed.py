@@ -134,6 +134,9 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
                     out_dir: str | Path, ckpt_dir: str | Path, ref: list[dict] | None, progress, stop_after_step,
                     ds_name: str, log_dir: Path | None = None, run_name: str | None = None) -> dict:
     """`trainer.train` under DeepSpeed ZeRO `ds_name`; rank 0 writes the model to `out_dir`."""
+    from solopo.software import require
+
+    require("deepspeed")
     from accelerate import Accelerator
     from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
 

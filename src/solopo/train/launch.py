@@ -78,6 +78,9 @@ def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg,
     import subprocess
     import sys
 
+    from solopo.software import require
+
+    require("deepspeed")  # before any rank starts: a job outside the train env fails here, with the fix
     n = train_process_count()
     args = {"dataset": dataset_path, "ref": ref_path, "model": model, "out_dir": str(out_dir), "ckpt_dir": str(ckpt),
             "method": method, "loss": vars(lcfg), "optim": vars(tcfg), "seed": seed, "deepspeed": ds, "run": run,
