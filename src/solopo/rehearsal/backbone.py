@@ -1,0 +1,92 @@
+"""Small random-weight backbones that keep everything of the released model but its size.
+
+The folder is a normal HF model folder: config.json (the released config.json with the size fields
+of `released.SMALL`), generation_config.json (released), model.safetensors (bf16, random init from
+`seed`), tokenizer.json + tokenizer_config.json (the released tokenizer, see `rehearsal.tokenizer`)
+and rehearsal.json (what was kept, what was shrunk, where the tokenizer came from).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from solopo.rehearsal.released import RELEASED, SMALL, resolve
+from solopo.rehearsal.tokenizer import wheel_cache, write_tokenizer
+
+
+def small_config(hub_id: str) -> dict:
+    """The released config.json with the size fields shrunk (only those the released config has)."""
+    cfg = dict(RELEASED[hub_id]["config"])
+    cfg.update({k: v for k, v in SMALL.items() if k in cfg})
+    return cfg
+
+
+def _json(path: Path, obj: dict) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _write_weights(hub_id: str, cfg: dict, out: Path, seed: int) -> None:
+    """Random-init the architecture from `cfg` with `seed` and save its safetensors (bf16 as released)."""
+    import torch
+    import transformers
+
+    rel = RELEASED[hub_id]
+    config_cls = {"Qwen2ForCausalLM": transformers.Qwen2Config, "LlamaForCausalLM": transformers.LlamaConfig}
+    model_cls = getattr(transformers, rel["architecture"])
+    config = config_cls[rel["architecture"]](**{k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = model_cls(config).to(torch.bfloat16)
+    finally:
+        torch.random.set_rng_state(state)  # leave the caller's random stream as it was
+    tmp = out / ".weights"
+    model.save_pretrained(tmp, safe_serialization=True)
+    for f in tmp.glob("*.safetensors"):
+        os.replace(f, out / f.name)
+    shutil.rmtree(tmp)
+
+
+def build_backbone(name: str, out_dir: str | os.PathLike, seed: int, wheels: str | os.PathLike | None = None) -> Path:
+    """Write the rehearsal model folder of backbone `name` (`qwen25_7b`, `llama31_8b` or their hub ids)
+    into `out_dir` and return it. Same `seed`, same bytes. `wheels`: the rank-wheel cache folder."""
+    hub_id = resolve(name)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = small_config(hub_id)
+    _write_weights(hub_id, cfg, out, seed)
+    # config.json written in the released layout (rope_theta, rope_scaling at the top level), not
+    # re-serialised by this transformers: older loaders (the vLLM environment's) read it unchanged.
+    _json(out / "config.json", cfg)
+    _json(out / "generation_config.json", RELEASED[hub_id]["generation_config"])
+    write_tokenizer(hub_id, out, Path(wheels) if wheels else None)
+    ranks = RELEASED[hub_id]["ranks"]
+    _json(out / "rehearsal.json", {
+        "released_model": hub_id, "seed": seed, "weights": "random init (transformers initializer), bfloat16",
+        "shrunk": {k: {"released": RELEASED[hub_id]["config"][k], "rehearsal": v}
+                   for k, v in cfg.items() if RELEASED[hub_id]["config"][k] != v},
+        "tokenizer_ranks": {k: ranks[k] for k in ("package", "version", "member", "sha256")}})
+    return out
+
+
+def rehearsal_model(name: str, out_dir: str | os.PathLike, seed: int = 0, log_path: str | None = None) -> dict:
+    """Snakemake hook: build the rehearsal backbone into `out_dir` atomically (a temporary folder renamed
+    into place) with a `manifest.json` holding the sha256 of every file. Returns the manifest."""
+    from solopo import artifacts
+
+    t0 = time.time()
+    hub_id = resolve(name)
+    with artifacts.atomic_path(out_dir) as tmp:
+        build_backbone(hub_id, tmp, seed)
+        manifest = artifacts.write_folder_manifest(
+            tmp, out_dir, {"rehearsal_backbone": hub_id, "seed": seed, "small": SMALL}, [], t0,
+            {"source": f"rehearsal of {hub_id}", "wheel_cache": str(wheel_cache())})
+    if log_path:
+        Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} rehearsal backbone {hub_id} -> {out_dir} "
+                     f"in {time.time() - t0:.1f} s\n")
+    return manifest
