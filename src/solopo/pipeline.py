@@ -390,10 +390,11 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                     sources = {k: Path(sources_dir) / f for k, f in ruler.SOURCE_FILES.items()}
                 else:
                     sources = ruler.download(src_dir, bcfg)
-                items = ruler.build_items(sources, _tokenizer(model), bcfg, seed)
+                items, extra["selection"] = ruler.build_dataset(sources, _tokenizer(model), bcfg, seed)
                 write_jsonl(tmp / "items.jsonl", items)
                 extra["token_counts"] = ruler.token_stats(items)  # measured, in the dataset manifest
                 log.info("ruler token counts: %s", extra["token_counts"])
+                log.info("ruler questions: %s", extra["selection"])  # rule per set; MuSiQue's hop mix
             elif bench == "niah_plus":
                 if bcfg.get("source") == "synthetic":
                     niah_plus.build_fixture(records, tmp, bcfg, seed, _tokenizer(model))

@@ -209,3 +209,85 @@ def test_evaluate_end_to_end_tiny_model(world, items):
     assert 0.0 <= result["score"] <= 100.0 and result["settings"]["max_new_tokens"] == 4
     again, _ = ruler.evaluate(backend, sub, CFG, seed=0)
     assert again == result  # greedy
+
+
+# ----------------------------------------------------------------------------- which MuSiQue questions
+HOPS_IN_FILE = [("2hop", 18), ("3hop1", 12), ("4hop3", 6)]  # 2-hop first, as the released dev file
+
+
+def _hop_ordered_musique(tmp_path, seed: int = 5):
+    """A MuSiQue jsonl listing every 2-hop question first, then 3-hop, then 4-hop (ids carry the hop prefix)."""
+    from tests.eval.helpers import valley_records
+
+    recs = valley_records(n=sum(n for _, n in HOPS_IN_FILE), n_other=1, seed=seed)
+    k = 0
+    for prefix, n in HOPS_IN_FILE:
+        for j in range(n):
+            recs[k]["id"] = f"{prefix}__{k}_{j}"
+            k += 1
+    p = tmp_path / "musique_ans_v1.0_dev.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return recs, p
+
+
+def _hop(qid: str) -> str:
+    return qid.split("__")[0][:4]
+
+
+def test_musique_questions_keep_the_files_hop_mix(tmp_path):
+    """The first N questions of a 2-hop-first file are all 2-hop; the drawn set keeps the pool's hop mix
+    (36 = 18/12/6 -> 12 drawn = 6/4/2), with the same draw for the same seed and the rule recorded."""
+    recs, path = _hop_ordered_musique(tmp_path)
+    tok = _tiny_tokenizer(recs)
+    cfg = dict(CFG, sets=["musique"], lengths=[512], num_samples=12, context_mode="supporting")
+    items = ruler.build_items({"musique": path}, tok, cfg, seed=3)
+    mix = {h: sum(_hop(it["id"]) == h for it in items) for h in ("2hop", "3hop", "4hop")}
+    assert mix == {"2hop": 6, "3hop": 4, "4hop": 2}
+    again, selection = ruler.build_dataset({"musique": path}, tok, cfg, seed=3)
+    assert again == items
+    assert selection["musique"]["hop_mix"] == {"pool": {"2hop": 18, "3hop": 12, "4hop": 6}, "drawn": mix}
+    assert selection["musique"]["rule"] == ruler.STRATIFIED and selection["musique"]["pool"] == 36
+    other = ruler.select_questions("musique", ruler.read_musique(path)[0], 12, seed=4)[0]
+    assert other != [it["index"] for it in items]  # another seed, another draw (same mix)
+
+
+def test_squad_and_hotpotqa_keep_rulers_first_n(world):
+    _, _, sources = world
+    for set_name in ("squad", "hotpotqa"):
+        qas = ruler.read_source(set_name, sources[set_name])[0]
+        picked, how = ruler.select_questions(set_name, qas, 2, seed=9)
+        assert picked == [0, 1] and how == {"rule": ruler.FIRST_N, "pool": len(qas), "drawn": 2}
+
+
+def test_dataset_manifest_records_the_musique_hop_mix(tmp_path, tiny_lm_dir, toy_records, monkeypatch):
+    """bench_data on released files whose MuSiQue part is 2-hop first: the folder manifest names each set's
+    rule and MuSiQue's hop mix (pool and drawn), and the drawn questions are not only 2-hop."""
+    import yaml
+
+    from solopo import pipeline
+    from solopo.data.toy_world import generate_records
+    from tests.conftest import SIZES
+    from tests.reduced_pipeline import ROOT
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
+    cfg["eval"]["ruler"].update(source="hub", lengths=[512], num_samples=6)
+    sources = tmp_path / "ruler_sources"
+    ruler.build_fixture(toy_records, sources, cfg["eval"]["ruler"], 42)
+    rows = sorted(generate_records(24, 7, {2: 0.5, 3: 0.3, 4: 0.2}, SIZES), key=lambda r: int(r["id"][0]))
+    assert {_hop(r["id"]) for r in rows[:6]} == {"2hop"} and len({_hop(r["id"]) for r in rows}) == 3
+    (sources / "musique_ans_v1.0_dev.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "bench"
+    pipeline.bench_data("ruler", None, tiny_lm_dir, str(out), cfg, 42, str(tmp_path / "b.log"), str(sources))
+    sel = json.loads((out / "manifest.json").read_text())["selection"]
+    assert sel["squad"]["rule"] == sel["hotpotqa"]["rule"] == ruler.FIRST_N
+    assert sel["musique"]["rule"] == ruler.STRATIFIED and sel["musique"]["pool"] == 24
+    pool = {h: sum(_hop(r["id"]) == h for r in rows) for h in ("2hop", "3hop", "4hop")}
+    assert sel["musique"]["hop_mix"]["pool"] == pool
+    drawn: dict[str, int] = {}
+    for it in (json.loads(x) for x in (out / "items.jsonl").read_text().splitlines()):
+        if it["set"] == "musique":
+            drawn[_hop(it["id"])] = drawn.get(_hop(it["id"]), 0) + 1
+    assert sel["musique"]["hop_mix"]["drawn"] == dict(sorted(drawn.items()))
+    assert sum(drawn.values()) == 6 and len(drawn) >= 2  # not the file's first six (all 2-hop)
+    assert all(abs(drawn.get(h, 0) - 6 * n / 24) < 1 for h, n in pool.items())  # the pool's proportions
