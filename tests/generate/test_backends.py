@@ -33,8 +33,10 @@ def test_vllm_missing_gives_clear_error(monkeypatch):
         VLLMBackend("some/model")
 
 
-def test_vllm_backend_calls_engine_with_mapped_params(monkeypatch):
+def test_vllm_backend_calls_engine_with_mapped_params(monkeypatch, tmp_path):
     calls = {}
+    # a folder with Qwen2.5-7B-Instruct's rope fields: the YaRN override reads rope_theta and the window there
+    (tmp_path / "config.json").write_text('{"max_position_embeddings": 32768, "rope_theta": 1000000.0}')
 
     class FakeLLM:
         def __init__(self, **kw):
@@ -51,11 +53,16 @@ def test_vllm_backend_calls_engine_with_mapped_params(monkeypatch):
     fake = types.ModuleType("vllm")
     fake.LLM, fake.SamplingParams = FakeLLM, lambda **kw: kw
     monkeypatch.setitem(sys.modules, "vllm", fake)
-    b = VLLMBackend("m", tensor_parallel_size=2, rope_scaling={"rope_type": "yarn", "factor": 4.0})
+    b = VLLMBackend(str(tmp_path), tensor_parallel_size=2, max_model_len=131072,
+                    rope_scaling={"type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768})
     out = b.generate(["p1", "p2"], GenerationConfig(max_new_tokens=5, temperature=0.5, n=2, seed=3))
     assert out == [["p1!", "p1!"], ["p2!", "p2!"]]
     assert calls["init"]["tensor_parallel_size"] == 2 and calls["init"]["trust_remote_code"] is False
-    assert calls["init"]["hf_overrides"] == {"rope_scaling": {"rope_type": "yarn", "factor": 4.0}}
+    # vLLM 0.32's form (tests/vllm/test_engine_config.py builds its engine configuration from it)
+    assert calls["init"]["hf_overrides"] == {
+        "rope_parameters": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768,
+                            "rope_theta": 1000000.0}, "max_position_embeddings": 131072}
+    assert calls["init"]["max_model_len"] == 131072
     assert calls["generate"][1] == {"n": 2, "max_tokens": 5, "seed": 3, "temperature": 0.5, "top_p": 1.0, "top_k": 0,
                                     "min_p": 0.0, "repetition_penalty": 1.0}
     assert calls["init"]["generation_config"] == "vllm"

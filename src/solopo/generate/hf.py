@@ -5,34 +5,39 @@ import logging
 from pathlib import Path
 
 from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
+from solopo.generate.long_context import model_rope_overrides
 from solopo.runtime import MODEL_LOAD_LOCK, STOP, TORCH_RNG_LOCK, check_stop, pick_device
 
 log = logging.getLogger(__name__)
 
 
 def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str = "auto",
-                             trust_remote_code: bool = False, rope_scaling: dict | None = None):
-    """Load a causal LM safely: safetensors only, no remote code unless asked for."""
+                             trust_remote_code: bool = False, rope_scaling: dict | None = None,
+                             window: int | None = None):
+    """Load a causal LM safely: safetensors only, no remote code unless asked for. `rope_scaling`:
+    the backbone's long-context setting (config.yaml form), `window` the context window asked for."""
     device = pick_device(device)
     # transformers is imported inside the lock too: two threads doing their first
     # `from transformers import AutoConfig` at once get an ImportError (partially initialised module)
     with MODEL_LOAD_LOCK:
-        return _load(model_path, device, dtype, trust_remote_code, rope_scaling)
+        return _load(model_path, device, dtype, trust_remote_code, rope_scaling, window)
 
 
-def _load(model_path, device, dtype, trust_remote_code, rope_scaling):
+def _load(model_path, device, dtype, trust_remote_code, rope_scaling, window=None):
     from solopo.artifacts import DataError, check_model_folder
 
     check_model_folder(model_path)  # a damaged weights file is named here, not deep inside safetensors
+    # the long-context setting is checked before loading: its errors name config.json / config.yaml
+    overrides = model_rope_overrides(model_path, rope_scaling, window)
     try:
-        return _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling)
+        return _load_checked(model_path, device, dtype, trust_remote_code, overrides)
     except (OSError, ValueError, RuntimeError) as e:
         if isinstance(e, DataError) or not Path(str(model_path)).is_dir():
             raise
         raise DataError(f"{model_path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
 
 
-def _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling):
+def _load_checked(model_path, device, dtype, trust_remote_code, overrides):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
@@ -40,12 +45,9 @@ def _load_checked(model_path, device, dtype, trust_remote_code, rope_scaling):
                    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
-    if rope_scaling:
-        # transformers 5 keeps rope settings in `rope_parameters`; replacing `rope_scaling` on a
-        # loaded config drops rope_theta. Merge instead (YaRN for LongBench v2, spec §5).
-        rs = dict(rope_scaling)
-        kind = rs.pop("type", rs.pop("rope_type", None))
-        config.rope_parameters = {**(getattr(config, "rope_parameters", None) or {}), **rs, "rope_type": kind}
+    for key, value in overrides.items():
+        # the same attributes vLLM's hf_overrides set (config.update); rope_theta is in rope_parameters
+        setattr(config, key, value)
     model = AutoModelForCausalLM.from_pretrained(
         model_path, config=config, dtype=torch_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     ).to(device)
@@ -76,7 +78,8 @@ class HFBackend:
         if model is not None:
             self.model, self.tokenizer = model, tokenizer
         else:
-            self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype, trust_remote_code, rope_scaling)
+            self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype, trust_remote_code,
+                                                                  rope_scaling, max_model_len)
         self.device = next(self.model.parameters()).device
         self.max_model_len = max_model_len
 

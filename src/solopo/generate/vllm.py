@@ -6,6 +6,7 @@ reshaping) lives in plain functions tested without vLLM installed.
 from __future__ import annotations
 
 from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
+from solopo.generate.long_context import model_rope_overrides
 
 
 def sampling_kwargs(cfg: GenerationConfig) -> dict:
@@ -25,6 +26,22 @@ def reshape_outputs(request_outputs) -> list[list[str]]:
     return [[o.text for o in ro.outputs] for ro in request_outputs]
 
 
+def engine_kwargs(model_path: str, trust_remote_code: bool = False, tensor_parallel_size: int = 1,
+                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
+                  rope_scaling: dict | None = None) -> dict:
+    """`vllm.LLM` / `EngineArgs` keyword arguments (scripts/vllm_check.py builds vLLM's engine
+    configuration from exactly these). The long-context setting becomes `hf_overrides` in the form
+    vLLM 0.32 accepts (solopo.generate.long_context), checked against the window asked for."""
+    kw = {"model": model_path, "trust_remote_code": trust_remote_code, "tensor_parallel_size": tensor_parallel_size,
+          "max_model_len": max_model_len, "gpu_memory_utilization": gpu_memory_utilization,
+          # vLLM's neutral defaults, not the checkpoint's generation_config.json
+          "generation_config": "vllm"}
+    overrides = model_rope_overrides(model_path, rope_scaling, max_model_len)
+    if overrides:
+        kw["hf_overrides"] = overrides
+    return kw
+
+
 class VLLMBackend:
     def __init__(self, model_path: str, trust_remote_code: bool = False, tensor_parallel_size: int = 1,
                  max_model_len: int | None = None, gpu_memory_utilization: float = 0.9,
@@ -33,11 +50,8 @@ class VLLMBackend:
 
         LLM = require("vllm").LLM
 
-        extra = {"hf_overrides": {"rope_scaling": rope_scaling}} if rope_scaling else {}
-        # generation_config="vllm": vLLM's neutral defaults, not the checkpoint's generation_config.json
-        self.llm = LLM(model=model_path, trust_remote_code=trust_remote_code, tensor_parallel_size=tensor_parallel_size,
-                       max_model_len=max_model_len, gpu_memory_utilization=gpu_memory_utilization,
-                       generation_config="vllm", **extra)
+        self.llm = LLM(**engine_kwargs(model_path, trust_remote_code, tensor_parallel_size, max_model_len,
+                                       gpu_memory_utilization, rope_scaling))
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = max_model_len
 
