@@ -7,6 +7,7 @@ and rehearsal.json (what was kept, what was shrunk, where the tokenizer came fro
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from solopo.rehearsal.tokenizer import wheel_cache, write_tokenizer
 
 def small_config(hub_id: str) -> dict:
     """The released config.json with the size fields shrunk (only those the released config has)."""
-    cfg = dict(RELEASED[hub_id]["config"])
+    cfg = copy.deepcopy(RELEASED[hub_id]["config"])  # never a view: the table must stay as released
     cfg.update({k: v for k, v in SMALL.items() if k in cfg})
     return cfg
 
@@ -36,7 +37,9 @@ def _write_weights(hub_id: str, cfg: dict, out: Path, seed: int) -> None:
     rel = RELEASED[hub_id]
     config_cls = {"Qwen2ForCausalLM": transformers.Qwen2Config, "LlamaForCausalLM": transformers.LlamaConfig}
     model_cls = getattr(transformers, rel["architecture"])
-    config = config_cls[rel["architecture"]](**{k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
+    # a deep copy: transformers 5 writes rope_theta into the rope_scaling dict it is given
+    kwargs = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
+    config = config_cls[rel["architecture"]](**kwargs)
     state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
