@@ -130,20 +130,22 @@ def _hand_results() -> dict:
 
 def test_aggregate_hand_made():
     res = lb.aggregate(_hand_results(), lb.TASK_GROUPS)
-    assert res["subsets"] == pytest.approx({"mmlu_pro": 40.0, "ifeval": 70.0, "bbh": 50.0, "math": 20.0, "gpqa": 30.0})
-    assert res["score"] == pytest.approx((40 + 70 + 50 + 20 + 30) / 5)
+    # headline IFEval = inst_level_strict_acc (0.80), MATH = exact_match_original (0.10), as SoLoPO could have scored
+    assert res["subsets"] == pytest.approx({"mmlu_pro": 40.0, "ifeval": 80.0, "bbh": 50.0, "math": 10.0, "gpqa": 30.0})
+    assert res["score"] == pytest.approx((40 + 80 + 50 + 10 + 30) / 5)
+    assert res["math_metrics"] == pytest.approx({"exact_match": 20.0, "exact_match_original": 10.0})
     assert res["ifeval_metrics"]["inst_level_loose_acc"] == pytest.approx(85.0)
     assert res["n"] == {"mmlu_pro": 10, "ifeval": 5, "bbh": 5, "math": 7, "gpqa": 4}
     json.dumps(res)  # the non-serialisable config objects were stringified
 
     loose = lb.aggregate(_hand_results(), lb.TASK_GROUPS, ifeval_metric="inst_level_loose_acc")
     assert loose["subsets"]["ifeval"] == pytest.approx(85.0)
-    assert loose["score"] == pytest.approx((40 + 85 + 50 + 20 + 30) / 5)
+    assert loose["score"] == pytest.approx((40 + 85 + 50 + 10 + 30) / 5)
 
     part = {k: v for k, v in lb.TASK_GROUPS.items() if k != "ifeval"}
     res = lb.aggregate(_hand_results(), part, skipped={"ifeval": "why"})
     assert res["avg_over"] == ["mmlu_pro", "bbh", "math", "gpqa"] and res["skipped"] == {"ifeval": "why"}
-    assert res["score"] == pytest.approx((40 + 50 + 20 + 30) / 4)
+    assert res["score"] == pytest.approx((40 + 50 + 10 + 30) / 4)
 
     with pytest.raises(ValueError):
         lb.aggregate(_hand_results(), lb.TASK_GROUPS, ifeval_metric="acc")
@@ -174,7 +176,8 @@ def test_evaluate_tiny(tiny_run):
     assert result["score"] == pytest.approx(sum(result["subsets"].values()) / 5)
     assert set(result["ifeval_metrics"]) == set(lb.IFEVAL_CHOICES)
     assert set(result["math_metrics"]) == set(lb.MATH_METRICS)  # both MATH scorers, through real lm-eval
-    assert result["subsets"]["ifeval"] == result["ifeval_metrics"]["prompt_level_strict_acc"]
+    assert result["subsets"]["ifeval"] == result["ifeval_metrics"]["inst_level_strict_acc"]
+    assert result["subsets"]["math"] == result["math_metrics"]["exact_match_original"]
 
     s = result["settings"]
     assert s["apply_chat_template"] is True and s["fewshot_as_multiturn"] is True

@@ -20,16 +20,22 @@ Sources
 Scores
 ------
 Raw lm-eval metrics x 100 (SoLoPO reports raw, not leaderboard-normalised, scores):
-MMLU-Pro ``acc``; BBH ``acc_norm`` (group); MATH: ``exact_match`` (math-verify since lm-eval
-0.4.9) and ``exact_match_original`` (the Minerva normalisation + sympy of lm-eval <= 0.4.8, group =
-size-weighted mean of the subtasks) both under ``result["math_metrics"]``, ``cfg["math_metric"]``
-(default ``exact_match``) being the ``math`` subset score; GPQA ``acc_norm`` (group of
-main/diamond/extended); IFEval: all four of prompt/inst x strict/loose plus the leaderboard's
-``leaderboard_strict_mean`` (mean of prompt- and instruction-level strict) are kept under
-``result["ifeval_metrics"]`` and ``cfg["ifeval_metric"]`` (default ``prompt_level_strict_acc``, the
-IFEval paper's headline metric; which one SoLoPO printed is not stated) is the ``ifeval`` subset
-score. ``result["metric_names"]`` says which is which; Table 4 prints both variants. ``score`` = plain mean of the subsets that
-were computed (``avg_over`` lists them; all five in a complete run).
+MMLU-Pro ``acc``; BBH ``acc_norm`` (group); GPQA ``acc_norm`` (group of main/diamond/extended).
+The headline MATH and IFEval figures are the ones SoLoPO could have computed:
+
+- MATH: ``exact_match_original`` (``MATH_HEADLINE``), the Minerva normalisation + sympy that every
+  lm-eval release up to 0.4.8 scored ``leaderboard_math_hard`` with; lm-eval 0.4.9 (2025-06, after
+  SoLoPO's results) made ``exact_match`` math-verify, kept as the second figure (``MATH_SECOND``).
+  Both are under ``result["math_metrics"]`` (group = size-weighted mean of the subtasks).
+- IFEval: ``inst_level_strict_acc`` (``IFEVAL_HEADLINE``). SoLoPO does not name its IFEval metric, but
+  17 of its 18 Table 4 IFEval figures are multiples of 1/834 (IFEval's 834 instructions) and none of
+  1/541 (its 541 prompts): an instruction-level accuracy. Strict and loose share that denominator, so
+  ``inst_level_loose_acc`` is the second figure (``IFEVAL_SECOND``). All four prompt/inst x
+  strict/loose plus the leaderboard's ``leaderboard_strict_mean`` are under ``result["ifeval_metrics"]``.
+
+``cfg["math_metric"]`` / ``cfg["ifeval_metric"]`` (defaults: the headlines) pick the ``math`` /
+``ifeval`` subset scores; ``result["metric_names"]`` says which is which. ``score`` = plain mean of
+the subsets that were computed (``avg_over`` lists them; all five in a complete run).
 
 IFEval and nltk punkt_tab
 -------------------------
@@ -53,15 +59,18 @@ Config keys (paper preset / tiny preset)
 - ``model_args``: extra lm-eval model_args, e.g. ``{max_length: 4096}`` or vLLM's
   ``{tensor_parallel_size: 1, gpu_memory_utilization: 0.9, max_model_len: 32768}`` ({} / {})
 - ``apply_chat_template``: true / true;  ``fewshot_as_multiturn``: true / true (both always passed
-  explicitly: the simple_evaluate default of the latter flipped at lm-eval 0.4.12)
+  explicitly: the simple_evaluate default of the latter flipped at lm-eval 0.4.12). Source: the Open
+  LLM Leaderboard's reproducibility command (huggingface/leaderboards
+  ``docs/source/en/open_llm_leaderboard/about.md``, commit d581cff): "For instruction models add the
+  ``--apply_chat_template`` and ``fewshot_as_multiturn`` option"
 - ``system_instruction``: None / None
 - ``num_fewshot``: None (task defaults: MMLU-Pro 5, BBH 3, MATH 4, GPQA/IFEval 0) / 1 (short prompts
   for a tiny model's context; lm-eval ignores the override for zero-shot tasks)
 - ``gen_kwargs``: ``{temperature: 0}`` / ``{temperature: 0, max_gen_toks: 16}``
 - ``limit``: None / None;  ``batch_size``: "auto" / 8
 - ``log_samples``: true / true;  ``random_seed``: 0, ``fewshot_random_seed``: 1234 (lm-eval defaults)
-- ``ifeval_metric``: prompt_level_strict_acc / prompt_level_strict_acc (or leaderboard_strict_mean)
-- ``math_metric``: exact_match / exact_match (or exact_match_original)
+- ``ifeval_metric``: inst_level_strict_acc / inst_level_strict_acc (or any of ``IFEVAL_CHOICES``)
+- ``math_metric``: exact_match_original / exact_match_original (or exact_match, math-verify)
 """
 from __future__ import annotations
 
@@ -121,9 +130,9 @@ LOCAL_TASK_GROUPS: dict[str, str] = {k: LOCAL_PREFIX + v for k, v in TASK_GROUPS
 SUBSET_METRIC: dict[str, str] = {
     "mmlu_pro": "acc",
     "bbh": "acc_norm",
-    "math": "exact_match",
+    "math": "exact_match_original",
     "gpqa": "acc_norm",
-    "ifeval": "prompt_level_strict_acc",
+    "ifeval": "inst_level_strict_acc",
 }
 IFEVAL_METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc",
                   "prompt_level_loose_acc", "inst_level_loose_acc")
@@ -132,6 +141,10 @@ IFEVAL_LEADERBOARD = "leaderboard_strict_mean"
 IFEVAL_CHOICES = IFEVAL_METRICS + (IFEVAL_LEADERBOARD,)
 # MATH-hard: math-verify (lm-eval >= 0.4.9) and the original Minerva normalisation + sympy.
 MATH_METRICS = ("exact_match", "exact_match_original")
+# Table 4's figures (see the module docstring): the headline is what SoLoPO could have computed,
+# the second the other scorer of the same outputs.
+MATH_HEADLINE, MATH_SECOND = "exact_match_original", "exact_match"
+IFEVAL_HEADLINE, IFEVAL_SECOND = "inst_level_strict_acc", "inst_level_loose_acc"
 # IFEval instruction ids whose checkers need nltk punkt (lm_eval/tasks/ifeval/instructions.py).
 PUNKT_INSTRUCTIONS = frozenset({"length_constraints:number_sentences",
                                 "change_case:capital_word_frequency"})
@@ -155,8 +168,8 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "log_samples": True,
     "random_seed": 0,
     "fewshot_random_seed": 1234,
-    "ifeval_metric": "prompt_level_strict_acc",
-    "math_metric": "exact_match",
+    "ifeval_metric": IFEVAL_HEADLINE,
+    "math_metric": MATH_HEADLINE,
 }
 
 
@@ -377,8 +390,8 @@ def _group_metric(out: dict, task: str, metric: str) -> float | None:
     return sum(n * v for n, v in rows) / total if rows and total else None
 
 
-def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = "prompt_level_strict_acc",
-              skipped: dict[str, str] | None = None, math_metric: str = "exact_match") -> dict:
+def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = IFEVAL_HEADLINE,
+              skipped: dict[str, str] | None = None, math_metric: str = MATH_HEADLINE) -> dict:
     """Turn an lm-eval ``simple_evaluate`` output into our result dict (no samples).
 
     ``task_names`` maps the subsets that were run to their lm-eval task/group names.
@@ -424,11 +437,10 @@ def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = "promp
         "ifeval_metric": ifeval_metric,
         "math_metrics": math_metrics,
         "math_metric": math_metric,
-        # which scorer each reported figure is (Table 4 prints both variants)
+        # which scorer each reported figure is (Table 4 prints the headline and the second figure of each)
         "metric_names": {"ifeval": ifeval_metric, "math": math_metric,
-                         "ifeval_variant": IFEVAL_LEADERBOARD if ifeval_metric != IFEVAL_LEADERBOARD
-                         else "prompt_level_strict_acc",
-                         "math_variant": "exact_match_original" if math_metric == "exact_match" else "exact_match"},
+                         "ifeval_variant": IFEVAL_SECOND if ifeval_metric != IFEVAL_SECOND else IFEVAL_HEADLINE,
+                         "math_variant": MATH_SECOND if math_metric != MATH_SECOND else MATH_HEADLINE},
         "n": {sub: _n_samples(out, task_names[sub]) for sub in subsets},
         "task_names": dict(task_names),
         "raw": _jsonable(raw),
