@@ -18,17 +18,46 @@ MODEL_LOAD_LOCK = threading.RLock()
 # Ctrl-C: the tiny preset runs jobs as threads of the Snakemake process, and Snakemake waits for
 # running threads before it exits (~80 s for a training job). The SIGINT handler installed by the
 # workflow sets STOP; job loops (progress updates, HF generate's stopping criterion) check it and
-# raise Interrupted within a step, before anything is renamed into place.
+# raise Interrupted within a step, before anything is renamed into place. Training checks it at
+# each step boundary first and writes a checkpoint there (solopo.train.trainer).
+#
+# SIGTERM (scancel, preemption, the profile's --signal ahead of a time limit) takes the same path,
+# but only where a handler can be installed: in the main thread of a process that runs one job
+# (`python -m solopo stage`, which every cluster job runs, and each DeepSpeed rank). Python installs
+# signal handlers only from the main thread, and in the Snakemake process itself the scheduler
+# installs its own SIGTERM handler ("Will exit after finishing currently running jobs"), so a job
+# running as a thread of Snakemake (the local profile) does not see SIGTERM.
 STOP = threading.Event()
+_STOP_SIGNAL: list[str] = []  # the signal that set STOP first ("Ctrl-C" or "SIGTERM")
+# Exit status of a job stopped by a signal (the shell's 128 + signal number).
+STOP_EXIT_CODES = {"Ctrl-C": 130, "SIGTERM": 143}
 
 
 class Interrupted(RuntimeError):
     pass
 
 
+def request_stop(reason: str) -> None:
+    """Ask every job loop of this process to stop at its next step boundary (what the handlers call)."""
+    if not _STOP_SIGNAL:
+        _STOP_SIGNAL.append(reason)
+    STOP.set()
+
+
+def clear_stop() -> None:
+    """Forget a stop request (tests; a process that runs another job after a stopped one)."""
+    _STOP_SIGNAL.clear()
+    STOP.clear()
+
+
+def stop_reason() -> str:
+    """What asked to stop: "SIGTERM", "Ctrl-C", or (a DeepSpeed rank that follows another's) "stop request"."""
+    return _STOP_SIGNAL[0] if _STOP_SIGNAL else "stop request"
+
+
 def check_stop() -> None:
     if STOP.is_set():
-        raise Interrupted("interrupted (Ctrl-C): the job stopped; nothing was written under its output names")
+        raise Interrupted(f"interrupted ({stop_reason()}): the job stopped; nothing was written under its output names")
 
 
 def install_stop_handler() -> None:
@@ -42,7 +71,7 @@ def install_stop_handler() -> None:
         return
 
     def handler(signum, frame):
-        STOP.set()
+        request_stop("Ctrl-C")
         if callable(prev):
             prev(signum, frame)
         else:
@@ -50,6 +79,30 @@ def install_stop_handler() -> None:
 
     handler._solopo_stop = True
     signal.signal(signal.SIGINT, handler)
+
+
+def install_job_stop_handlers() -> bool:
+    """In a process that runs one job in its main thread: SIGTERM and SIGINT set STOP and return, so
+    the job loop stops at its next step boundary (training saves a checkpoint there) instead of
+    dying mid-step. A second Ctrl-C stops at once (KeyboardInterrupt); a second SIGTERM (SLURM
+    sends one at the time limit too) is ignored: the save under way finishes. Returns False, and
+    installs nothing, outside the main thread (jobs as threads of Snakemake: see STOP above)."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+
+    def on_term(signum, frame):
+        request_stop("SIGTERM")
+
+    def on_int(signum, frame):
+        if STOP.is_set():
+            raise KeyboardInterrupt
+        request_stop("Ctrl-C")
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_int)
+    return True
 
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}

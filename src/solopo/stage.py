@@ -14,7 +14,12 @@ which lands here. Two ways to run it:
   only third-party pins (workflow/envs/*.yaml).
 
 `SOLOPO_STAGE_SUBPROCESS=1` takes the second path without an env: the same call file and command,
-run by this process's own Python. Tests use it to run the env path where no conda exists.
+run by this process's own Python. Tests use it to run the env path where no conda exists. A job on
+a cluster node (Snakemake's remote execution, e.g. a SLURM job) always takes it (`own_process`):
+only a job in the main thread of its own process can receive SIGTERM (scancel, preemption, the
+profile's `--signal` ahead of the time limit), which `run_call` turns into a stop at the next step
+boundary (solopo.runtime; training saves a checkpoint there) and an exit with one line and status
+143 (130 for Ctrl-C).
 
 The call file is YAML, not JSON, because configs have integer mapping keys (e.g. toy_world hop
 weights) that JSON would turn into strings; the write checks that the file loads back equal to the
@@ -30,6 +35,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import yaml
+
+from solopo import resources
 
 # Snakemake marks the frame of a rule's run function with this local (snakemake.common).
 RULEFUNC_MARKER = "__is_snakemake_rule_func"
@@ -93,11 +100,22 @@ def write_call(path: str | Path, func: str, args: tuple | list, kwargs: dict) ->
 
 
 def run_call(path: str | Path) -> Any:
-    """`python -m solopo stage <file>`: run the call a rule wrote (inside the rule's env)."""
+    """`python -m solopo stage <file>`: run the call a rule wrote (inside the rule's env). SIGTERM and
+    Ctrl-C stop the job at its next step boundary; it then exits with the job's one-line message."""
+    from solopo import runtime
+
     spec = yaml.safe_load(Path(path).read_text())
     if not isinstance(spec, dict) or not isinstance(spec.get("function"), str):
         raise StageError(f"{path}: not a stage call file (needs `function`, `args`, `kwargs`)")
-    return resolve(spec["function"])(*spec.get("args", []), **spec.get("kwargs", {}))
+    fn = resolve(spec["function"])
+    runtime.install_job_stop_handlers()
+    try:
+        return fn(*spec.get("args", []), **spec.get("kwargs", {}))
+    except runtime.Interrupted as e:
+        if not runtime.STOP.is_set():
+            raise
+        sys.stderr.write(f"{e}\n")  # the job log holds the traceback (solopo.pipeline.job)
+        raise SystemExit(runtime.STOP_EXIT_CODES.get(runtime.stop_reason(), 1)) from None
 
 
 def in_env(ctx: dict) -> bool:
@@ -114,10 +132,12 @@ def command(call_file: str | Path, src_dir: str | Path, python: str = "python") 
     return f"PYTHONPATH={shlex.quote(str(src_dir))} {shlex.quote(python)} -m solopo stage {shlex.quote(str(call_file))}"
 
 
-def dispatch(func: str, args: tuple, kwargs: dict, ctx: dict, shell: Callable, src_dir: str | Path) -> None:
-    """Run one stage for the rule whose run-function locals are `ctx` (see the module docstring)."""
+def dispatch(func: str, args: tuple, kwargs: dict, ctx: dict, shell: Callable, src_dir: str | Path,
+             own_process: bool = False) -> None:
+    """Run one stage for the rule whose run-function locals are `ctx` (see the module docstring);
+    `own_process`: as `python -m solopo stage` even without an env (jobs on cluster nodes)."""
     env = in_env(ctx)
-    if not env and not forced_subprocess():
+    if not env and not forced_subprocess() and not own_process:
         resolve(func)(*args, **kwargs)
         return
     src = Path(src_dir)
@@ -131,4 +151,8 @@ def dispatch(func: str, args: tuple, kwargs: dict, ctx: dict, shell: Callable, s
     # The names below are read by shell() from its caller's locals inside a run: block; passed
     # explicitly because this function, not the run block, is the caller.
     python = "python" if env else sys.executable
-    shell(command(call_file.resolve(), src.resolve(), python), **{k: ctx[k] for k in SHELL_CONTEXT if k in ctx})
+    cmd = command(call_file.resolve(), src.resolve(), python)
+    mem = resources.cluster_mem_mb(ctx)  # the job's memory for its up-front check (solopo.resources)
+    if mem:
+        cmd = f"{resources.MEM_MB_VAR}={mem} {cmd}"
+    shell(cmd, **{k: ctx[k] for k in SHELL_CONTEXT if k in ctx})

@@ -34,8 +34,10 @@ SRC_DIR = Path(str(workflow.current_basedir)).resolve().parents[1] / "src"
 
 
 def stage(func, *args, **kwargs):
-    """The body of every rule: solopo.<func>(*args, **kwargs), in-process, or in the rule's env under --sdm conda."""
-    dispatch(func, args, kwargs, rule_context(), shell, SRC_DIR)
+    """The body of every rule: solopo.<func>(*args, **kwargs), in-process, or in the rule's env under --sdm conda.
+    A job on a cluster node runs as its own process in any case, so that SIGTERM (scancel, preemption, the
+    time limit) reaches it and training saves a checkpoint before it exits (solopo.stage, solopo.runtime)."""
+    dispatch(func, args, kwargs, rule_context(), shell, SRC_DIR, own_process=workflow.remote_exec)
 
 
 def eval_env(wildcards):

@@ -26,6 +26,10 @@ also writes `model.safetensors` (gathered 16-bit weights) for checkpoint selecti
 DeepSpeed's: the one place where `torch.load` is not ours to restrict (it only ever reads
 checkpoints this run wrote, under a fingerprint, see trainer.claim_checkpoint_dir).
 
+Stop requests (SIGTERM, Ctrl-C; each rank's handler is installed by solopo.train.launch): every
+rank folds its flag into the step's metric reduction, so all ranks see the same answer at the same
+step boundary, write the checkpoint of that step together and stop (see trainer.train).
+
 A stuck rank fails the job: collectives time out after `collective_timeout_s` (gloo honours it;
 on GPU the launcher sets TORCH_NCCL_ASYNC_ERROR_HANDLING=1 so the NCCL watchdog aborts).
 """
@@ -44,8 +48,8 @@ import torch
 
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
-from solopo.train.trainer import (TrainConfig, _latest_checkpoint, _prepare, policy_outputs, prepare_optimisation,
-                                  prune_checkpoints)
+from solopo.train.trainer import (INTERRUPTED, TrainConfig, _latest_checkpoint, _prepare, drop_interrupted,
+                                  policy_outputs, prepare_optimisation, prune_checkpoints, stop_requested, stopped)
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +110,8 @@ def _skip_cpu_shm_op() -> None:
         importlib.import_module("deepspeed.comm.torch").build_shm_op = lambda: None
 
 
-def _save(acc, model, step: int, ckpt_dir: Path, history: list[dict], with_weights: bool) -> None:
+def _save(acc, model, step: int, ckpt_dir: Path, history: list[dict], with_weights: bool,
+          interrupted: bool = False) -> None:
     """Every rank writes its DeepSpeed shard into `.step-N.tmp`; rank 0 renames it when all are done."""
     final, tmp = ckpt_dir / f"step-{step}", ckpt_dir / f".step-{step}.tmp"
     if acc.is_main_process:
@@ -124,6 +129,8 @@ def _save(acc, model, step: int, ckpt_dir: Path, history: list[dict], with_weigh
                 weights.pop("lm_head.weight", None)  # tied: safetensors wants one copy
             save_file({k: v.contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
         (tmp / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        if interrupted:  # off the save_steps schedule: a resume point only (trainer.drop_interrupted)
+            (tmp / INTERRUPTED).write_text(str(step))
         (tmp / "COMPLETE").write_text(str(step))
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
@@ -214,8 +221,11 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(mb)
         keys = keys or sorted(sums)
-        totals = torch.tensor([sums[k] for k in keys] + [tokens], dtype=torch.float64, device=acc.device)
+        # the last entry: this rank's stop request, summed with the others' in the same reduction
+        totals = torch.tensor([sums[k] for k in keys] + [tokens, float(stop_requested())], dtype=torch.float64,
+                              device=acc.device)
         totals = acc.reduce(totals, "sum").tolist()  # over ranks: the global batch
+        stop = totals.pop() > 0
         sched.step()
         gnorm = engine.get_global_grad_norm()
         record = {"step": step + 1, "lr": sched.get_last_lr()[0],
@@ -226,16 +236,23 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
         monitor.log(record, totals[-1] / max(seconds, 1e-9), seconds)
         if progress is not None:
             progress.update(1)
-        if cfg.save_steps and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps):
-            _save(acc, engine, step + 1, ckpt_dir, history, cfg.keep_checkpoint_weights)
+        scheduled = bool(cfg.save_steps) and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps)
+        if scheduled or stop:
+            _save(acc, engine, step + 1, ckpt_dir, history, cfg.keep_checkpoint_weights, interrupted=not scheduled)
             if acc.is_main_process:
+                drop_interrupted(ckpt_dir, below=step + 1)
                 prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.keep_checkpoint_weights)
             acc.wait_for_everyone()
+        if stop:
+            monitor.close()
+            raise stopped(step + 1, total_steps, ckpt_dir / f"step-{step + 1}")
         _maybe_stall(step + 1, rank)
         if stop_after_step is not None and step + 1 >= stop_after_step:
             monitor.close()
             raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
     monitor.close()
+    if acc.is_main_process:
+        drop_interrupted(ckpt_dir)
     state = acc.get_state_dict(engine)
     if acc.is_main_process:
         out_dir = Path(out_dir)

@@ -69,6 +69,15 @@ def _first_error(log_path: str, offset: int) -> str:
     return hit.group(1)[:400] if hit else ""
 
 
+def _stop_line(log_path: str, offset: int) -> str:
+    """Rank 0's one-line report of a stop at a step boundary (trainer.stopped), or ""."""
+    import re
+
+    text = Path(log_path).read_text(errors="replace")[offset:] if Path(log_path).exists() else ""
+    hit = re.search(r"^STOPPED: (interrupted \(.*)$", text, re.MULTILINE)
+    return hit.group(1) if hit else ""
+
+
 def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg, tcfg, seed, ds, log_path,
                      log_dir=None, run: str | None = None) -> dict:
     """One process per GPU via `accelerate launch` with the project's accelerate config (never the
@@ -108,12 +117,21 @@ def launch_deepspeed(dataset_path, ref_path, model, out_dir, ckpt, method, lcfg,
     def die_with_us() -> None:
         if prctl is not None:
             prctl(1, signal.SIGKILL)
+        # SIGTERM stays pending in the launcher: SLURM signals every process of the job step, and
+        # torch's launcher answers SIGTERM by killing the ranks 30 s later, checkpoint written or
+        # not. The ranks unblock it (main below) and stop at their next step boundary by themselves.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
 
     log.info("launching %d training process(es): %s", n, " ".join(cmd))
     offset = Path(log_path).stat().st_size if Path(log_path).exists() else 0
     with open(log_path, "a") as fh:
         rc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_us).returncode
     if rc != 0:
+        stop = _stop_line(log_path, offset)
+        if stop:  # the ranks saved a checkpoint on a stop request (SIGTERM, Ctrl-C) and left
+            from solopo.runtime import Interrupted
+
+            raise Interrupted(stop)
         first = _first_error(log_path, offset)
         raise RuntimeError(f"train: the {n} DeepSpeed process(es) failed (exit {rc})"
                            + (f": {first}" if first else "") + f"; full output in {log_path}")
@@ -136,7 +154,11 @@ def die_with_parent() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from solopo import runtime
+
     die_with_parent()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked for the launcher only (launch_deepspeed)
+    runtime.install_job_stop_handlers()  # SIGTERM / Ctrl-C: checkpoint at the next step boundary (distributed.train_deepspeed)
     rank = int(os.environ.get("RANK", "0"))
     # rank 0 reports progress (stdout/stderr go to the job log); the other ranks only warnings
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING, stream=sys.stderr,
@@ -144,16 +166,21 @@ def main(argv: list[str] | None = None) -> None:
     args = json.loads(open((argv or sys.argv[1:])[0]).read())
     rows = read_jsonl(args["dataset"])
     ref = read_jsonl(args["ref"]) if args.get("ref") else None
-    stats = train(args["model"], rows, args["method"], LossConfig(**args["loss"]), TrainConfig(**args["optim"]),
-                  args["seed"], args["out_dir"], args["ckpt_dir"], ref, deepspeed=args["deepspeed"],
-                  log_dir=args.get("log_dir"), run_name=args.get("run"))
+    try:
+        stats = train(args["model"], rows, args["method"], LossConfig(**args["loss"]), TrainConfig(**args["optim"]),
+                      args["seed"], args["out_dir"], args["ckpt_dir"], ref, deepspeed=args["deepspeed"],
+                      log_dir=args.get("log_dir"), run_name=args.get("run"))
+    except runtime.Interrupted as e:  # every rank stopped at the same step, the checkpoint complete
+        if rank == 0:
+            print(f"STOPPED: {e}", file=sys.stderr)  # read back by launch_deepspeed (_stop_line)
+        _exit_cleanly(runtime.STOP_EXIT_CODES.get(runtime.stop_reason(), 1))
     if args.get("stats_path") and rank == 0:
         with open(args["stats_path"], "w") as fh:
             json.dump(stats, fh)
     _exit_cleanly()
 
 
-def _exit_cleanly() -> None:
+def _exit_cleanly(code: int = 0) -> None:
     """Leave the process group, then exit without running C++ static destructors: a rank that
     returned normally was seen to abort at interpreter exit ("terminate called without an active
     exception", a still-joinable communication thread), failing a run whose outputs were all written."""
@@ -165,7 +192,7 @@ def _exit_cleanly() -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,10 @@ Checkpoints (`save_steps`) hold the weights (safetensors), the optimizer and sch
 state (`torch.save`, reloaded with `weights_only=True`) and the step; the data order is a
 function of the seed alone, so a run killed at any point and restarted from its last
 checkpoint ends with the same weights as an uninterrupted run. `keep_checkpoints` bounds them.
+A stop request (SIGTERM, Ctrl-C: solopo.runtime.STOP) is honoured at the next step boundary: a
+checkpoint of that step is written (marked INTERRUPTED: a resume point only, deleted once a later
+checkpoint is complete, so it never joins checkpoint selection) and the job fails with one line
+naming it (`Interrupted`); the rerun resumes from it.
 Multi-process DeepSpeed training is in `solopo.train.distributed`; per-step logging (job log,
 TensorBoard, wandb) in `solopo.train.monitor`.
 """
@@ -148,7 +152,35 @@ def prune_checkpoints(ckpt_dir: Path, keep: int, keep_weights: bool) -> None:
             shutil.rmtree(ck)
 
 
-def _save_checkpoint(model, opt, sched, step: int, ckpt_dir: Path, history: list[dict]) -> None:
+INTERRUPTED = "INTERRUPTED"  # marks a checkpoint written on a stop request, off the save_steps schedule
+
+
+def stop_requested() -> bool:
+    """Whether a signal asked this process's jobs to stop (solopo.runtime.STOP)."""
+    from solopo.runtime import STOP
+
+    return STOP.is_set()
+
+
+def stopped(step: int, total: int, ckpt: Path):
+    """The one-line error of a training job that saved `ckpt` (step `step`) and stopped on a signal."""
+    from solopo.runtime import Interrupted, stop_reason
+
+    return Interrupted(f"interrupted ({stop_reason()}) after step {step} of {total}: saved checkpoint {ckpt}; "
+                       "the rerun resumes from it")
+
+
+def drop_interrupted(ckpt_dir: Path, below: int | None = None) -> None:
+    """Delete stop-request checkpoints (of steps < `below`; all when None): once a later checkpoint
+    (or the final model) exists they are no resume point, and checkpoint selection must see exactly
+    the checkpoints of an uninterrupted run."""
+    for ck in complete_checkpoints(ckpt_dir):
+        if (ck / INTERRUPTED).exists() and (below is None or int(ck.name[5:]) < below):
+            shutil.rmtree(ck)
+
+
+def _save_checkpoint(model, opt, sched, step: int, ckpt_dir: Path, history: list[dict],
+                     interrupted: bool = False) -> None:
     from safetensors.torch import save_file
 
     final = ckpt_dir / f"step-{step}"
@@ -162,6 +194,8 @@ def _save_checkpoint(model, opt, sched, step: int, ckpt_dir: Path, history: list
     save_file(state, tmp / "model.safetensors")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step}, tmp / "trainer_state.pt")
     (tmp / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    if interrupted:  # off the save_steps schedule: a resume point only (drop_interrupted)
+        (tmp / INTERRUPTED).write_text(str(step))
     (tmp / "COMPLETE").write_text(str(step))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
@@ -249,15 +283,22 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
         history.append(record)
         seconds = time.time() - t_step
         monitor.log(record, tokens / max(seconds, 1e-9), seconds)
+        scheduled = bool(cfg.save_steps) and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps)
+        stop = stop_requested()  # read once: the save and the exit below must agree
+        if scheduled or stop:
+            _save_checkpoint(model, opt, sched, step + 1, ckpt_dir, history, interrupted=not scheduled)
+            drop_interrupted(ckpt_dir, below=step + 1)
+            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.keep_checkpoint_weights)
+        if stop:
+            monitor.close()
+            raise stopped(step + 1, total_steps, ckpt_dir / f"step-{step + 1}")
         if progress is not None:
             progress.update(1)
-        if cfg.save_steps and ((step + 1) % cfg.save_steps == 0 or step + 1 == total_steps):
-            _save_checkpoint(model, opt, sched, step + 1, ckpt_dir, history)
-            prune_checkpoints(ckpt_dir, cfg.keep_checkpoints, cfg.keep_checkpoint_weights)
         if stop_after_step is not None and step + 1 >= stop_after_step:
             monitor.close()
             raise KeyboardInterrupt(f"stopped after step {step + 1} (test hook)")
     monitor.close()
+    drop_interrupted(ckpt_dir)
     model.eval()
     out_dir = Path(out_dir)
     model.save_pretrained(out_dir, safe_serialization=True)
