@@ -111,6 +111,8 @@ BAD = [
      "data.musiqe: unknown key 'musiqe'; did you mean 'musique'?"),
     ('train.loss', {'longpo_beta': 0.1},
      "train.loss.longpo_beta: unknown key 'longpo_beta'; it moved to train.longpo.beta"),
+    ('train.loss.ra_stop_grad_short', 'yes',
+     "train.loss.ra_stop_grad_short: 'yes' is not valid; allowed: boolean"),
     ('train.zzz', 1,
      "train.zzz: unknown key 'zzz'; allowed keys: methods, lambdas, loss, optim, longpo, deepspeed, report_to, collective_timeout_s, select_checkpoint"),
     ('data.long_tokens', 2000,

@@ -219,6 +219,9 @@ def test_every_key_reruns_exactly_what_records_it(tree):
     ("tiny_model.steps", {"results/models/tiny"}, {"results/data/musique_train.jsonl"}),
     ("eval.ruler.num_samples", {"results/benchmarks/tiny/ruler", "results/eval/base_ruler.json"},
      {"results/eval/base_longbench_v1.json", "results/train/solo_orpo/model"}),
+    # read by the SoLo-RA runs only (solopo.slices.has_ra_term): the vanilla and LongPO runs stay
+    ("train.loss.ra_stop_grad_short", {"results/train/solo_orpo/model", "results/eval/solo_orpo_ruler.json"},
+     {"results/train/dpo_short/model", "results/train/longpo/model", "results/models/tiny"}),
 ])
 def test_examples_of_the_issue(tree, key, must, must_not):
     work, base, _ = tree

@@ -245,14 +245,18 @@ def ref_logps(dataset_path: str, model: str, out: str, cfg: dict, log_path: str)
 
 # --------------------------------------------------------------------------- training
 def loss_config(cfg: dict, method: str, lam: float | None):
+    from solopo.slices import has_ra_term
     from solopo.train.losses import LossConfig
 
     lc = cfg["train"]["loss"]
     # train.longpo is read (and in the params, solopo.slices.train) for the LongPO run only
     lp = {**LONGPO_DEFAULTS, **((cfg["train"].get("longpo") or {}) if method == "longpo" else {})}
     simpo = "simpo" in method
+    # read by the SoLo-RA runs only: the other runs' slices leave it out (solopo.slices.train)
+    stop_grad = lc.get("ra_stop_grad_short", False) if has_ra_term(method) else False
     return LossConfig(beta=lc["simpo_beta"] if simpo else lc["beta"], gamma=lc["gamma"], orpo_lambda=lc["orpo_lambda"],
-                      alpha=lam if lam is not None else 0.0, longpo_beta=lp["beta"], longpo_lambda=lp["lambda"])
+                      alpha=lam if lam is not None else 0.0, longpo_beta=lp["beta"], longpo_lambda=lp["lambda"],
+                      ra_stop_grad_short=stop_grad)
 
 
 # The LongPO release's training command (DAMO-NLP-SG/LongPO README; spec solopo_paper.md §2.4): the

@@ -208,12 +208,22 @@ def ref_logps(config: dict, backbone: str) -> dict:
     return project(config, ("train.optim",)) | _backbone(config, backbone)
 
 
+def has_ra_term(method: str) -> bool:
+    """Whether a training method's loss has the SoLo-RA term (solo_{dpo,simpo,orpo}[_both]; not SoLo-KL):
+    the runs that read train.loss.ra_stop_grad_short (the loss registry's `config_keys` agree, a test)."""
+    return method.startswith("solo_") and not method.startswith("solo_kl_")
+
+
 def train(config: dict, run) -> dict:
-    """`run`: a solopo.config.Run. Checkpoint selection on LongBench v1 evaluates with eval.longbench_v1."""
+    """`run`: a solopo.config.Run. Checkpoint selection on LongBench v1 evaluates with eval.longbench_v1.
+    train.loss.ra_stop_grad_short is in the SoLo-RA runs' slices only: toggling it reruns just them."""
     select = config["train"].get("select_checkpoint", "final") == "longbench_v1"
     paths = ("seed", "train.loss", "train.optim", "train.deepspeed", "train.select_checkpoint") + \
         (("eval.longbench_v1",) if select else ()) + (("train.longpo",) if run.method == "longpo" else ())
-    return project(config, paths) | {"method": run.method, "lambda": run.lam} | _backbone(config, run.backbone)
+    out = project(config, paths)
+    if not has_ra_term(run.method):
+        out.get("train", {}).get("loss", {}).pop("ra_stop_grad_short", None)
+    return out | {"method": run.method, "lambda": run.lam} | _backbone(config, run.backbone)
 
 
 def bench_data(config: dict, bench: str, backbone: str | None = None) -> dict:

@@ -2,6 +2,8 @@
 import json
 from pathlib import Path
 
+import pytest
+
 from solopo.report import plots, tables
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -113,3 +115,47 @@ def test_ruler_by_length_has_one_panel_per_family_with_the_base_in_each(tmp_path
     assert ([256, 512], [14.0, 10.0]) in orpo.values()  # solo_orpo, the default run (index 2)
     assert len(orpo) == 3  # base, orpo_long, solo_orpo: the λ-sweep runs are left to the λ plot
     assert ([256, 512], [17.0, 13.0]) in lines["DPO"].values() and len(lines["DPO"]) == 2  # solo_dpo (index 5)
+
+
+def _train_log(path: Path, lam: float, steps: int = 3) -> str:
+    """A small SoLo-RA train_log.jsonl: the short side's slope grows with the step, scaled by lam."""
+    recs = [{"step": s, "loss": 1.0, "ra_grad/short_chosen": lam * s, "ra_grad/long_chosen": 1.5,
+             "avg_logps/short_chosen": -0.1 * s, "avg_logps/long_chosen": -1.0} for s in range(1, steps + 1)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return str(path)
+
+
+def test_ra_mechanism_plot_renders_from_a_small_log_with_a_manifest(tmp_path):
+    logs = {f"λ={lam:g}": _train_log(tmp_path / f"lam{lam:g}" / "train_log.jsonl", lam) for lam in (0.3, 1.0, 3.0)}
+    out = tmp_path / "report" / "ra_mechanism.png"
+    plots.write_ra_mechanism(logs, str(out), "SoLo-ORPO", log_path=str(tmp_path / "plot.log"))
+    assert out.read_bytes()[:8] == PNG and out.stat().st_size > 5000
+    m = json.loads(Path(str(out) + ".manifest.json").read_text())
+    assert set(m["inputs"]) == set(logs.values()) and m["config"]["runs"] == logs
+    assert "λ=3: last |∂RA/∂avg| short 9 long 1.5" in (tmp_path / "plot.log").read_text()
+
+
+def test_ra_mechanism_plot_draws_each_side_of_each_run(tmp_path, monkeypatch):
+    figs = _captured(monkeypatch)
+    logs = {f"λ={lam:g}": _train_log(tmp_path / f"{lam}.jsonl", lam) for lam in (0.3, 3.0)}
+    plots.write_ra_mechanism(logs, str(tmp_path / "m.png"), "t")
+    grad, logp = figs[0].axes
+    lines = {ln.get_label(): (list(ln.get_xdata()), list(ln.get_ydata()), ln.get_linestyle()) for ln in grad.lines}
+    assert lines["λ=3 short"] == ([1.0, 2.0, 3.0], [3.0, 6.0, 9.0], "-")
+    assert lines["λ=0.3 long"] == ([1.0, 2.0, 3.0], [1.5, 1.5, 1.5], "--") and len(lines) == 4
+    short = next(ln for ln in logp.lines if ln.get_label() == "λ=0.3 short")
+    assert list(short.get_ydata()) == pytest.approx([-0.1, -0.2, -0.3])
+
+
+def test_ra_mechanism_of_a_log_without_the_ra_keys_names_the_file_and_key(tmp_path):
+    p = tmp_path / "orpo_short" / "train_log.jsonl"
+    p.parent.mkdir()
+    p.write_text(json.dumps({"step": 1, "loss": 0.7}) + "\n")
+    with pytest.raises(ValueError) as e:
+        plots.write_ra_mechanism({"orpo": str(p)}, str(tmp_path / "x.png"), "t")
+    assert str(e.value).startswith(f"{p}: record 1 (step 1) has no number under 'ra_grad/short_chosen';")
+    assert "\n" not in str(e.value) and not (tmp_path / "x.png").exists()
+    p.write_text("")
+    with pytest.raises(ValueError, match="no training records"):
+        plots.write_ra_mechanism({"orpo": str(p)}, str(tmp_path / "x.png"), "t")

@@ -28,10 +28,12 @@ def _expected_keys(name: str) -> set[str]:
     if name == "sft":
         return {"loss", "nll"} | logps
     keys = {"loss", "po_loss"} | rewards | logps | ({"nll", "or_loss"} if spec.family == "orpo" else set())
+    ra = {"ra_term", "ra_term/chosen", "ra_rewards/short_chosen", "ra_rewards/long_chosen", "ra_grad/short_chosen",
+          "ra_grad/long_chosen", "avg_logps/short_chosen", "avg_logps/long_chosen"}  # the RA mechanism, per step
     if spec.variant == "solo":
-        keys |= {"ra_term", "ra_term/chosen", "ra_rewards/short_chosen", "ra_rewards/long_chosen"}
+        keys |= ra
     if spec.variant == "solo_both":
-        keys |= {"ra_term", "ra_term/chosen", "ra_term/rejected", "ra_rewards/short_chosen", "ra_rewards/long_chosen"}
+        keys |= ra | {"ra_term/rejected"}
     if spec.variant == "solo_kl":
         keys |= {"ra_term"}
     if name == "longpo":

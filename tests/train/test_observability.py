@@ -46,7 +46,8 @@ def test_train_job_logs_steps_writes_tensorboard_card_and_bounded_checkpoints(ti
     events = EventAccumulator(str(model_dir / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("train/loss")] == [1, 2, 3, 4]
-    assert {"train/lr", "train/rewards/margins", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
+    assert {"train/lr", "train/rewards/margins", "train/tokens_per_s", "train/ra_grad/short_chosen",
+            "train/ra_grad/long_chosen"} <= set(events.Tags()["scalars"])
     # keep_checkpoints: 2 (select_checkpoint: final -> older ones are deleted)
     assert sorted(p.name for p in (tmp_path / "results/checkpoints/run").glob("step-*")) == ["step-3", "step-4"]
     manifest = json.loads((model_dir / "manifest.json").read_text())
@@ -59,6 +60,29 @@ def test_train_job_logs_steps_writes_tensorboard_card_and_bounded_checkpoints(ti
     saved = load_file(model_dir / "model.safetensors")
     loaded = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in saved.items())
+
+
+def test_train_log_records_the_ra_mechanism_per_step_and_the_switch_reaches_it(tiny_lm_dir, tmp_path, monkeypatch):
+    """SoLo-ORPO's train_log.jsonl: per step the RA gradient size on each side (ORPO's slope 1 / (1 - e^avg)
+    is > 1 on a moving side) and the length-averaged log-probs; with train.loss.ra_stop_grad_short the
+    short side's is 0, the manifest records the key, and the RA-mechanism figure renders from the logs."""
+    from solopo.report.plots import write_ra_mechanism
+
+    logs = {}
+    for stop in (False, True):
+        (tmp_path / str(stop)).mkdir()
+        model_dir = _run(tmp_path / str(stop), monkeypatch, tiny_lm_dir, _cfg(report_to="none",
+                         loss={**LOSS, "ra_stop_grad_short": stop}), n_rows=4)
+        recs = [json.loads(x) for x in (model_dir / "train_log.jsonl").read_text().splitlines()]
+        assert [r["step"] for r in recs] == [1, 2]
+        for r in recs:
+            assert r["ra_grad/long_chosen"] > 1.0 and r["avg_logps/short_chosen"] < 0 and r["avg_logps/long_chosen"] < 0
+            assert (r["ra_grad/short_chosen"] == 0.0) if stop else (r["ra_grad/short_chosen"] > 1.0)
+        manifest = json.loads((model_dir / "manifest.json").read_text())
+        assert manifest["config"]["train"]["loss"]["ra_stop_grad_short"] is stop
+        logs[f"stop_grad {stop}"] = str(model_dir / "train_log.jsonl")
+    write_ra_mechanism(logs, str(tmp_path / "ra.png"), "SoLo-ORPO")
+    assert (tmp_path / "ra.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_keep_checkpoints_keeps_weights_for_checkpoint_selection(tiny_lm_dir, tmp_path):

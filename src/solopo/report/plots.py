@@ -1,4 +1,4 @@
-"""Plots (matplotlib, Agg, PNG) from the eval JSONs alone.
+"""Plots (matplotlib, Agg, PNG) from the eval JSONs, and from training logs for the RA mechanism.
 
 - `plot_lambda_sweep`: one figure per SoLo method (and backbone), one panel per benchmark,
   score vs lambda (the SoLo-RA weight, alpha in the paper); the default run is a filled star.
@@ -6,13 +6,16 @@
   PO family (`facet_by_family`, also used by the toy-science report).
 
 Both take the same `{run: {bench: result}}` and optional run metadata as `solopo.report.tables`.
+
+- `plot_ra_mechanism`: from SoLo-RA runs' train_log.jsonl, over training steps, the size of the RA
+  gradient on the short and the long side and the chosen response's per-token log-prob on each.
 """
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
-from solopo.artifacts import atomic_path, write_manifest
+from solopo.artifacts import atomic_path, read_jsonl, write_manifest
 from solopo.report.tables import BENCH_LABEL, BENCH_ORDER, _len_label, load_results, method_label, report_slice, run_info
 
 
@@ -201,3 +204,63 @@ def write_ruler_by_length(inputs: list[str], out_png: str, backbone: str, meta: 
     Path(out_png).parent.mkdir(parents=True, exist_ok=True)
     plot_ruler_by_length(results, meta, backbone, out_png, [r["_path"] for rr in results.values() for r in rr.values()])
     _log(log_path, f"{out_png}: {len(results)} runs")
+
+
+# --------------------------------------------------------------------------- the SoLo-RA mechanism
+# Logged per step by the SoLo-RA losses (solopo.train.rewards.ra_gradient_metrics): how hard the RA
+# term pushes the chosen response's length-averaged log-prob on each side, and those log-probs.
+RA_GRAD = {"short": "ra_grad/short_chosen", "long": "ra_grad/long_chosen"}
+RA_AVG_LOGP = {"short": "avg_logps/short_chosen", "long": "avg_logps/long_chosen"}
+
+
+def ra_mechanism_series(records: list[dict], source: str) -> dict[str, list[float]]:
+    """{"step": [...], key: [...]} for the RA_GRAD and RA_AVG_LOGP keys of a train_log.jsonl's records.
+    A record without one of them (a run without the RA term, or logged before they existed) stops with
+    one line naming `source`, the step and the key, instead of a curve with holes."""
+    keys = list(RA_GRAD.values()) + list(RA_AVG_LOGP.values())
+    out: dict[str, list[float]] = {"step": [], **{k: [] for k in keys}}
+    for i, rec in enumerate(records):
+        missing = [k for k in ["step"] + keys if not isinstance(rec.get(k), (int, float))]
+        if missing:
+            raise ValueError(f"{source}: record {i + 1} (step {rec.get('step', '?')}) has no number under {missing[0]!r}; "
+                             "the RA mechanism is logged by the SoLo-RA runs (solo_dpo, solo_simpo, solo_orpo and _both)")
+        for k in ["step"] + keys:
+            out[k].append(float(rec[k]))
+    if not out["step"]:
+        raise ValueError(f"{source}: no training records")
+    return out
+
+
+def plot_ra_mechanism(series: dict[str, dict[str, list[float]]], out_png: str, title: str,
+                      inputs: list[str] = (), slice_: dict | None = None) -> None:
+    """Two panels over training steps, one colour per run (e.g. one per λ): left |∂RA/∂avg| on the
+    short (solid) and long (dashed) side, right the chosen response's length-averaged log-prob avg on
+    each side. `series`: {label: ra_mechanism_series(...)}."""
+    plt = _plt()
+    fig, (ax_g, ax_p) = plt.subplots(1, 2, figsize=(10.5, 3.6))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (label, s) in enumerate(series.items()):
+        c = colours[i % len(colours)]
+        for side, ls in (("short", "-"), ("long", "--")):
+            ax_g.plot(s["step"], s[RA_GRAD[side]], ls, color=c, lw=1.4, label=f"{label} {side}")
+            ax_p.plot(s["step"], s[RA_AVG_LOGP[side]], ls, color=c, lw=1.4, label=f"{label} {side}")
+    ax_g.set_ylabel("|∂RA/∂avg| per example (RA term, no λ)")
+    ax_p.set_ylabel("avg = log π(y_w|x) / |y_w|")
+    for ax, name in ((ax_g, "RA gradient per side"), (ax_p, "chosen log-prob per token")):
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(title + " (solid: x_short, dashed: x_long)", fontsize=11)
+    fig.tight_layout()
+    _save(fig, out_png, plt, slice_ or {"runs": list(series)}, list(inputs))
+
+
+def write_ra_mechanism(logs: dict[str, str], out_png: str, title: str, log_path: str | None = None) -> None:
+    """`logs`: {label: path of a run's train_log.jsonl} -> the RA-mechanism figure and its manifest."""
+    series = {label: ra_mechanism_series(read_jsonl(path), path) for label, path in logs.items()}
+    Path(out_png).parent.mkdir(parents=True, exist_ok=True)
+    plot_ra_mechanism(series, out_png, title, list(logs.values()), {"runs": dict(logs)})
+    _log(log_path, f"{out_png}: " + "; ".join(
+        f"{label}: last |∂RA/∂avg| short {s[RA_GRAD['short']][-1]:.3g} long {s[RA_GRAD['long']][-1]:.3g}"
+        for label, s in series.items()))

@@ -33,43 +33,44 @@ Choices the paper does not pin down (spec §1.4, marked [INF] there), made here:
 
 - SoLo-DPO drops the reference from the RA term: r = beta * log pi(y|x) (no reference forward on x_long).
 - SoLo-ORPO adds alpha * RA to the whole vanilla ORPO loss (NLL + lambda * OR); alpha is not scaled by lambda.
-- Gradients flow through both sides of |r(x_s, y) - r(x_l, y)| (no stop-gradient).
+- Gradients flow through both sides of |r(x_s, y) - r(x_l, y)| by default, as the paper states no
+  stop-gradient; `LossConfig.ra_stop_grad_short` makes the short-context reward a fixed target.
+
+Sequences, rewards (with their closed-form slopes) and the RA term itself live in `solopo.train.rewards`
+and are re-exported here.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-Metrics = dict[str, torch.Tensor]
-
+from solopo.train.rewards import (
+    KL_LOGP,
+    Metrics,
+    SeqLogps,
+    dpo_reward,
+    dpo_reward_slope,
+    log1mexp,
+    mean_logp,
+    orpo_reward,
+    orpo_reward_slope,
+    ra_gradient_metrics,
+    ra_reward,
+    sigmoid_pref_loss,
+    simpo_reward,
+    simpo_reward_slope,
+    solo_ra_term,
+    summed_logp,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Inputs and hyper-parameters
 # --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class SeqLogps:
-    """Per-sequence summed response log-prob and number of response tokens, both of shape [B]."""
-
-    logps: torch.Tensor
-    counts: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.logps.shape != self.counts.shape or self.logps.dim() != 1:
-            raise ValueError(
-                f"SeqLogps: logps and counts must be 1-D of equal shape, got {tuple(self.logps.shape)} "
-                f"and {tuple(self.counts.shape)}"
-            )
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """Length-averaged log-prob ``log pi(y|x) / |y|`` (counts clamped to >= 1, so empty responses give 0)."""
-        return self.logps / self.counts.clamp(min=1).to(self.logps.dtype)
 
 
 @dataclass
@@ -101,6 +102,8 @@ class LossConfig:
     longpo_lambda:   weight of the LongPO DPO term (NLL weight 1).
     longpo_beta:     LongPO DPO temperature.
     label_smoothing: conservative-DPO label smoothing for the sigmoid losses (DPO, SimPO), in [0, 0.5).
+    ra_stop_grad_short: SoLo-RA only (not SoLo-KL): detach the short-context reward, so that only the long
+                     side receives the RA gradient (default False: both sides, the paper read literally).
     """
 
     beta: float = 0.1
@@ -110,6 +113,7 @@ class LossConfig:
     longpo_lambda: float = 0.01
     longpo_beta: float = 0.1
     label_smoothing: float = 0.0
+    ra_stop_grad_short: bool = False
 
     def __post_init__(self) -> None:
         for name in ("beta", "longpo_beta"):
@@ -120,6 +124,8 @@ class LossConfig:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.label_smoothing < 0.5:
             raise ValueError(f"LossConfig.label_smoothing must lie in [0, 0.5), got {self.label_smoothing}")
+        if not isinstance(self.ra_stop_grad_short, bool):  # a string "false" would read as True
+            raise TypeError(f"LossConfig.ra_stop_grad_short must be true or false, got {self.ra_stop_grad_short!r}")
 
 
 def _require(out: PolicyOutputs, names: tuple[str, ...], loss: str) -> None:
@@ -129,70 +135,8 @@ def _require(out: PolicyOutputs, names: tuple[str, ...], loss: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Tensor-level building blocks
+# Logged metrics
 # --------------------------------------------------------------------------------------------------
-
-
-def log1mexp(x: torch.Tensor) -> torch.Tensor:
-    """Numerically stable log(1 - exp(x)) for x < 0 (branch at -ln 2; same as TRL ORPO's `log1mexp`)."""
-    return torch.where(x < -0.6931471805599453, torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
-
-
-def sigmoid_pref_loss(logits: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-example (conservative) sigmoid preference loss.
-
-    l(z) = -(1 - eps) * log sigma(z) - eps * log sigma(-z)
-    """
-    return -F.logsigmoid(logits) * (1 - label_smoothing) - F.logsigmoid(-logits) * label_smoothing
-
-
-def dpo_reward(s: SeqLogps, beta: float) -> torch.Tensor:
-    """SoLo-DPO reward with the reference dropped (spec §1.4): r(x, y) = beta * log pi(y|x)."""
-    return beta * s.logps
-
-
-def simpo_reward(s: SeqLogps, beta: float) -> torch.Tensor:
-    """SimPO reward: r(x, y) = beta / |y| * log pi(y|x)."""
-    return beta * s.mean
-
-
-def orpo_reward(s: SeqLogps) -> torch.Tensor:
-    """ORPO reward, the log-odds of the length-normalised probability P = exp(avg):
-
-    r(x, y) = log(P / (1 - P)) = avg - log(1 - exp(avg)),  avg = log pi(y|x) / |y|   (at least float32)
-    """
-    avg = s.mean
-    avg = avg.to(torch.promote_types(avg.dtype, torch.float32))
-    return avg - log1mexp(avg)
-
-
-def summed_logp(s: SeqLogps) -> torch.Tensor:
-    """The plain summed log-prob log pi(y|x) (no scaling)."""
-    return s.logps
-
-
-def mean_logp(s: SeqLogps) -> torch.Tensor:
-    """The length-averaged log-prob log pi(y|x) / |y|."""
-    return s.mean
-
-
-# SoLo-KL's log-prob per family: the normalisation the family's reward uses (sum for DPO, mean for
-# SimPO/ORPO, LLaMA-Factory). Then SoLo-KL equals SoLo-RA up to the reward's constant for DPO and
-# SimPO ("the reward coefficients can be integrated into alpha", SoLoPO §4.2), so Fig. 2(b) compares
-# them at comparable strength for one alpha. On summed log-probs, SimPO's KL term was |y|/beta times
-# its RA term (a 15x spread across examples, measured), for every alpha.
-KL_LOGP = {"dpo": summed_logp, "simpo": mean_logp, "orpo": mean_logp}
-
-
-def solo_ra_term(short: SeqLogps, long: SeqLogps, reward_fn: Callable[[SeqLogps], torch.Tensor]) -> torch.Tensor:
-    """Short-to-long reward alignment (SoLo-RA), averaged over the batch:
-
-    RA = mean_i | r(x_short_i, y_i) - r(x_long_i, y_i) |
-
-    Gradients flow through both the short and the long side. With ``reward_fn=summed_logp`` this is
-    the SoLo-KL estimate mean_i |log pi(y_i|x_short_i) - log pi(y_i|x_long_i)| (Eq. 10).
-    """
-    return (reward_fn(short) - reward_fn(long)).abs().mean()
 
 
 def _reward_metrics(chosen: torch.Tensor, rejected: torch.Tensor, prefix: str = "rewards") -> Metrics:
@@ -290,16 +234,6 @@ _VANILLA: dict[str, Callable[[PolicyOutputs, LossConfig], tuple[torch.Tensor, Me
 }
 
 
-def _ra_reward_fn(family: str, cfg: LossConfig) -> Callable[[SeqLogps], torch.Tensor]:
-    if family == "dpo":
-        return partial(dpo_reward, beta=cfg.beta)
-    if family == "simpo":
-        return partial(simpo_reward, beta=cfg.beta)
-    if family == "orpo":
-        return orpo_reward
-    raise ValueError(f"unknown PO family '{family}': allowed values are dpo, orpo, simpo")
-
-
 # --------------------------------------------------------------------------------------------------
 # SoLoPO
 # --------------------------------------------------------------------------------------------------
@@ -313,25 +247,33 @@ def solo_loss(
     chosen-only (default):  L = L_PO(x_s, y_w, y_l) + alpha * mean_i | r(x_s, y_w) - r(x_l, y_w) |
     both:                   L = ... + alpha * mean_i | r(x_s, y_l) - r(x_l, y_l) |   (added)
 
-    L_PO is the vanilla `family` loss on ``chosen``/``rejected`` (which hold x_short). Rewards r:
-      dpo:   beta * log pi(y|x)                    (reference dropped, spec §1.4)
-      simpo: beta / |y| * log pi(y|x)
-      orpo:  avg - log(1 - exp(avg)), avg = log pi(y|x) / |y|
+    L_PO is the vanilla `family` loss on ``chosen``/``rejected`` (which hold x_short). Rewards r and their
+    slopes r' = dr/d avg, avg = log pi(y|x) / |y| (`solopo.train.rewards`):
+      dpo:   beta * log pi(y|x)   (reference dropped)               r' = beta * |y|
+      simpo: beta / |y| * log pi(y|x)                                r' = beta
+      orpo:  avg - log(1 - exp(avg))                                 r' = 1 / (1 - exp(avg))
+
+    RA gradient, with d_i = r(x_s, y_i) - r(x_l, y_i) over a batch of B:
+      d RA / d avg(x_l, y_i) = -sign(d_i) * r'(avg(x_l, y_i)) / B
+      d RA / d avg(x_s, y_i) = +sign(d_i) * r'(avg(x_s, y_i)) / B,   or 0 with ``cfg.ra_stop_grad_short``
+    (then r(x_s, y) is a detached target). Both sizes are logged per example (`ra_gradient_metrics`).
     """
-    reward_fn = _ra_reward_fn(family, cfg)
+    reward_fn, slope_fn = ra_reward(family, cfg.beta)
     needs = ("long_chosen", "long_rejected") if both else ("long_chosen",)
     _require(out, needs, f"solo_{family}{'_both' if both else ''}")
     po, metrics = _VANILLA[family](out, cfg)
-    ra = solo_ra_term(out.chosen, out.long_chosen, reward_fn)
+    sg = cfg.ra_stop_grad_short
+    ra = solo_ra_term(out.chosen, out.long_chosen, reward_fn, sg)
     metrics["ra_term/chosen"] = ra.detach()
     if both:
-        ra_rejected = solo_ra_term(out.rejected, out.long_rejected, reward_fn)
+        ra_rejected = solo_ra_term(out.rejected, out.long_rejected, reward_fn, sg)
         metrics["ra_term/rejected"] = ra_rejected.detach()
         ra = ra + ra_rejected
     loss = po + cfg.alpha * ra
     metrics |= {"loss": loss.detach(), "po_loss": po.detach(), "ra_term": ra.detach()}
     metrics["ra_rewards/short_chosen"] = reward_fn(out.chosen).detach().mean()
     metrics["ra_rewards/long_chosen"] = reward_fn(out.long_chosen).detach().mean()
+    metrics |= ra_gradient_metrics(out.chosen, out.long_chosen, reward_fn, slope_fn, sg)
     return loss, metrics | _logp_metrics(out)
 
 
@@ -421,11 +363,11 @@ def _build_registry() -> dict[str, LossSpec]:
         reg[fam] = LossSpec(fam, fn, base, ref, fam, "vanilla", keys)
         reg[f"solo_{fam}"] = LossSpec(
             f"solo_{fam}", partial(solo_loss, family=fam, both=False), base + ("long_chosen",), ref, fam, "solo",
-            keys + ("alpha",),
+            keys + ("alpha", "ra_stop_grad_short"),
         )
         reg[f"solo_{fam}_both"] = LossSpec(
             f"solo_{fam}_both", partial(solo_loss, family=fam, both=True), base + ("long_chosen", "long_rejected"),
-            ref, fam, "solo_both", keys + ("alpha",),
+            ref, fam, "solo_both", keys + ("alpha", "ra_stop_grad_short"),
         )
         reg[f"solo_kl_{fam}"] = LossSpec(
             f"solo_kl_{fam}", partial(solo_kl_loss, family=fam), base + ("long_chosen",), ref, fam, "solo_kl",
@@ -489,8 +431,9 @@ def get_method(name: str) -> MethodSpec:
 
 
 __all__ = [
-    "LOSSES", "METHODS", "LossConfig", "LossSpec", "MethodSpec", "PolicyOutputs", "SeqLogps", "dpo_loss",
-    "dpo_reward", "get_loss", "get_method", "list_losses", "log1mexp", "longpo_loss", "orpo_loss", "orpo_reward",
-    "sft_loss", "sigmoid_pref_loss", "simpo_loss", "simpo_reward", "solo_kl_loss", "solo_loss", "solo_ra_term",
-    "summed_logp",
+    "KL_LOGP", "LOSSES", "METHODS", "LossConfig", "LossSpec", "MethodSpec", "Metrics", "PolicyOutputs", "SeqLogps",
+    "dpo_loss", "dpo_reward", "dpo_reward_slope", "get_loss", "get_method", "list_losses", "log1mexp", "longpo_loss",
+    "mean_logp", "orpo_loss", "orpo_reward", "orpo_reward_slope", "ra_gradient_metrics", "ra_reward", "sft_loss",
+    "sigmoid_pref_loss", "simpo_loss", "simpo_reward", "simpo_reward_slope", "solo_kl_loss", "solo_loss",
+    "solo_ra_term", "summed_logp",
 ]
