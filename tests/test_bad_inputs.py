@@ -3,6 +3,7 @@
 Config-level refusals go through `validate_config` (what the Snakefile runs before any job);
 artifact checks run the real pipeline stage on a small tree. docs/bad_inputs.md lists each case.
 """
+import contextlib
 import copy
 import json
 import shutil
@@ -196,3 +197,56 @@ def test_manifests_and_predictions_are_declared_outputs(tmp_path):
             "results/eval/base_ruler.predictions.jsonl.manifest.json", "results/samples/tiny/short.jsonl.manifest.json",
             "results/pairs/tiny/pairs.jsonl.manifest.json", "results/data/musique_train.jsonl.manifest.json",
             "results/contexts/tiny/long.jsonl.manifest.json"} <= outputs
+
+
+def test_report_manifests_are_declared_outputs(tmp_path):
+    """Was: a bad eval JSON failed the report job, Snakemake deleted the tables and left their manifests."""
+    from solopo.report.tables import report_targets
+    from tests.snakemake_plan import plan
+
+    targets = report_targets(TINY)
+    assert any(t.endswith(".png") for t in targets) and "results/report/table3.md" in targets
+    outputs = {o for j in plan(tmp_path, TINY, tuple(targets)).values() for o in j.outputs}
+    assert {f"{t}.manifest.json" for t in targets} <= outputs, sorted({f"{t}.manifest.json" for t in targets} - outputs)
+
+
+def _read_only(folder: Path) -> contextlib.AbstractContextManager:
+    """`folder` made read-only the way the user meets it: a read-only bind mount as root (permissions do not
+    stop root), its mode bits otherwise."""
+    import os
+    import subprocess
+
+    @contextlib.contextmanager
+    def ro():
+        if os.geteuid() == 0:
+            mount = ["mount", "--bind", str(folder), str(folder)]
+            if subprocess.run(mount, capture_output=True, check=False).returncode:
+                pytest.skip("root without mount rights: no way to make a folder read-only here")
+            try:
+                subprocess.run(["mount", "-o", "remount,ro,bind", str(folder)], check=True, capture_output=True)
+                yield
+            finally:
+                subprocess.run(["umount", str(folder)], check=True)
+        else:
+            folder.chmod(0o555)
+            try:
+                yield
+            finally:
+                folder.chmod(0o755)
+
+    return ro()
+
+
+def test_a_read_only_results_folder_is_named_before_any_job(tmp_path):
+    """Was: a read-only results/eval raised a traceback from inside Snakemake's removal of old outputs.
+    The workflow's onstart hook runs this check on every output (and log) of the jobs to run."""
+    from solopo.artifacts import unwritable_dir
+
+    ev = tmp_path / "results" / "eval"
+    ev.mkdir(parents=True)
+    outs = [tmp_path / "results" / "data" / "musique_train.jsonl", ev / "base_ruler.json", ev / "x" / "deep.json"]
+    assert unwritable_dir(outs) is None
+    with _read_only(ev):
+        message = unwritable_dir(outs)
+    assert message == (f"{ev}: not writable (a read-only mount or its permissions), and this run writes {outs[1]} there; "
+                       "allowed: a writable results folder (remount it read-write, or run in a writable copy of the workflow)")

@@ -88,3 +88,26 @@ def test_loader_names_a_structurally_damaged_safetensors_of_a_given_folder(tmp_p
     w.write_bytes(damage(w.read_bytes()))
     with pytest.raises(DataError, match=f"{w}: damaged safetensors file .*{message}"):
         load_model_and_tokenizer(str(given), "cpu", "float32")
+
+
+def test_stage_outputs_record_their_own_bytes(tmp_path, tiny_lm_dir):
+    """Each file a stage writes has its sha256 in its manifest: toy_world (atomic writes) and sample (its
+    resumable shards renamed into place), so `solopo check --inputs` can see a changed byte in either."""
+    from solopo import pipeline
+
+    cfg = load_config([TINY], ROOT / "config" / "config.yaml")
+    validate_config(cfg)
+    cfg["data"]["toy"].update(train_questions=6, dev_questions=2)
+    train, dev = tmp_path / "musique_train.jsonl", tmp_path / "musique_dev.jsonl"
+    pipeline.toy_world(str(train), str(dev), cfg, 1, str(tmp_path / "toy.log"))
+    ctx = tmp_path / "ctx.jsonl"
+    artifacts.write_manifest(ctx, {}, [], None, {"rows": 2})
+    artifacts.write_jsonl(ctx, [{"id": f"q{i}", "ctx": "short", "prompt": f"question {i}?", "answers": ["a"]} for i in range(2)])
+    cfg["sampling"].update(n=2, max_new_tokens=4, shard_size=2, batch_size=2)
+    out = tmp_path / "samples.jsonl"
+    pipeline.sample(str(ctx), tiny_lm_dir, str(out), cfg, 1, str(tmp_path / "s.log"), {})
+    for f in (train, dev, ctx, out):
+        m = artifacts.read_manifest(f)
+        assert m["content"]["bytes"] == f.stat().st_size and artifacts.verify_file(f, m, f"{f}.manifest.json") == [], f
+    out.write_text(out.read_text().replace('"q1"', '"q7"'))
+    assert "content changed since it was written" in artifacts.verify_file(out, artifacts.read_manifest(out), "m")[0]

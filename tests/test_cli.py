@@ -138,3 +138,82 @@ def test_console_script(tree):
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "results/train/solo_orpo/model" in out.stdout and "results/datasets" not in out.stdout
+
+
+# --------------------------------------------------------------------------- every artifact verifiable
+def test_a_file_manifest_records_the_bytes_put_in_place(tmp_path):
+    """Written before the file (the pipeline's order) or after it: the manifest holds the file's own sha256."""
+    import hashlib
+
+    before, after = tmp_path / "before.jsonl", tmp_path / "after.json"
+    artifacts.write_manifest(before, {"seed": 1}, [])
+    artifacts.write_jsonl(before, [{"id": "q1"}, {"id": "q2"}])
+    artifacts.write_json(after, {"score": 1.0})
+    artifacts.write_manifest(after, {"seed": 1}, [])
+    for f in (before, after):
+        m = json.loads(Path(f"{f}.manifest.json").read_text())
+        assert m["content"] == {"sha256": hashlib.sha256(f.read_bytes()).hexdigest(), "bytes": f.stat().st_size}
+
+
+@pytest.mark.parametrize("path", ["results/data/musique_train.jsonl", "results/eval/solo_orpo_ruler.json"])
+def test_check_inputs_reports_a_changed_byte_in_a_file_artifact(tree, capsys, path):
+    rc, out = _run(capsys, "check", "--configfile", TINY, "--inputs")
+    assert rc == 0, out
+    data = bytearray(Path(path).read_bytes())
+    data[3] ^= 1  # one bit: same size, same mtime resolution, valid-looking JSON
+    Path(path).write_bytes(bytes(data))
+    rc, out = _run(capsys, "check", "--configfile", TINY, "--inputs")
+    assert rc == 1
+    line = next(ln for ln in out.splitlines() if ln.startswith("DAMAGED") and f" {path} " in ln)
+    assert f"{path}: content changed since it was written (sha256 " in line
+    assert f"{path}.manifest.json records " in line and "rerun snakemake" in line
+
+
+@pytest.mark.parametrize("gone,line", [
+    ("results/eval/solo_orpo_ruler.json",
+     "MISSING        results/eval/solo_orpo_ruler.json: the artifact is gone but its manifest "
+     "results/eval/solo_orpo_ruler.json.manifest.json remains"),
+    ("results/train/solo_orpo/model/model.safetensors",
+     "MISSING        results/train/solo_orpo/model: results/train/solo_orpo/model/model.safetensors recorded in "
+     "results/train/solo_orpo/model/manifest.json is gone"),
+])
+def test_plain_check_reports_an_artifact_gone_while_its_manifest_remains(tree, capsys, gone, line):
+    model = Path("results/train/solo_orpo/model")
+    artifacts.write_folder_manifest(model, model, slices.train(_cfg(), run_table(_cfg())["solo_orpo"]),
+                                    ["results/datasets/tiny/solo.jsonl"], 0.0)  # with its files' hashes
+    assert _run(capsys, "check", "--configfile", TINY)[0] == 0
+    Path(gone).unlink()
+    rc, out = _run(capsys, "check", "--configfile", TINY)
+    assert rc == 1
+    assert line in out, out
+    assert out.splitlines()[-1] == "6 artifacts: 1 missing, 4 ok, 1 orphan"
+
+
+def _cfg() -> dict:
+    cfg = load_config([TINY])
+    validate_config(cfg)
+    return cfg
+
+
+def test_a_truncated_manifest_is_named_in_one_line(tree, capsys):
+    m = Path("results/datasets/tiny/solo.jsonl.manifest.json")
+    m.write_text(m.read_text()[:40])
+    rc, out = _run(capsys, "check", "--configfile", TINY)
+    assert rc == 1
+    assert "DAMAGED        results/datasets/tiny/solo.jsonl: results/datasets/tiny/solo.jsonl.manifest.json: manifest " \
+           "is not valid JSON (" in out and "delete it and rerun snakemake" in out, out
+    rc, out = _run(capsys, "provenance", "results/train/solo_orpo/model")
+    assert rc == 2
+    assert out.startswith("solopo provenance: results/datasets/tiny/solo.jsonl.manifest.json: manifest is not valid JSON")
+    assert out.count("\n") == 1, out
+
+
+@pytest.mark.parametrize("text,message", [
+    ("- seed: 1\n- data: {}\n", "the top level is a YAML list; allowed: a mapping of config keys"),
+    ("seed: [1,\n", "not valid YAML at line 2"),
+])
+def test_check_names_a_config_file_that_is_not_a_mapping(tree, capsys, text, message):
+    Path("list.yaml").write_text(text)
+    rc, out = _run(capsys, "check", "--configfile", TINY, "list.yaml")
+    assert rc == 2
+    assert out.startswith(f"config error: list.yaml: {message}") and out.count("\n") == 1, out

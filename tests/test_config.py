@@ -51,6 +51,14 @@ BAD = [
      "sampling.n: '32' is not valid; allowed: integer >= 2"),
     ('sampling.backend', 'tgi',
      "sampling.backend: 'tgi' is not valid; allowed: one of hf, vllm"),
+    # lm-eval's generation overrides are typed: a string temperature failed inside the job (float())
+    ('eval.leaderboard.gen_kwargs', {'temperature': 'zero'},
+     "eval.leaderboard.gen_kwargs.temperature: 'zero' is not valid; allowed: number >= 0"),
+    ('eval.leaderboard.gen_kwargs', {'temprature': 0},
+     "eval.leaderboard.gen_kwargs.temprature: unknown key 'temprature'; did you mean 'temperature'?"),
+    # `$` also matched before a final newline: folders named "tiny\n"
+    ('backbones.0.name', 'tiny\n',
+     "backbones[0].name: 'tiny\\n' is not valid; allowed: string matching ^[a-z0-9][a-z0-9_]*$"),
     ('train.methods', ['solo_orpo', 'magic_po'],
      "train.methods[1]: 'magic_po' is not valid; allowed: one of sft_short, sft_long, sft_expand, dpo_short, dpo_long, dpo_expand, simpo_short, simpo_long, simpo_expand, orpo_short, orpo_long, orpo_expand, solo_dpo, solo_simpo, solo_orpo, solo_dpo_both, solo_simpo_both, solo_orpo_both, solo_kl_dpo, solo_kl_simpo, solo_kl_orpo, longpo"),
     ('train.lambdas.solo_orpo', [-1.0],

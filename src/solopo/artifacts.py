@@ -4,8 +4,12 @@ Every output is written under a temporary name in the same folder and renamed in
 place, so an interrupted job never leaves a file that looks finished. Beside every
 output lies `<output>.manifest.json` (for a folder: `<folder>/manifest.json`) with the
 hash of the config slice that produced it, the hashes of its inputs, the git commit,
-the package versions and the wall time. The manifest is written before the output is
-renamed into place, so an output that exists always has its manifest.
+the package versions and the wall time, and the output's own content: `content.sha256` of a
+file, `content.files` (sha256 each) and `content.digest` of a folder, so `solopo check --inputs`
+can tell a changed byte. The manifest is written before the output is renamed into place, so an
+output that exists always has its manifest: `write_manifest` called before the output is written
+leaves the manifest pending, and the atomic write that renames the output into place records the
+content of the finished temporary file (`seal`) and rewrites the manifest just before the rename.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from importlib import metadata
@@ -27,6 +32,19 @@ PACKAGES = ("torch", "transformers", "trl", "datasets", "snakemake", "accelerate
 
 class DataError(ValueError):
     """Malformed input data; the message names the file and line."""
+
+
+def load_manifest(path: str | os.PathLike) -> dict:
+    """A manifest file's JSON object; a truncated or edited one raises DataError naming it."""
+    try:
+        obj = json.loads(Path(path).read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: manifest is not valid JSON ({e}); delete it and rerun snakemake to rebuild "
+                        "its artifact") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{path}: manifest is a JSON {type(obj).__name__}, expected an object; delete it and rerun "
+                        "snakemake to rebuild its artifact")
+    return obj
 
 
 def canonical_json(obj) -> str:
@@ -66,7 +84,7 @@ def hash_path(path: str | os.PathLike) -> str:
     else a hash of its files' names and bytes."""
     p = Path(path)
     if p.is_dir() and (p / "manifest.json").exists():
-        content = json.loads((p / "manifest.json").read_text()).get("content")
+        content = load_manifest(p / "manifest.json").get("content")
         if isinstance(content, dict) and "digest" in content:
             return "c:" + content["digest"]
         # an older manifest without a content digest: identified by the manifest itself
@@ -87,7 +105,7 @@ def verify_folder(folder: str | os.PathLike) -> list[str]:
     naming its path (changed bytes, missing, unexpected). Empty when intact or when no digest is recorded."""
     p = Path(folder)
     m = p / "manifest.json"
-    content = json.loads(m.read_text()).get("content") if m.is_file() else None
+    content = load_manifest(m).get("content") if m.is_file() else None
     if not isinstance(content, dict) or "files" not in content:
         return []
     now = content_files(p)
@@ -100,6 +118,62 @@ def verify_folder(folder: str | os.PathLike) -> list[str]:
                        f"records {digest[:12]})")
     out += [f"{p / name}: not part of the artifact as written (not in {m})" for name in now if name not in content["files"]]
     return out
+
+
+def file_content(path: str | os.PathLike) -> dict:
+    """The content record of a file artifact: its sha256 and size."""
+    return {"sha256": _sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
+
+
+def verify_file(path: str | os.PathLike, manifest: dict, manifest_file: str | os.PathLike) -> list[str]:
+    """Problems of a file artifact against the content its manifest recorded (one line; empty when intact
+    or when the manifest records none)."""
+    content = manifest.get("content")
+    if not isinstance(content, dict) or "sha256" not in content:
+        return []
+    p = Path(path)
+    if not p.is_file():
+        return [f"{p}: missing (recorded in {manifest_file})"]
+    now = _sha256_file(p)
+    if now == content["sha256"]:
+        return []
+    return [(f"{p}: content changed since it was written (sha256 {now[:12]}, {manifest_file} records "
+             f"{str(content['sha256'])[:12]}); delete it and rerun snakemake to rebuild it")]
+
+
+def recorded_content(manifest: dict) -> str | None:
+    """'file' or 'folder' when the manifest records its artifact's own content, else None (older manifests)."""
+    content = manifest.get("content")
+    if isinstance(content, dict) and "sha256" in content:
+        return "file"
+    if isinstance(content, dict) and isinstance(content.get("files"), dict):
+        return "folder"
+    return None
+
+
+def artifact_gone(artifact: Path, manifest: dict, manifest_file: str | os.PathLike) -> str | None:
+    """Why the artifact of a manifest is gone (the file, or a file its folder manifest records), else None.
+    Existence only, no hashing: `solopo check` without --inputs stays fast."""
+    if not artifact.exists():
+        return (f"the artifact is gone but its manifest {manifest_file} remains (a failed job or a deletion); "
+                "rerun snakemake to rebuild it, or delete the manifest")
+    content = manifest.get("content")
+    files = content.get("files") if isinstance(content, dict) else None
+    if artifact.is_dir() and isinstance(files, dict):
+        gone = [name for name in files if not (artifact / name).is_file()]
+        if gone:
+            more = f" (+{len(gone) - 1} more)" if len(gone) > 1 else ""
+            return (f"{artifact / gone[0]}{more} recorded in {manifest_file} is gone; delete the folder and rerun "
+                    "snakemake to rebuild it")
+    return None
+
+
+def content_problem(artifact: Path, manifest: dict, manifest_file: str | os.PathLike) -> str | None:
+    """The artifact's bytes against the content its manifest recorded: the problem (one line), or None."""
+    problems = verify_folder(artifact) if artifact.is_dir() else verify_file(artifact, manifest, manifest_file)
+    if not problems:
+        return None
+    return "; ".join(problems[:3]) + (f" (+{len(problems) - 3} more)" if len(problems) > 3 else "")
 
 
 # full re-hash of a model folder before loading up to this size; above it (paper-size weights,
@@ -181,7 +255,10 @@ def package_versions() -> dict[str, str]:
 
 def build_manifest(output: str, config_slice, inputs: Iterable[str] = (), started: float | None = None,
                    extra: dict | None = None) -> dict:
+    """The manifest of `output`; when `output` is a file that exists now, with its content record
+    (a folder's content is recorded by `write_folder_manifest`, a pending file's by `seal`)."""
     inputs = [str(i) for i in inputs]
+    content = {"content": file_content(output)} if Path(output).is_file() else {}
     return {
         "output": str(output),
         "config_hash": hash_obj(config_slice),
@@ -193,6 +270,7 @@ def build_manifest(output: str, config_slice, inputs: Iterable[str] = (), starte
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "argv": sys.argv[:1],
         **(extra or {}),
+        **content,
     }
 
 
@@ -208,6 +286,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = _tmp_name(path)
     try:
         yield tmp
+        seal(tmp, path)
         if path.is_dir():
             shutil.rmtree(path)
         os.replace(tmp, path)
@@ -216,6 +295,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists():
             tmp.unlink()
+
+
+def unwritable_dir(outputs: Iterable[str | os.PathLike]) -> str | None:
+    """One line naming the first folder an output would be written into that cannot be written (a
+    read-only mount, permissions), else None. Each output's nearest existing folder is looked at: the
+    output (and its temporary twin) is created there, and Snakemake removes an old one from there."""
+    seen: set[Path] = set()
+    for out in outputs:
+        d = Path(out).parent
+        while not d.exists() and d != d.parent:
+            d = d.parent
+        if d in seen:
+            continue
+        seen.add(d)
+        if not os.access(d, os.W_OK | os.X_OK):
+            return (f"{d}: not writable (a read-only mount or its permissions), and this run writes {out} there; "
+                    "allowed: a writable results folder (remount it read-write, or run in a writable copy of the workflow)")
+    return None
 
 
 def write_text(path, text: str) -> None:
@@ -247,13 +344,35 @@ def write_folder_manifest(tmp: str | os.PathLike, output: str | os.PathLike, con
     return m
 
 
+# manifests written by `write_manifest` whose file is not yet in place: {absolute output path: (manifest
+# file, manifest)}; a lock, since local jobs run as threads of one process (each with its own outputs)
+_PENDING: dict[str, tuple[Path, dict]] = {}
+_PENDING_LOCK = threading.Lock()
+
+
 def write_manifest(output, config_slice, inputs: Iterable[str] = (), started: float | None = None,
                    extra: dict | None = None) -> dict:
-    """Write the manifest for `output` (call before the output itself is renamed into place, or right after a folder)."""
+    """Write the manifest for `output` (call before the output itself is renamed into place, or right after a folder).
+    A file output's manifest stays pending: the atomic write that puts the file in place records its content."""
     m = build_manifest(str(output), config_slice, inputs, started, extra)
-    target = manifest_path(output) if Path(output).exists() and Path(output).is_dir() else Path(str(output) + ".manifest.json")
+    is_dir = Path(output).exists() and Path(output).is_dir()
+    target = manifest_path(output) if is_dir else Path(str(output) + ".manifest.json")
     write_json(target, m)
+    if not is_dir:
+        with _PENDING_LOCK:
+            _PENDING[os.path.abspath(output)] = (target, m)
     return m
+
+
+def seal(tmp: str | os.PathLike, output: str | os.PathLike) -> None:
+    """Just before the finished temporary file `tmp` is renamed to `output`: when `output`'s manifest is
+    pending, record `tmp`'s content in it and rewrite it (so the manifest matches the bytes put in place)."""
+    with _PENDING_LOCK:
+        pending = _PENDING.pop(os.path.abspath(output), None)
+    if pending is None or not Path(tmp).is_file():
+        return
+    target, m = pending
+    write_json(target, {**m, "content": file_content(tmp)})
 
 
 def iter_jsonl(path):
@@ -279,5 +398,4 @@ def read_jsonl(path) -> list[dict]:
 
 
 def read_manifest(output) -> dict:
-    return json.loads(manifest_path(output).read_text()) if manifest_path(output).exists() else \
-        json.loads(Path(str(output) + ".manifest.json").read_text())
+    return load_manifest(manifest_path(output) if manifest_path(output).exists() else Path(str(output) + ".manifest.json"))

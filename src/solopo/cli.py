@@ -19,13 +19,19 @@ def _provenance(args) -> int:
 
     from pathlib import Path
 
+    from solopo.artifacts import DataError
+
     target = Path(args.artifact)
     full = target if target.is_absolute() else Path(args.directory) / target
     if find_manifest(full) is None:
         print(f"solopo provenance: {args.artifact}: no manifest found (looked for {args.artifact}.manifest.json "
               f"and {args.artifact}/manifest.json under {args.directory})", file=sys.stderr)
         return 2
-    node = chain(args.artifact, args.directory, hashes=not args.no_hash, max_depth=args.depth)
+    try:
+        node = chain(args.artifact, args.directory, hashes=not args.no_hash, max_depth=args.depth)
+    except DataError as e:  # a manifest in the chain that is not valid JSON
+        print(f"solopo provenance: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(node.to_dict(), indent=2))
     else:
@@ -35,7 +41,7 @@ def _provenance(args) -> int:
 
 def _check(args) -> int:
     from solopo.config import ConfigError, validate_config
-    from solopo.report.provenance import base_config, check, format_findings, load_config
+    from solopo.report.provenance import FAILING, base_config, check, format_findings, load_config
 
     try:
         base = None if args.no_base_config else (args.base_config or base_config(args.directory))
@@ -44,12 +50,11 @@ def _check(args) -> int:
         return 2
     try:
         cfg = load_config(args.configfile or [], base)
+        validate_config(cfg, args.directory)
     except FileNotFoundError as e:
         print(f"solopo check: config file not found: {e.filename}", file=sys.stderr)
         return 2
-    try:
-        validate_config(cfg, args.directory)
-    except ConfigError as e:
+    except ConfigError as e:  # not YAML, not a mapping, or not valid against the schema
         print(str(e), file=sys.stderr)
         return 2
     findings = check(cfg, args.directory, inputs=args.inputs)
@@ -57,7 +62,7 @@ def _check(args) -> int:
         print(json.dumps([vars(f) for f in findings], indent=2))
     else:
         print(format_findings(findings, args.verbose))
-    return 1 if any(f.status in ("stale", "input changed", "damaged") for f in findings) else 0
+    return 1 if any(f.status in FAILING for f in findings) else 0
 
 
 def _stage(args) -> int:
@@ -80,14 +85,15 @@ def build_parser() -> argparse.ArgumentParser:
     pv.add_argument("--json", action="store_true", help="machine-readable output")
     pv.set_defaults(func=_provenance)
 
-    ck = sub.add_parser("check", help="flag artifacts whose manifest's config slice no longer matches the current config")
+    ck = sub.add_parser("check", help="flag artifacts whose manifest's config slice no longer matches the current config, "
+                                      "and artifacts gone while their manifest remains")
     ck.add_argument("--configfile", nargs="+", action="extend", metavar="YAML",
                     help="config files merged over config/config.yaml, as snakemake --configfile")
     ck.add_argument("--base-config", help="the workflow's own config (default: config/config.yaml in --directory)")
     ck.add_argument("--no-base-config", action="store_true", help="use only the --configfile files")
     ck.add_argument("-d", "--directory", default=".", help="the workflow directory (holding results/)")
-    ck.add_argument("--inputs", action="store_true", help="also re-hash every recorded input and verify every folder artifact's files "
-                    "(weights included) against the content digest in its manifest (slower)")
+    ck.add_argument("--inputs", action="store_true", help="also re-hash every recorded input and verify every artifact's bytes "
+                    "(files, and a folder's files, weights included) against the content its manifest recorded (slower)")
     ck.add_argument("-v", "--verbose", action="store_true", help="also list artifacts that are up to date")
     ck.add_argument("--json", action="store_true", help="machine-readable output")
     ck.set_defaults(func=_check)

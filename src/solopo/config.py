@@ -24,6 +24,25 @@ class ConfigError(ValueError):
     pass
 
 
+def read_config_file(path: Path) -> dict:
+    """One config file's mapping; not YAML, or not a mapping at the top level: ConfigError naming the file."""
+    try:
+        obj = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config error: {path}: not valid YAML{where} ({getattr(e, 'problem', None) or str(e).splitlines()[0]}); "
+                          "allowed: a YAML mapping of config keys") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config error: {path}: not UTF-8 text ({e.reason}); allowed: a YAML mapping of config keys") from None
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise ConfigError(f"config error: {path}: the top level is a YAML {type(obj).__name__}; allowed: a mapping of "
+                          "config keys (key: value), as in config/config.yaml")
+    return obj
+
+
 def _get(config, path):
     for p in path:
         config = config[p]
@@ -54,6 +73,8 @@ def _allowed(schema: dict) -> str:
         return "one of " + ", ".join(map(str, schema["enum"]))
     parts = []
     t = schema.get("type")
+    if isinstance(t, list):  # an integer is a number: [integer, number] reads "number"
+        t = [x for x in t if not (x == "integer" and "number" in t)]
     if t:
         parts.append(" or ".join(t) if isinstance(t, list) else t)
     for k, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
@@ -96,11 +117,25 @@ def _unknown_key(e) -> str:
     return f"{where}: unknown key {key!r}; {hint}"
 
 
+def _strict_pattern(validator, pattern: str, instance, schema):
+    """The schema's `pattern` with `$` meaning the end of the string: in Python's `re` it also matches
+    before a final newline, and a backbone name `"tiny\\n"` would name folders with a newline in them."""
+    import re
+
+    from jsonschema.exceptions import ValidationError
+
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    if validator.is_type(instance, "string") and not re.search(pattern, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 def _schema_error(config: dict) -> str | None:
     import jsonschema
 
     schema = _schema()
-    validator = jsonschema.Draft202012Validator(schema)
+    strict = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _strict_pattern})
+    validator = strict(schema)
     # An unknown key sorts before the "required" error its misspelling causes at the same level.
     errors = sorted(validator.iter_errors(config),
                     key=lambda e: (len(e.path), e.validator != "additionalProperties", str(e.path)))

@@ -184,6 +184,7 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
                                 key=artifacts.hash_obj({"model": model_identity(model), "backend": s["backend"],
                                                         "backend_kwargs": backend_kwargs}))
         write_manifest(out, _slice(cfg, {"sampling": s, "seed": seed, "model": model}), [contexts_path], t0, {"n_inputs": len(done)})
+        artifacts.seal(out + ".tmp-samples", out)  # the manifest records the bytes renamed into place
         Path(out + ".tmp-samples").replace(out)
 
 

@@ -11,6 +11,8 @@ rule efficiency:
     output:
         json="results/bench/efficiency.json",
         png="results/bench/efficiency.png",
+        json_manifest=m("results/bench/efficiency.json"),
+        png_manifest=m("results/bench/efficiency.png"),
     params:
         cfg=lambda wildcards: config["bench"]["efficiency"],
     threads: lambda wildcards: workflow.resource_settings.cores or 1

@@ -22,6 +22,18 @@ except ConfigError as e:
     sys.stderr.write(f"{e}\n")
     sys.exit(1)
 
+
+onstart:
+    # A read-only results folder (e.g. a read-only mount) stops the run here in one line, before
+    # Snakemake's own removal of old outputs raises a traceback from inside its scheduler.
+    from solopo.artifacts import unwritable_dir
+
+    _problem = unwritable_dir(f for job in workflow.dag.needrun_jobs() for f in [*job.output, *job.log])
+    if _problem:
+        sys.stderr.write(f"{_problem}\n")
+        sys.exit(1)
+
+
 # Ctrl-C stops running job threads within a step (solopo.runtime.STOP), not after the job
 from solopo.runtime import install_stop_handler
 

@@ -33,6 +33,8 @@ rule report_tables:
         **{f"{name}_md": _TABLES[f"{name}_md"] for name in _TABLE_ITEMS},
         summary=report(_TABLES["summary"], caption="../report/csv.rst", category="Data (CSV)",
                        labels={"file": "summary.csv", "content": "one score per run and benchmark"}),
+        # declared, so a failed job removes them with the tables (no manifest beside a deleted file)
+        **{f"{name}_manifest": m(path) for name, path in _TABLES.items()},
     log:
         "logs/report/tables.log",
     params:
@@ -49,6 +51,7 @@ rule report_lambda_plot:
     output:
         report(f"{REPORT_DIR}/lambda_sweep_{{sweep}}.png", caption="../report/lambda_sweep_plot.rst",
                category="Plots", subcategory="Lambda sweep", labels={"SoLo method": "{sweep}", "figure": "score vs λ"}),
+        m(f"{REPORT_DIR}/lambda_sweep_{{sweep}}.png"),
     log:
         "logs/report/lambda_sweep_{sweep}.log",
     params:
@@ -65,6 +68,7 @@ rule report_ruler_plot:
     output:
         report(f"{REPORT_DIR}/ruler_by_length_{{backbone}}.png", caption="../report/ruler_plot.rst",
                category="Plots", subcategory="RULER by length", labels={"backbone": "{backbone}", "figure": "score vs length"}),
+        m(f"{REPORT_DIR}/ruler_by_length_{{backbone}}.png"),
     log:
         "logs/report/ruler_by_length_{backbone}.log",
     params:

@@ -19,9 +19,13 @@ rules, from the merged config and the run table) and compares its hash with the 
              compared with the same keys of the merged config (top level, then `train`,
              `eval`, `data`), `ok`/`stale` when any key is found, `unknown` otherwise
 
-With `inputs=True` it also re-verifies every folder artifact's files against the content digest
-its manifest recorded (`damaged`, naming the file), and recomputes each recorded input hash (`input changed` means an
-upstream artifact was rebuilt after this one: Snakemake's mtime/input trigger reruns it).
+Whatever the config, an artifact that is gone while its manifest remains (a deleted file, a folder
+missing a recorded file) is `missing`, and a manifest that is not valid JSON is `damaged`.
+
+With `inputs=True` it also re-verifies every artifact's bytes against the content its manifest
+recorded (`damaged`, naming the file; `unverified` for an older manifest that records none), and
+recomputes each recorded input hash (`input changed` means an upstream artifact was rebuilt after
+this one: Snakemake's mtime/input trigger reruns it).
 """
 from __future__ import annotations
 
@@ -33,9 +37,17 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from solopo.artifacts import hash_obj, hash_path, manifest_path, verify_folder
+from solopo.artifacts import (
+    DataError,
+    artifact_gone,
+    content_problem,
+    hash_obj,
+    hash_path,
+    load_manifest,
+    manifest_path,
+    recorded_content,
+)
+from solopo.config import read_config_file
 
 # The workflow's own config (the Snakefile's `configfile:`), relative to the workflow directory: the
 # package may be installed anywhere (a wheel in site-packages), the workflow is where it runs.
@@ -67,7 +79,7 @@ def load_config(configfiles: list[str] = (), base: str | Path | None = BASE_CONF
     relative to the current directory unless `base` names it), then every `--configfile` in order."""
     cfg: dict = {}
     for f in ([base] if base else []) + list(configfiles):
-        deep_update(cfg, yaml.safe_load(Path(f).read_text()) or {})
+        deep_update(cfg, read_config_file(Path(f)))
     return cfg
 
 
@@ -87,7 +99,8 @@ def artifact_of(manifest: Path) -> Path:
 
 
 def read(manifest: Path) -> dict:
-    return json.loads(manifest.read_text())
+    """A manifest's JSON object; a truncated or edited manifest raises DataError naming it (one line)."""
+    return load_manifest(manifest)
 
 
 @dataclass
@@ -381,7 +394,7 @@ class Expected:
 @dataclass
 class Finding:
     path: str
-    status: str  # ok | stale | orphan | unknown | input changed | damaged
+    status: str  # ok | stale | orphan | unknown | input changed | damaged | missing | unverified
     kind: str | None = None
     detail: str = ""
 
@@ -404,48 +417,75 @@ def check(config: dict, root: str | Path = ".", inputs: bool = False, results: s
         return _check(config, root, inputs, results)
 
 
+# statuses that make `solopo check` exit 1
+FAILING = ("stale", "input changed", "damaged", "missing")
+
+
 def _check(config: dict, root: Path, inputs: bool, results: str) -> list[Finding]:
     exp = Expected(config)
     out = []
     for m_path in iter_manifests(root, results):
         art = artifact_of(m_path)
         rel = str(art.relative_to(root))
-        man = read(m_path)
+        m_rel = str(m_path.relative_to(root))
         try:
-            kind, slice_ = exp.expected(rel)
-        except Orphan as e:
-            out.append(Finding(rel, "orphan", None, str(e) + "; the file is kept"))
+            man = read(Path(m_rel))  # relative: the message names the manifest as the user knows it
+        except DataError as e:
+            out.append(Finding(rel, "damaged", None, str(e)))
             continue
-        if kind is None:
-            cfg = man.get("config") if isinstance(man.get("config"), dict) else {}
-            found = exp.by_keys(cfg)
-            if not found:
-                out.append(Finding(rel, "unknown", None, "not written by a known rule; no manifest key found in the config"))
-                continue
-            diff = _diff({k: cfg[k] for k in found}, found)
-            out.append(Finding(rel, "stale" if diff else "ok", "by keys", ", ".join(diff)))
+        gone = artifact_gone(Path(rel), man, m_rel)
+        if gone:
+            out.append(Finding(rel, "missing", None, gone))
             continue
-        if hash_obj(slice_) == man.get("config_hash"):
-            f = Finding(rel, "ok", kind)
-        else:
-            diff = _diff(man.get("config"), json.loads(json.dumps(slice_, default=str)))
-            f = Finding(rel, "stale", kind, "config changed: " + (", ".join(diff) or "(hash only)"))
-        if inputs and art.is_dir() and f.status == "ok":
-            damaged = verify_folder(Path(rel))  # relative: the message names the path as the user knows it
-            if damaged:
-                f = Finding(rel, "damaged", kind, "; ".join(damaged[:3]) + (f" (+{len(damaged) - 3} more)" if len(damaged) > 3 else ""))
-        if inputs and f.status == "ok":
-            changed = []
-            recorded = man.get("inputs") if isinstance(man.get("inputs"), dict) else {}
-            for inp, h in recorded.items():
-                p = Path(inp) if Path(inp).is_absolute() else root / inp
-                now = current_hash(p, h)
-                if now != h:
-                    changed.append(f"{inp} ({'missing' if now == 'missing' else 'changed'})")
-            if changed:
-                f = Finding(rel, "input changed", kind, ", ".join(changed))
-        out.append(f)
+        try:
+            out.append(_check_one(exp, rel, m_rel, man, root, inputs))
+        except DataError as e:  # an input folder's manifest that is not valid JSON, met while re-hashing
+            out.append(Finding(rel, "input changed", None, str(e)))
     return out
+
+
+def _check_one(exp: Expected, rel: str, m_rel: str, man: dict, root: Path, inputs: bool) -> Finding:
+    f = _config_finding(exp, rel, man)
+    if not inputs:
+        return f
+    problem = content_problem(Path(rel), man, m_rel)  # relative: named as the user knows it
+    if problem:
+        also = "" if f.status == "ok" else f" (also {f.status.upper()}{': ' + f.detail if f.detail else ''})"
+        return Finding(rel, "damaged", f.kind, problem + also)
+    if f.status != "ok":
+        return f
+    changed = []
+    recorded = man.get("inputs") if isinstance(man.get("inputs"), dict) else {}
+    for inp, h in recorded.items():
+        p = Path(inp) if Path(inp).is_absolute() else root / inp
+        now = current_hash(p, h)
+        if now != h:
+            changed.append(f"{inp} ({'missing' if now == 'missing' else 'changed'})")
+    if changed:
+        return Finding(rel, "input changed", f.kind, ", ".join(changed))
+    if recorded_content(man) is None:
+        return Finding(rel, "unverified", f.kind, f"{m_rel} records no content hash of the artifact (an older "
+                       "manifest), so its bytes cannot be checked; rebuilding it records one")
+    return f
+
+
+def _config_finding(exp: Expected, rel: str, man: dict) -> Finding:
+    """ok / stale / orphan / unknown: the manifest's config slice against the current config."""
+    try:
+        kind, slice_ = exp.expected(rel)
+    except Orphan as e:
+        return Finding(rel, "orphan", None, str(e) + "; the file is kept")
+    if kind is None:
+        cfg = man.get("config") if isinstance(man.get("config"), dict) else {}
+        found = exp.by_keys(cfg)
+        if not found:
+            return Finding(rel, "unknown", None, "not written by a known rule; no manifest key found in the config")
+        diff = _diff({k: cfg[k] for k in found}, found)
+        return Finding(rel, "stale" if diff else "ok", "by keys", ", ".join(diff))
+    if hash_obj(slice_) == man.get("config_hash"):
+        return Finding(rel, "ok", kind)
+    diff = _diff(man.get("config"), json.loads(json.dumps(slice_, default=str)))
+    return Finding(rel, "stale", kind, "config changed: " + (", ".join(diff) or "(hash only)"))
 
 
 def format_findings(findings: list[Finding], verbose: bool = False) -> str:
