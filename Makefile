@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation
+.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science mutation
 
 env:
 	@./scripts/bootstrap.sh
@@ -61,9 +61,7 @@ clean:
 gpu-check:
 	./scripts/gpu_check.sh $(if $(OUT),--out $(OUT),) $(ARGS)
 
-# Toy-science experiment (issue 15; not in the test command): ~90 min on 2 idle cores
+# Toy-science experiment (not in the test command): a preset of the same DAG, one training and
+# evaluation job per (run, seed); the page is results/report/seeds.md (docs/toy_science.md)
 toy-science: env
 	$(SNAKEMAKE) toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
-
-toy-science-tune: env  ## learning rates per family on the dev split; write the choice into config/toy_science.yaml
-	$(SNAKEMAKE) toy_science_tune --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml

@@ -269,7 +269,14 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
     problem = _semantic_errors(config)
     if problem:
         raise ConfigError(f"config error: {problem}")
-    run_table(config)  # two lambda values with one run name
+    runs = run_table(config)  # two lambda values with one run name
+    rep = config.get("report") or {}
+    for key, names in (("report.primary", [rep["primary"]] if "primary" in rep else []),
+                       ("report.baselines", rep.get("baselines") or [])):
+        for name in names:  # a misspelt run would silently drop out of the comparisons
+            if name not in runs:
+                raise ConfigError(f"config error: {key}: {name!r} is not a run of this config; allowed: "
+                                  f"{', '.join(runs)}")
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,8 @@ class Run:
     lam: float | None = None
     extra: dict = field(default_factory=dict)
 
+    # the training seed of a run of another seed than the first of `train.seeds` (None: the first seed)
+    seed: int | None = None
 
 def _fmt_lam(v: float) -> str:
     return f"{float(v):g}" if float(v) != int(v) else f"{float(v):.1f}"
@@ -315,3 +324,49 @@ def run_table(config: dict) -> dict[str, Run]:
             else:
                 runs[f"{prefix}{m}"] = Run(f"{prefix}{m}", b["name"], m)
     return runs
+
+
+# A run of the n-th seed (n > 1) of `train.seeds` is `<run>@s<seed>`; its pairs, training sets and
+# reference log-probs are under `<backbone>@s<seed>`. The first seed keeps the plain names, so a
+# config with one seed (the default) has exactly the paths it had before seeds existed.
+SEED_TAG = "@s"
+
+
+def train_seeds(config: dict) -> list[int]:
+    """`train.seeds`, default `[seed]`: the seeds of pair selection and training data order."""
+    return [int(s) for s in (config["train"].get("seeds") or [config["seed"]])]
+
+
+def seed_tag(seed: int | None) -> str:
+    """The path suffix of a seed: "" for the first seed (None), `@s<seed>` for the others."""
+    return "" if seed is None else f"{SEED_TAG}{seed}"
+
+
+def split_seed_tag(name: str) -> tuple[str, int | None]:
+    """`tiny@s1` -> ("tiny", 1); a name without a seed tag -> (name, None)."""
+    head, sep, seed = name.rpartition(SEED_TAG)
+    return (head, int(seed)) if sep and seed.isdigit() else (name, None)
+
+
+def seeded_runs(config: dict) -> dict[str, Run]:
+    """The run table with one run per further seed of `train.seeds` for every trained run
+    (`<run>@s<seed>`): the untrained backbone (`base`) is evaluated once."""
+    runs = run_table(config)
+    out = dict(runs)
+    for seed in train_seeds(config)[1:]:
+        for name, r in runs.items():
+            if r.method != "base":
+                tagged = name + seed_tag(seed)
+                out[tagged] = Run(tagged, r.backbone, r.method, r.lam, r.extra, seed)
+    return out
+
+
+def run_seed(config: dict, run: Run) -> int:
+    """The seed a run trains with: its own, else the first of `train.seeds`."""
+    return train_seeds(config)[0] if run.seed is None else run.seed
+
+
+def seed_runs(config: dict, run: str) -> list[str]:
+    """A run's name at every seed of `train.seeds` (first seed first); `base` has one."""
+    r = run_table(config)[run]
+    return [run] if r.method == "base" else [run] + [run + seed_tag(s) for s in train_seeds(config)[1:]]

@@ -354,6 +354,8 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             inputs = [dataset_path] + ([ref_path] if ref_path else [])
             manifest = artifacts.build_manifest(out_dir, config_slice, inputs, t0, {"stats": stats})
             write_model_card(tmp, run=run, base_model=model, method=method, lam=lam, loss=vars(lcfg), optim=vars(tcfg),
+            trc = (cfg.get("backbone") or {}).get("trust_remote_code", False)
+            stats["tokens"] = training_tokens(model, rows, method, tcfg, trc)  # the cost axis of the seeds page
                              seed=seed, deepspeed=ds, data=dataset_path, n_rows=len(rows), ref=ref_path,
                              config_hash=manifest["config_hash"], input_hashes=manifest["inputs"], stats=stats)
             # the card is part of the folder's content: the content digest is taken after it is written
@@ -371,6 +373,19 @@ def launch_deepspeed(*args, **kwargs) -> dict:
 def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str,
                sources_dir: str | None = None) -> None:
     """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper).
+def training_tokens(model: str, rows: list[dict], method: str, tcfg, trust_remote_code: bool = False) -> int:
+    """Tokens the loss's forward passes read over all epochs (every sequence the method needs, after
+    truncation): the training cost the seeds page plots (solopo.report.science)."""
+    from solopo.train.forward import SEQUENCE_FIELDS, tokenize_pair
+    from solopo.train.losses import get_loss, get_method
+
+    tok = _tokenizer(model, trust_remote_code)
+    needs = [n for n in get_loss(get_method(method).loss).needs if n in SEQUENCE_FIELDS]
+    per_epoch = sum(len(tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], tcfg.max_length)[0])
+                    for r in rows for n in needs)
+    return tcfg.epochs * per_epoch
+
+
 
     `sources_dir`: RULER's released source files as fetched by rule download_ruler (on a cluster,
     this job runs offline on a compute node and only reads them)."""

@@ -195,9 +195,14 @@ def sample(config: dict, backbone: str) -> dict:
     return project(config, ("seed", "sampling")) | _backbone(config, backbone)
 
 
-def pairs(config: dict, backbone: str) -> dict:
+def pairs(config: dict, backbone: str, seed: int | None = None) -> dict:
+    """`seed`: a further seed of train.seeds (None: the first); pair selection draws with it. With the
+    default train.seeds ([seed]) the slice is the one it was before seeds existed."""
+    from solopo.config import train_seeds
+
     toy = config["data"]["source"] == "toy"  # the chance accuracy in the statistics comes from the toy world
-    return project(config, ("seed", "pairs", "data.source") + (("tiny_model.entities", "tiny_model.hop_weights") if toy else ()))
+    out = project(config, ("seed", "pairs", "data.source") + (("tiny_model.entities", "tiny_model.hop_weights") if toy else ()))
+    return out | {"seed": train_seeds(config)[0] if seed is None else seed}
 
 
 def datasets(config: dict, backbone: str) -> dict:
@@ -223,6 +228,9 @@ def train(config: dict, run) -> dict:
     out = project(config, paths)
     if not has_ra_term(run.method):
         out.get("train", {}).get("loss", {}).pop("ra_stop_grad_short", None)
+    from solopo.config import run_seed
+
+    out["seed"] = run_seed(config, run)  # the run's seed of train.seeds (data order; its pairs' seed)
     return out | {"method": run.method, "lambda": run.lam} | _backbone(config, run.backbone)
 
 

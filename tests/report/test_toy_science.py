@@ -1,8 +1,12 @@
-"""Toy science (issue 15): the statistics by hand, the generated answer, and a reduced experiment
-(2 seeds, 4 runs, a few steps and items) through the real driver, report page and plots."""
+"""The seeds page (toy science): the statistics by hand, the generated answer, the records read from
+the pipeline's artifacts, and a reduced toy-science experiment (2 seeds, 3 runs, a few steps and items)
+produced by the workflow's own DAG (train/evaluate rules, report rule), in the test command."""
 import json
 import math
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,124 +56,118 @@ def test_answer_paragraph_follows_the_numbers():
     assert "2 are resolved" in text and "worse on: ruler@512 vs ORPO-long -6.0" in text
 
 
-REDUCED = {
-    "data": {"toy": {"train_questions": 6, "dev_questions": 3}},
-    "sampling": {"n": 2, "max_new_tokens": 6, "batch_size": 8, "shard_size": 8},
-    "pairs": {"num_pairs": 6},
-    "train": {"optim": {"epochs": 1, "batch_size": 2, "micro_batch_size": 2}},
-    "eval": {"ruler": {"lengths": [256, 384], "num_samples": 1, "max_new_tokens": 6},
-             "longbench_v1": {"fixture_items": 1, "max_new_tokens": 6}},
-    "science": {"seeds": [0, 1], "jobs": 1, "methods": ["orpo_short", "orpo_long", "solo_orpo"],
-                "lambdas": {"solo_orpo": [1.0, 0.0]}, "baselines": ["base", "orpo_short", "orpo_long"],
-                "bootstrap_resamples": 200},
-}
+def _write_eval(root: Path, run: str, bench: str, preds: list[dict], primary: str = "extracted") -> str:
+    path = root / f"{run}_{bench}.json"
+    path.write_text(json.dumps({"benchmark": bench, "run": run, "score": 1.0, "settings": {"primary": primary}}))
+    Path(str(path).replace(".json", ".predictions.jsonl")).write_text("".join(json.dumps(p) + "\n" for p in preds))
+    return str(path)
 
 
-def _config():
+def test_records_come_from_the_eval_predictions_and_the_train_manifest(tmp_path):
+    """Each (run, seed) record: per-item scores from the predictions (RULER by its primary metric),
+    the training cost from the model folder's manifest, the seed and λ from the run table."""
+    ruler = [{"target_length": 256, "set": "squad", "index": 0, "correct_extracted": True, "correct_whole_output": False},
+             {"target_length": 512, "set": "musique", "index": 3, "correct_extracted": False, "correct_whole_output": True}]
+    lbv1 = [{"dataset": "qasper", "id": "q1", "score": 0.25}]
+    model = tmp_path / "train" / "solo_orpo@s1" / "model"
+    model.mkdir(parents=True)
+    (model / "manifest.json").write_text(json.dumps({"stats": {"train_seconds": 3.5, "steps": 4, "tokens": 900,
+                                                               "final_loss": 0.7, "examples": 16}}))
+    evals = [_write_eval(tmp_path, "solo_orpo@s1", "ruler", ruler), _write_eval(tmp_path, "solo_orpo@s1", "longbench_v1", lbv1),
+             _write_eval(tmp_path, "base", "ruler", ruler, primary="whole")]
+    meta = {"solo_orpo@s1": {"run": "solo_orpo", "seed": 1, "method": "solo_orpo", "lambda": 1.0, "default": True},
+            "base": {"run": "base", "seed": None, "method": "base", "lambda": None, "default": True}}
+    recs = sci.dag_records(evals, {"solo_orpo@s1": str(model)}, meta)
+    base, solo = recs
+    assert solo["run"] == "solo_orpo" and solo["seed"] == 1 and solo["lambda"] == 1.0
+    assert solo["eval"]["ruler"]["items"] == {"ruler|256|squad|0": 100.0, "ruler|512|musique|3": 0.0}
+    assert base["eval"]["ruler"]["items"] == {"ruler|256|squad|0": 0.0, "ruler|512|musique|3": 100.0}
+    assert solo["eval"]["longbench_v1"]["items"] == {"lbv1|all|qasper|q1": 0.25}
+    assert solo["train"] == {"seconds": 3.5, "steps": 4, "tokens": 900, "final_loss": 0.7, "rows": 16}
+    assert base["train"] is None
+    assert set(sci.summary(sci.load_runs(recs))["solo_orpo"]) >= {"ruler@256", "ruler@512", "ruler", "longbench_v1"}
+    with pytest.raises(ValueError, match="run 'orpo_long' is not in the config's run table"):
+        sci.dag_records([_write_eval(tmp_path, "orpo_long", "ruler", ruler)], {}, meta)
+
+
+def test_the_seeds_meta_names_every_run_and_seed():
     import yaml
 
-    from solopo.bench.gpu_tiny import _merge
+    from solopo.config import validate_config
+    from solopo.report.provenance import deep_update
 
     cfg = {}
     for f in ("config.yaml", "tiny.yaml", "toy_science.yaml"):
-        cfg = _merge(cfg, yaml.safe_load((ROOT / "config" / f).read_text()))
-    return _merge(cfg, REDUCED)
+        cfg = deep_update(cfg, yaml.safe_load((ROOT / "config" / f).read_text()))
+    validate_config(cfg)
+    meta = sci.seeds_meta(cfg)
+    assert meta["solo_orpo_lam0.3@s2"] == {"run": "solo_orpo_lam0.3", "seed": 2, "method": "solo_orpo", "lambda": 0.3,
+                                           "default": False}
+    assert meta["orpo_long"]["seed"] == 0 and meta["base"]["seed"] is None and "base@s1" not in meta
+    assert len(meta) == 1 + 3 * 9  # base once; 9 trained runs x 3 seeds
+    settings = sci.page_settings(cfg)
+    assert settings["learning_rates"] == {"sft": 1.0e-4, "po": 5.0e-4} and settings["seeds"] == [0, 1, 2]
+    assert settings["primary"] == "solo_orpo" and "orpo_expand" in settings["baselines"]
+
+
+# The reduced toy-science preset: the tiny backbone at 60 pre-training steps (as the reduced e2e run:
+# near chance, but its samples give pairs), 24 questions, 2 seeds, ORPO-short and SoLo-ORPO at λ 1 and 0.
+SMALL = """
+tiny_model: {steps: 60}
+data: {toy: {train_questions: 24, dev_questions: 12}}
+sampling: {batch_size: 16, shard_size: 16}
+pairs: {num_pairs: 5000}
+train:
+  methods: [orpo_short, solo_orpo]
+  lambdas: {solo_orpo: [1.0, 0.0]}
+  seeds: [0, 1]
+  optim: {epochs: 1, batch_size: 4, micro_batch_size: 4}
+eval:
+  ruler: {lengths: [256, 512], num_samples: 2, batch_size: 8}
+  longbench_v1: {fixture_items: 1, batch_size: 8}
+report: {baselines: [base, orpo_short], bootstrap_resamples: 200}
+"""
+
+
+def _snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([str(Path(sys.executable).parent / "snakemake"), "toy_science", *args, "--snakefile",
+                           str(ROOT / "Snakefile"), "--directory", str(work), "--profile", str(ROOT / "profiles/local"),
+                           "--configfile", str(ROOT / "config/tiny.yaml"), str(ROOT / "config/toy_science.yaml"),
+                           str(work / "small.yaml")], capture_output=True, text=True, timeout=1200, env=env, check=False)
 
 
 @pytest.mark.slow
-def test_reduced_experiment_writes_the_report(tmp_path):
-    from solopo import science
-    from solopo.artifacts import read_jsonl, write_jsonl
-    from solopo.data.toy_world import generate_records
-    from solopo.tiny_model import train_tiny_model
-
-    cfg = _config()
-    s = science.settings(cfg)
-    # the tiny preset's backbone (its tokenizer and shape), 2 pre-training steps instead of 1,500
-    tiny_lm_dir = str(tmp_path / "backbone")
-    train_tiny_model(tiny_lm_dir, {**cfg["tiny_model"], "steps": 2, "threads": 1}, cfg["tiny_model"]["seed"])
-    work = tmp_path / "science"
-    # the shared stage with the random test backbone (samples all wrong), then each question's samples
-    # extended with its gold trace and a wrong one, so the pair stage has pairs (a trained backbone has them)
-    science.prepare(cfg, s, tiny_lm_dir, work / "shared")
-    tm = cfg["tiny_model"]
-    recs = {r["id"]: r for r in generate_records(6, cfg["seed"] + 11, {int(k): v for k, v in tm["hop_weights"].items()},
-                                                  tm["entities"])}
-    for c in ("short", "long"):
-        p = work / "shared" / f"samples_{c}.jsonl"
-        rows = read_jsonl(p)
-        for r in rows:
-            gold = recs[r["id"]]["cot"]
-            r["responses"] += [gold, gold.rpartition("The answer is:")[0] + "The answer is: nobody"]
-        write_jsonl(p, rows)
-    out = tmp_path / "report" / "toy_science.md"
-    res = science.experiment(cfg, tiny_lm_dir, work, out)
-    runs = {"base", "orpo_short", "orpo_long", "solo_orpo", "solo_orpo_lam0"}
+def test_reduced_toy_science_page_is_made_by_the_dag(tmp_path):
+    (tmp_path / "small.yaml").write_text(SMALL)
+    out = _snakemake(tmp_path)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-4000:]
+    res = json.loads((tmp_path / "results/report/seeds.md.json").read_text())
+    runs = {"base", "orpo_short", "solo_orpo", "solo_orpo_lam0.0"}
     assert set(res["summary"]) == runs
-    assert res["keys"] == ["ruler@256", "ruler@384", "ruler", "longbench_v1"]
+    assert res["keys"] == ["ruler@256", "ruler@512", "ruler", "longbench_v1"]
     for run, row in res["summary"].items():
+        assert row["seeds"] == ([None] if run == "base" else [0, 1])
         assert row["ruler"]["n_seeds"] == (1 if run == "base" else 2)
-        if run != "base":
+        if run != "base":  # two seeds: a t-interval around the mean; the cost from the train manifests
+            assert row["ruler"]["lo"] <= row["ruler"]["mean"] <= row["ruler"]["hi"]
             assert row["train_tokens"] > 0 and row["train_seconds"] > 0 and row["train_steps"] >= 1
-    comps = res["comparisons"]
-    assert {(c["run"], c["baseline"]) for c in comps} >= {("solo_orpo", "orpo_short"), ("solo_orpo", "orpo_long"),
-                                                          ("solo_orpo", "base"), ("solo_orpo_lam0", "solo_orpo")}
-    assert all({"delta", "lo", "hi", "p", "resolved", "n_items"} <= set(c) for c in comps)
-    md = out.read_text()
-    assert md.splitlines()[2] == res["answer"] and res["answer"].startswith("**Answer (generated")
-    tuned = "(tuned on the held-out dev split)" if s["lr_tuned_on_dev"] else "NOT tuned on the dev split"
-    assert tuned in md and "| SoLo-ORPO (λ=0) |" in md
+    # one training and one evaluation per (run, seed), the first seed under the plain names
+    for run in runs - {"base"}:
+        for name in (run, f"{run}@s1"):
+            assert (tmp_path / f"results/train/{name}/model/model.safetensors").exists()
+            assert (tmp_path / f"results/eval/{name}_ruler.json").exists()
+    assert (tmp_path / "results/pairs/tiny@s1/pair_stats.json").exists()
+    assert sorted(p.name for p in (tmp_path / "results/samples/tiny").glob("*.jsonl")) == ["long.jsonl", "short.jsonl"]
+    comps = {(c["run"], c["baseline"]) for c in res["comparisons"]}
+    assert comps >= {("solo_orpo", "base"), ("solo_orpo", "orpo_short"), ("solo_orpo_lam0.0", "solo_orpo")}
+    assert all(c["n_items"] > 0 and {"delta", "lo", "hi", "p", "resolved"} <= set(c) for c in res["comparisons"])
+    md = (tmp_path / "results/report/seeds.md").read_text()
+    assert md.startswith("# Toy science: does short-to-long alignment help on the toy world?")
+    assert md.splitlines()[2] == res["answer"] and "2 seeds" in res["answer"] and "| SoLo-ORPO (λ=0) |" in md
     for p in res["plots"]:
-        assert Path(p).read_bytes()[:8] == PNG
-    assert json.loads(Path(str(out) + ".json").read_text())["answer"] == res["answer"]
-    # a rerun reuses every finished (run, seed)
-    before = {p.name: p.stat().st_mtime_ns for p in (work / "runs").glob("*.json")}
-    science.experiment(cfg, tiny_lm_dir, work, out)
-    assert {p.name: p.stat().st_mtime_ns for p in (work / "runs").glob("*.json")} == before
-
-
-def test_estimate_extrapolates_the_profiled_costs():
-    from solopo import science
-
-    est = science.estimate(_config(), reps=1)
-    assert est["trainings"] == 2 * 4 and est["evaluations"] == 1 + 2 * 4
-    assert all(v > 0 for v in est["cpu_s"].values())
-    assert est["cpu_s_total"] == pytest.approx(sum(est["cpu_s"].values()), abs=0.2)
-    # sampling in one process, the rest shared by the workers
-    c = est["cpu_s"]
-    assert est["wall_min_estimate"] == pytest.approx((c["sampling"] + (c["training"] + c["evaluation"]) / 2) / 60, abs=0.02)
-
-
-def test_shared_samples_and_runs_are_not_reused_under_other_settings_or_another_backbone(tmp_path):
-    """The shared folder (contexts, samples, fixtures) and each run's key depend on the settings that
-    make them and on the backbone's weights: a changed `sampling.n` or a retrained backbone starts afresh."""
-    import copy
-
-    from solopo import science
-
-    backbone = tmp_path / "backbone"
-    backbone.mkdir()
-    (backbone / "config.json").write_text("{}")
-    (backbone / "model.safetensors").write_bytes(b"weights-1")
-    cfg = {"tiny_model": {}, "data": {}, "sampling": {"n": 8}, "eval": {}, "seed": 0}
-    s = {"sample_seed": 0, "eval_seed": 0, "tune": {"dev_items": 50}}
-    work = tmp_path / "shared"
-    key = science._shared_key(cfg, s, str(backbone))
-    science._reset_if_stale(work, key)
-    (work / "samples_short.jsonl").write_text("{}\n")
-    science._reset_if_stale(work, key)  # same settings: kept
-    assert (work / "samples_short.jsonl").exists()
-    other = copy.deepcopy(cfg)
-    other["sampling"]["n"] = 4
-    assert science._shared_key(other, s, str(backbone)) != key
-    science._reset_if_stale(work, science._shared_key(other, s, str(backbone)))
-    assert not (work / "samples_short.jsonl").exists()  # other settings: rebuilt
-    job = {"run": "orpo_long", "method": "orpo_long", "lambda": None, "seed": 0, "lr": 1e-4, "backbone": str(backbone)}
-    before = science._job_key(cfg, job)
-    (backbone / "model.safetensors").write_bytes(b"weights-2")
-    science._backbone_digest.cache_clear()
-    assert science._shared_key(cfg, s, str(backbone)) != key and science._job_key(cfg, job) != before
-    (work / "key.txt").unlink()
-    (work / "samples_long.jsonl").write_text("{}\n")
-    science._reset_if_stale(work, key)  # no stamp: made by an older version, not trusted
-    assert not (work / "samples_long.jsonl").exists() and (work / "key.txt").read_text() == key
+        assert Path(p).name.startswith("seeds_") and (tmp_path / "results/report" / Path(p).name).read_bytes()[:8] == PNG
+    # nothing left to do: the DAG is up to date
+    again = _snakemake(tmp_path, "-n")
+    assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]

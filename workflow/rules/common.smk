@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from solopo import slices
-from solopo.config import ConfigError, run_table, validate_config
+from solopo.config import ConfigError, run_table, seed_tag, seeded_runs, split_seed_tag, train_seeds, validate_config
 from solopo.stage import dispatch, rule_context
 from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
@@ -56,7 +56,10 @@ def eval_env(wildcards):
     return ENVS["leaderboard" if wildcards.bench == "leaderboard" else "generate"]
 
 
-RUNS = run_table(config)
+# every (run, seed): a further seed of train.seeds adds `<run>@s<seed>` per trained run (solopo.config)
+RUNS = seeded_runs(config)
+DEFAULT_RUNS = run_table(config)  # the first seed's runs: what the paper tables show
+SEED_TAGS = [seed_tag(None)] + [seed_tag(s) for s in train_seeds(config)[1:]]
 BACKBONES = {b["name"]: b for b in config["backbones"]}
 PRIMARY = config["backbones"][0]["name"]
 SEED = config["seed"]
@@ -73,6 +76,7 @@ wildcard_constraints:
     run=_alt(RUNS),
     bench=_alt(BENCHMARKS),
 
+    seedtag="|".join(re.escape(t) for t in SEED_TAGS[1:]) + "|",  # "" = the first seed
 
 # Each job gets its config slice (solopo.slices) as `params` cfg: Snakemake reruns a job when a
 # value in it changes, and the job sees only that slice. Manifests (`<file>.manifest.json`) are
@@ -120,9 +124,10 @@ def train_inputs(wildcards):
     r = run_of(wildcards)
     spec = get_loss(get_method(r.method).loss)
     dataset = get_method(r.method).dataset
-    inputs = {"data": f"results/datasets/{r.backbone}/{dataset}.jsonl", "model": model_input(r.backbone)}
+    pset = r.backbone + seed_tag(r.seed)  # the run's seed's pairs (solopo.config.seed_tag)
+    inputs = {"data": f"results/datasets/{pset}/{dataset}.jsonl", "model": model_input(r.backbone)}
     if spec.needs_ref:
-        inputs["ref"] = f"results/ref_logps/{r.backbone}/{dataset}.jsonl"
+        inputs["ref"] = f"results/ref_logps/{pset}/{dataset}.jsonl"
     if config["train"].get("select_checkpoint", "final") == "longbench_v1":
         inputs["bench"] = "results/benchmarks/longbench_v1"
     return inputs
@@ -154,11 +159,13 @@ def train_runs():
 
 
 def get_final_output():
-    out = [f"results/pairs/{b}/pair_stats.json" for b in BACKBONES]
+    out = [f"results/pairs/{b}{t}/pair_stats.json" for b in BACKBONES for t in SEED_TAGS]
     out += expand("results/eval/{run}_{bench}.json", run=list(RUNS), bench=config["eval"]["benchmarks"])
     out += REPORT_OUTPUTS
     return out
 
+    if len(SEED_TAGS) > 1:
+        out += SEEDS_PAGE  # science.smk: means over seeds, paired bootstraps
 
 def run_contexts(input, output, params, wildcards, log):
     cfg = scoped(params, "contexts")

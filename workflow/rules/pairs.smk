@@ -5,14 +5,15 @@ rule pairs:
         ctx_short="results/contexts/{backbone}/short.jsonl",
         ctx_long="results/contexts/{backbone}/long.jsonl",
     output:
-        pairs="results/pairs/{backbone}/pairs.jsonl",
-        stats="results/pairs/{backbone}/pair_stats.json",
-        pairs_manifest=m("results/pairs/{backbone}/pairs.jsonl"),
-        stats_manifest=m("results/pairs/{backbone}/pair_stats.json"),
+        pairs="results/pairs/{backbone}{seedtag}/pairs.jsonl",
+        stats="results/pairs/{backbone}{seedtag}/pair_stats.json",
+        pairs_manifest=m("results/pairs/{backbone}{seedtag}/pairs.jsonl"),
+        stats_manifest=m("results/pairs/{backbone}{seedtag}/pair_stats.json"),
     log:
-        "logs/pairs/{backbone}.log",
+        "logs/pairs/{backbone}{seedtag}.log",
     params:
-        cfg=lambda wc: slices.pairs(config, wc.backbone),
+        # one pair draw per seed of train.seeds from the shared samples (`@s<seed>`; none: the first seed)
+        cfg=lambda wc: slices.pairs(config, wc.backbone, split_seed_tag(wc.seedtag)[1]),
     conda:
         ENVS["base"]
     run:
@@ -23,12 +24,12 @@ rule pairs:
 
 rule datasets:
     input:
-        "results/pairs/{backbone}/pairs.jsonl",
+        "results/pairs/{backbone}{seedtag}/pairs.jsonl",
     output:
-        **{d: f"results/datasets/{{backbone}}/{d}.jsonl" for d in DATASETS},
-        **{f"{d}_manifest": m(f"results/datasets/{{backbone}}/{d}.jsonl") for d in DATASETS},
+        **{d: f"results/datasets/{{backbone}}{{seedtag}}/{d}.jsonl" for d in DATASETS},
+        **{f"{d}_manifest": m(f"results/datasets/{{backbone}}{{seedtag}}/{d}.jsonl") for d in DATASETS},
     log:
-        "logs/datasets/{backbone}.log",
+        "logs/datasets/{backbone}{seedtag}.log",
     params:
         cfg=lambda wc: slices.datasets(config, wc.backbone),
     localrule: True  # splits one JSONL into the training sets: not worth a cluster job

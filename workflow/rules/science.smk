@@ -1,36 +1,49 @@
-# Toy-science experiment (issue 15): `snakemake --profile profiles/local --configfile config/tiny.yaml
-# config/toy_science.yaml toy_science` (or `make toy-science`). Not part of `all`. One job: its own
-# worker pool (science.jobs processes) runs the (method, λ, seed) trainings and evaluations; finished
-# runs are kept in results/science/runs and reused by a rerun with the same settings.
+from solopo.report.science import SEED_BENCHES, page_settings, seeds_meta
+
+# Statistics over seeds (train.seeds): one page from the per-(run, seed) evaluations of the normal
+# train/evaluate rules — means over seeds with t-intervals, paired bootstraps over items against
+# report.baselines, plots (solopo.report.science). In `all` when train.seeds has more than one seed.
+# The toy-science experiment is a preset of this DAG (docs/toy_science.md):
+#   snakemake toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
+SEEDS_META = seeds_meta(config)
+SEEDS_BENCHES = [b for b in SEED_BENCHES if b in config["eval"]["benchmarks"]]
+SEEDS_PAGE = [f"{REPORT_DIR}/seeds.md", f"{REPORT_DIR}/seeds.md.json"] + [
+    f"{REPORT_DIR}/seeds_{p}.png" for p in ("ruler_by_length", "lambda", "cost")
+]
 
 
+def seeds_inputs(wildcards):
+    evals = expand("results/eval/{run}_{bench}.json", run=list(SEEDS_META), bench=SEEDS_BENCHES)
+    preds = [e.replace(".json", ".predictions.jsonl") for e in evals]
+    return {"evals": evals, "preds": preds, "models": [f"results/train/{r}/model" for r in train_runs()]}
+
+
+rule report_seeds:
+    input:
+        unpack(seeds_inputs),
+    output:
+        md=SEEDS_PAGE[0],
+        json=SEEDS_PAGE[1],
+        plots=SEEDS_PAGE[2:],
+    log:
+        "logs/report/seeds.log",
+    params:
+        meta=SEEDS_META,
+        settings=page_settings(config),
+    localrule: True  # statistics over JSON files: seconds
+    conda:
+        ENVS["base"]
+    run:
+        if not SEEDS_BENCHES:
+            raise ValueError(f"eval.benchmarks: the seeds page needs per-item scores of {' or '.join(SEED_BENCHES)}")
+        models = {r: f"results/train/{r}/model" for r in train_runs()}
+        stage("report.science.write_seeds_page", list(input.evals), models, output.md, params.meta, params.settings,
+              log[0])
+
+
+# The toy-science experiment's target: every (run, seed) evaluation and the seeds page.
 rule toy_science:
     input:
-        model="results/models/tiny",
-    output:
-        md="results/report/toy_science.md",
-        json="results/report/toy_science.md.json",
-        plots=multiext("results/report/toy_science_", "ruler_by_length.png", "lambda.png", "cost.png"),
-    params:
-        science=config.get("science"),
-    threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
-    log:
-        "logs/report/toy_science.log",
-    conda:
-        ENVS["train"]  # trains and evaluates (HF generate) in one job: the training stack
-    run:
-        stage("science.experiment", config, input.model, "results/science", output.md, log[0])
-
-
-rule toy_science_tune:
-    input:
-        model="results/models/tiny",
-    output:
-        "results/science/tune/chosen.json",
-    threads: lambda wildcards: workflow.resource_settings.cores or 1  # read when scheduled (see bench.smk)
-    log:
-        "logs/report/toy_science_tune.log",
-    conda:
-        ENVS["train"]
-    run:
-        stage("science.tune", config, input.model, "results/science", log[0])
+        evals=lambda wc: seeds_inputs(wc)["evals"],
+        page=SEEDS_PAGE,
+    localrule: True

@@ -1,12 +1,12 @@
 rule ref_logps:
     input:
-        data="results/datasets/{backbone}/{dataset}.jsonl",
+        data="results/datasets/{backbone}{seedtag}/{dataset}.jsonl",
         model=lambda wc: model_input(wc.backbone),
     output:
-        logps="results/ref_logps/{backbone}/{dataset}.jsonl",
-        manifest=m("results/ref_logps/{backbone}/{dataset}.jsonl"),
+        logps="results/ref_logps/{backbone}{seedtag}/{dataset}.jsonl",
+        manifest=m("results/ref_logps/{backbone}{seedtag}/{dataset}.jsonl"),
     log:
-        "logs/ref_logps/{backbone}_{dataset}.log",
+        "logs/ref_logps/{backbone}{seedtag}_{dataset}.log",
     params:
         cfg=lambda wc: slices.ref_logps(config, wc.backbone),
     resources:

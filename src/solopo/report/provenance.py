@@ -237,11 +237,11 @@ class Expected:
     """Recomputes, per artifact path, the config slice the pipeline writes into its manifest."""
 
     def __init__(self, config: dict):
-        from solopo.config import run_table
+        from solopo.config import seeded_runs
 
         self.cfg = config
         self.seed = config.get("seed")
-        self.runs = run_table(config)
+        self.runs = seeded_runs(config)  # every (run, seed): `<run>@s<seed>` beyond the first seed
         self.backbones = {b["name"]: b for b in config["backbones"]}
         self.benches = list(config["eval"]["benchmarks"])
         self._meta = None
@@ -290,6 +290,17 @@ class Expected:
         self._backbone(m["b"])
         return getattr(slices, name)(self.cfg, m["b"])
 
+    def _per_seed(self, name, m):
+        """Pairs, training sets, reference log-probs: under `<backbone>@s<seed>` for a further seed."""
+        from solopo import slices
+        from solopo.config import split_seed_tag, train_seeds
+
+        b, seed = split_seed_tag(m["b"])
+        self._backbone(b)
+        if seed is not None and seed not in train_seeds(self.cfg)[1:]:
+            raise Orphan(f"seed {seed} is not a further seed of train.seeds")
+        return slices.pairs(self.cfg, b, seed) if name == "pairs" else getattr(slices, name)(self.cfg, b)
+
     def contexts(self, m):
         return self._per_backbone("contexts", m)
 
@@ -297,13 +308,13 @@ class Expected:
         return self._per_backbone("sample", m)
 
     def pairs(self, m):
-        return self._per_backbone("pairs", m)
+        return self._per_seed("pairs", m)
 
     def datasets(self, m):
-        return self._per_backbone("datasets", m)
+        return self._per_seed("datasets", m)
 
     def ref_logps(self, m):
-        return self._per_backbone("ref_logps", m)
+        return self._per_seed("ref_logps", m)
 
     def train(self, m):
         from solopo import slices

@@ -1,8 +1,10 @@
-"""Statistics and the report page of the toy-science experiment (issue 15).
+"""Statistics over seeds and the seeds page (rule report_seeds; the toy-science preset's page).
 
-Input: one JSON per (run, seed) written by `solopo.science` — the run's method and λ, its training
-cost (wall seconds, tokens processed) and, per benchmark, the per-item scores (RULER: 0/100 per item
-keyed by set, length and index; LongBench v1: F1 per item) plus the per-length means.
+Input: one record per (run, seed), built by `dag_records` from the pipeline's own artifacts — the
+eval JSON and predictions of each (run, seed) (rule evaluate) and the trained model's manifest
+(rule train: wall seconds, steps, tokens processed): the run's method and λ, its training cost and,
+per benchmark, the per-item scores (RULER: 0/100 per item keyed by set, length and index;
+LongBench v1: F1 per item).
 
 Statistics, per run and score (RULER at each length, RULER overall, LongBench v1):
 - the mean over seeds with a 95 % t-interval over seeds (what another seed of the same recipe gives);
@@ -70,11 +72,11 @@ def paired_bootstrap(a: dict[str, list[float]], b: dict[str, list[float]], resam
 # --------------------------------------------------------------------------------------------------
 
 
-def load_runs(paths) -> dict[str, list[dict]]:
-    """{run: [record per seed]} from the per-(run, seed) JSONs."""
+def load_runs(records) -> dict[str, list[dict]]:
+    """{run: [record per seed]} from per-(run, seed) records (dicts, or paths of JSON files holding one)."""
     out: dict[str, list[dict]] = {}
-    for p in sorted(str(x) for x in paths):
-        rec = json.loads(Path(p).read_text())
+    recs = [r if isinstance(r, dict) else json.loads(Path(r).read_text()) for r in records]
+    for rec in recs:
         out.setdefault(rec["run"], []).append(rec)
     for recs in out.values():
         recs.sort(key=lambda r: r["seed"])
@@ -167,14 +169,14 @@ def answer_paragraph(comps: list[dict], meta: dict, primary: str = "solo_orpo") 
     better = [c for c in res if c["delta"] > 0]
     worse = [c for c in res if c["delta"] < 0]
     n_seeds = meta.get("_n_seeds")
-    parts = [f"**Answer (generated from the numbers below{f', {n_seeds} seeds' if n_seeds else ''}).** "
-             f"Of {len(mine)} comparisons of {_label(primary, meta)} with its baselines (paired bootstrap over "
-             f"test items, 95 % intervals), {len(res)} are resolved (interval excludes zero) and "
-             f"{len(unres)} are not."]
+    parts = [(f"**Answer (generated from the numbers below{f', {n_seeds} seeds' if n_seeds else ''}).** "
+              f"Of {len(mine)} comparisons of {_label(primary, meta)} with its baselines (paired bootstrap over "
+              f"test items, 95 % intervals), {len(res)} are resolved (interval excludes zero) and "
+              f"{len(unres)} are not.")]
     if better:
         parts.append(f"{_label(primary, meta)} is better on: " + "; ".join(fmt(c) for c in better) + ".")
     if worse:
-        parts.append(f"It is worse on: " + "; ".join(fmt(c) for c in worse) + ".")
+        parts.append("It is worse on: " + "; ".join(fmt(c) for c in worse) + ".")
     if unres:
         parts.append("Not resolved: " + "; ".join(fmt(c) for c in unres[:12])
                      + (f"; and {len(unres) - 12} more" if len(unres) > 12 else "") + ".")
@@ -189,14 +191,17 @@ def _ci(x: dict | None, nd: int = 1) -> str:
     return f"{x['mean']:.{nd}f} [{x['lo']:.{nd}f}, {x['hi']:.{nd}f}]"
 
 
+DEFAULT_TITLE = "Scores over seeds: mean, seed intervals and paired comparisons"
+
+
 def markdown(summ: dict, comps: list[dict], meta: dict, keys: list[str], answer: str, settings: dict,
              plots: list[str]) -> str:
-    L = ["# Toy science: does short-to-long alignment help on the toy world?", "", answer, "",
-         f"Learning rates: {settings.get('learning_rates')} "
-         f"({'tuned on the held-out dev split' if settings.get('lr_tuned_on_dev') else 'NOT tuned on the dev split yet: run the tune step and write the values into config/toy_science.yaml'}).",
-         f"Seeds vary the pair selection and the training data order; the backbone, the samples and the test "
-         f"items are shared. Wall time of the invocation that wrote this page: {settings.get('wall_s', '–')} s "
-         f"(finished runs are reused).",
+    tuned = ("tuned on a held-out dev split" if settings.get("lr_tuned_on_dev")
+             else "NOT tuned on a dev split: set report.lr_tuned_on_dev once they are")
+    L = [f"# {settings.get('title') or DEFAULT_TITLE}", "", answer, "",
+         f"Learning rates: {settings.get('learning_rates')} ({tuned}).",
+         (f"Seeds {settings.get('seeds', '–')} vary the pair selection and the training data order; the backbone, "
+          "the samples and the test items are shared (one sampling job per context length)."),
          f"Training-set sizes (rows) per seed: {settings.get('training_set_sizes', '–')}.", "",
          "## Scores (mean over seeds [95 % t-interval over seeds]) and training cost", "",
          "| run | " + " | ".join(keys) + " | train s | tokens | steps |",
@@ -215,8 +220,9 @@ def markdown(summ: dict, comps: list[dict], meta: dict, keys: list[str], answer:
     return "\n".join(L) + "\n"
 
 
-def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str]:
-    """Score vs length per family (intervals), the λ curve (intervals), long-context score vs cost."""
+def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path, stem: str = "seeds") -> list[str]:
+    """Score vs length per family (intervals), the λ curve (intervals), long-context score vs cost:
+    `<stem>_ruler_by_length.png`, `<stem>_lambda.png`, `<stem>_cost.png` in `out_dir`."""
     from solopo.report.plots import _plt, facet_by_family
 
     plt = _plt()
@@ -233,7 +239,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str
                        "y": [p[1]["mean"] for p in pts],
                        "lo": [p[1]["lo"] if p[1]["lo"] is not None else p[1]["mean"] for p in pts],
                        "hi": [p[1]["hi"] if p[1]["hi"] is not None else p[1]["mean"] for p in pts]})
-    p = out_dir / "toy_science_ruler_by_length.png"
+    p = out_dir / f"{stem}_ruler_by_length.png"
     fig = facet_by_family(curves, str(p), "RULER QA vs context length (mean over seeds, 95 % interval)", "RULER QA", plt)
     fig.savefig(p, dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -258,7 +264,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str
     axes[0][0].set_ylabel("score")
     fig.suptitle("SoLo-ORPO: score vs λ (mean over seeds, 95 % interval)", fontsize=10)
     fig.tight_layout()
-    p = out_dir / "toy_science_lambda.png"
+    p = out_dir / f"{stem}_lambda.png"
     fig.savefig(p, dpi=110, bbox_inches="tight")
     plt.close(fig)
     paths.append(str(p))
@@ -278,17 +284,18 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path) -> list[str
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    p = out_dir / "toy_science_cost.png"
+    p = out_dir / f"{stem}_cost.png"
     fig.savefig(p, dpi=110, bbox_inches="tight")
     plt.close(fig)
     paths.append(str(p))
     return paths
 
 
-def write_report(run_jsons, out_md: str | Path, settings: dict, baselines: list[str], primary: str = "solo_orpo",
+def write_report(records, out_md: str | Path, settings: dict, baselines: list[str], primary: str = "solo_orpo",
                  resamples: int = 2000) -> dict:
-    """Statistics + page + plots; also `<out_md>.json` with every number."""
-    runs = load_runs(run_jsons)
+    """Statistics + page + plots (named after the page: `<stem>_*.png`); also `<out_md>.json` with
+    every number. `records`: per-(run, seed) records (`dag_records`) or JSON files holding one each."""
+    runs = load_runs(records)
     meta = {run: {"method": recs[0]["method"], "lambda": recs[0].get("lambda"), "default": recs[0].get("default", True)}
             for run, recs in runs.items()}
     meta["_n_seeds"] = max((len(v) for v in runs.values()), default=0)
@@ -300,9 +307,134 @@ def write_report(run_jsons, out_md: str | Path, settings: dict, baselines: list[
     comps = comparisons(runs, pairs, resamples)
     answer = answer_paragraph(comps, meta, primary)
     out_md = Path(out_md)
-    plots = plot_all(summ, meta, keys, out_md.parent)
+    plots = plot_all(summ, meta, keys, out_md.parent, out_md.stem)
     out_md.write_text(markdown(summ, comps, meta, keys, answer, settings, plots))
     result = {"summary": summ, "comparisons": comps, "answer": answer, "keys": keys, "settings": settings,
               "plots": plots}
     Path(str(out_md) + ".json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+# --------------------------------------------------------------------------------------------------
+# Records from the pipeline's artifacts (rule report_seeds)
+# --------------------------------------------------------------------------------------------------
+
+SEED_BENCHES = ("ruler", "longbench_v1")  # the suites with per-item scores the paired bootstrap needs
+
+
+def item_scores(bench: str, result: dict, preds: list[dict]) -> dict[str, float]:
+    """{item key: score} of one evaluation: RULER 0/100 per item by its primary metric (the eval JSON's
+    settings.primary), keyed `ruler|<length>|<set>|<index>`; LongBench v1 the item's F1, `lbv1|all|<dataset>|<id>`."""
+    if bench == "ruler":
+        field = "correct_whole_output" if (result.get("settings") or {}).get("primary") == "whole" else "correct_extracted"
+        return {f"ruler|{p['target_length']}|{p['set']}|{p['index']}": 100.0 * bool(p[field]) for p in preds}
+    if bench == "longbench_v1":
+        return {f"lbv1|all|{p['dataset']}|{p['id']}": float(p["score"]) for p in preds}
+    raise ValueError(f"{bench}: no per-item scores for the seeds page; allowed: {', '.join(SEED_BENCHES)}")
+
+
+def _read_eval(path: str) -> dict:
+    from solopo.artifacts import DataError
+
+    try:
+        res = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not a readable eval JSON ({e}); delete it and rerun snakemake to re-evaluate") from None
+    if not isinstance(res, dict) or "benchmark" not in res or "run" not in res:
+        raise DataError(f"{path}: not an eval JSON (no benchmark/run keys); delete it and rerun snakemake")
+    return res
+
+
+def _train_cost(model_dir: str | None) -> dict | None:
+    """Wall seconds, steps, tokens and final loss of a training from its model folder's manifest."""
+    if not model_dir:
+        return None
+    from solopo.artifacts import DataError
+
+    man = Path(model_dir) / "manifest.json"
+    try:
+        stats = json.loads(man.read_text())["stats"]
+    except (OSError, json.JSONDecodeError, KeyError) as e:
+        raise DataError(f"{man}: no training statistics ({e!r}); rerun the run's training") from None
+    return {"seconds": stats.get("train_seconds"), "steps": stats.get("steps"), "tokens": stats.get("tokens"),
+            "final_loss": stats.get("final_loss"), "rows": stats.get("examples")}
+
+
+def dag_records(evals: list[str], models: dict[str, str], meta: dict[str, dict]) -> list[dict]:
+    """One record per (run, seed). `evals`: eval JSON paths (`results/eval/<run>_<bench>.json`, the
+    predictions beside each); `models`: {run name: trained model folder}; `meta`: {run name (with its
+    seed tag): {run, seed, method, lambda, default}} (solopo.config.seeded_runs, via the rule's params)."""
+    from solopo.artifacts import read_jsonl
+
+    recs: dict[str, dict] = {}
+    for path in evals:
+        res = _read_eval(path)
+        name, bench = res["run"], res["benchmark"]
+        if name not in meta:
+            raise ValueError(f"{path}: run {name!r} is not in the config's run table")
+        if bench not in SEED_BENCHES:
+            continue
+        preds = read_jsonl(str(path).replace(".json", ".predictions.jsonl"))
+        items = item_scores(bench, res, preds)
+        m = meta[name]
+        rec = recs.setdefault(name, {"run": m["run"], "seed": m["seed"], "method": m["method"], "lambda": m["lambda"],
+                                     "default": m["default"], "eval": {}, "train": _train_cost(models.get(name))})
+        rec["eval"][bench] = {"score": res.get("score"), "items": items}
+        if bench == "ruler":  # the lengths the page's per-length columns come from (score_keys)
+            by_len: dict[str, list[float]] = {}
+            for key, v in items.items():
+                by_len.setdefault(key.split("|")[1], []).append(v)
+            rec["eval"][bench]["by_length"] = {L: sum(v) / len(v) for L, v in by_len.items()}
+    return sorted(recs.values(), key=lambda r: (r["run"], r["seed"]))
+
+
+def seeds_meta(config: dict) -> dict[str, dict]:
+    """{run name with seed tag: {run, seed, method, lambda, default}} for every (run, seed) of the config."""
+    from solopo.config import run_seed, seeded_runs, split_seed_tag
+
+    primary = config["backbones"][0]["name"]
+    out = {}
+    for name, r in seeded_runs(config).items():
+        base = split_seed_tag(name)[0]
+        prefix = "" if r.backbone == primary else f"{r.backbone}__"
+        out[name] = {"run": base, "seed": None if r.method == "base" else run_seed(config, r), "method": r.method,
+                     "lambda": r.lam, "default": base == prefix + r.method}
+    return out
+
+
+def page_settings(config: dict) -> dict:
+    """What the page states and compares: report.* with defaults, the learning rates and the seeds."""
+    from solopo.config import train_seeds
+
+    rep = config.get("report") or {}
+    o = config["train"]["optim"]
+    return {"title": rep.get("title", DEFAULT_TITLE), "baselines": list(rep.get("baselines", ["base"])),
+            "primary": rep.get("primary", "solo_orpo"), "bootstrap_resamples": int(rep.get("bootstrap_resamples", 2000)),
+            "lr_tuned_on_dev": bool(rep.get("lr_tuned_on_dev", False)), "seeds": train_seeds(config),
+            "learning_rates": {"sft": o.get("sft_learning_rate", o["learning_rate"]), "po": o["learning_rate"]}}
+
+
+def write_seeds_page(evals: list[str], models: dict[str, str], out_md: str, meta: dict, settings: dict,
+                     log_path: str | None = None) -> dict:
+    """The body of rule report_seeds: records from the DAG's artifacts, statistics, page and plots."""
+    import logging
+
+    from solopo.pipeline import job
+
+    with job(log_path, "report_seeds") if log_path else _nullcontext():
+        recs = dag_records(evals, models, meta)
+        sizes: dict = {}
+        for r in recs:
+            if r["train"] and r["train"].get("rows") is not None:
+                sizes.setdefault(r["seed"], {})[r["method"]] = r["train"]["rows"]
+        page = {k: settings[k] for k in ("title", "learning_rates", "lr_tuned_on_dev", "seeds")}
+        res = write_report(recs, out_md, {**page, "training_set_sizes": sizes}, settings["baselines"],
+                           settings["primary"], settings["bootstrap_resamples"])
+        logging.getLogger("solopo").info("seeds page %s: %s", out_md, res["answer"])
+        return res
+
+
+def _nullcontext():
+    import contextlib
+
+    return contextlib.nullcontext()

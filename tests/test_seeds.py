@@ -1,0 +1,125 @@
+"""Seeds are a dimension of the DAG (train.seeds): run names and paths, config slices, and what
+Snakemake plans (its own planning, in-process: tests/snakemake_plan.py) when a seed is added."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from solopo import slices
+from solopo.config import (
+    ConfigError,
+    Run,
+    run_table,
+    seeded_runs,
+    split_seed_tag,
+    train_seeds,
+    validate_config,
+)
+from solopo.report.provenance import Expected, load_config
+from tests.snakemake_plan import ROOT, build_tree, plan
+
+
+def _tiny() -> dict:
+    cfg = load_config([ROOT / "config/tiny.yaml"], ROOT / "config/config.yaml")
+    validate_config(cfg)
+    return cfg
+
+
+def _toy(seeds: list[int]) -> dict:
+    """The toy-science preset with fewer runs (every run of a method plans alike)."""
+    cfg = load_config([ROOT / "config/tiny.yaml", ROOT / "config/toy_science.yaml"], ROOT / "config/config.yaml")
+    cfg["train"].update({"methods": ["orpo_short", "solo_orpo"], "lambdas": {"solo_orpo": [1.0, 0.0]}, "seeds": seeds})
+    cfg["report"]["baselines"] = ["base", "orpo_short"]
+    validate_config(cfg)
+    return cfg
+
+
+def test_the_default_seed_keeps_every_run_name_and_slice():
+    """One seed (the default, or train.seeds = [seed]): the run table, the pair and training slices
+    are exactly those of a config without train.seeds, so no artifact path or params change."""
+    cfg = _tiny()
+    assert "seeds" not in cfg["train"] and train_seeds(cfg) == [cfg["seed"]]
+    assert seeded_runs(cfg) == run_table(cfg)
+    explicit = copy.deepcopy(cfg)
+    explicit["train"]["seeds"] = [cfg["seed"]]
+    run = run_table(cfg)["solo_orpo"]
+    assert slices.train(explicit, run) == slices.train(cfg, run)
+    assert slices.pairs(explicit, "tiny") == slices.pairs(cfg, "tiny")
+    assert seeded_runs(explicit) == run_table(cfg)
+    # and the slices hold no trace of train.seeds (a params change would rerun every training)
+    t = slices.train(cfg, run)
+    assert t["seed"] == cfg["seed"] and set(t) == {"seed", "train", "method", "lambda", "backbone"}
+    assert "seeds" not in t["train"] and "seeds" not in slices.pairs(explicit, "tiny").get("train", {})
+
+
+def test_further_seeds_add_tagged_runs_with_their_own_seed():
+    cfg = _tiny()
+    cfg["train"]["seeds"] = [7, 1]
+    runs = seeded_runs(cfg)
+    assert runs["solo_orpo@s1"] == Run("solo_orpo@s1", "tiny", "solo_orpo", 1.0, {}, 1)
+    assert "base@s1" not in runs  # the untrained backbone is evaluated once
+    assert set(runs) == set(run_table(cfg)) | {f"{n}@s1" for n, r in run_table(cfg).items() if r.method != "base"}
+    # the first seed keeps the plain names and trains (and draws its pairs) with seeds[0]
+    assert slices.train(cfg, runs["solo_orpo"])["seed"] == 7 and slices.pairs(cfg, "tiny")["seed"] == 7
+    assert slices.train(cfg, runs["solo_orpo@s1"])["seed"] == 1 and slices.pairs(cfg, "tiny", 1)["seed"] == 1
+    # the rest of a slice is the first seed's: the seed is the only difference between two seeds' runs
+    a, b = slices.train(cfg, runs["solo_orpo"]), slices.train(cfg, runs["solo_orpo@s1"])
+    assert {k: v for k, v in a.items() if k != "seed"} == {k: v for k, v in b.items() if k != "seed"}
+    assert split_seed_tag("tiny@s12") == ("tiny", 12) and split_seed_tag("tiny") == ("tiny", None)
+    # `solopo check` expects the same slices for the tagged paths
+    exp = Expected(cfg)
+    assert exp.expected("results/pairs/tiny@s1/pairs.jsonl")[1] == slices.pairs(cfg, "tiny", 1)
+    assert exp.expected("results/train/solo_orpo@s1/model")[1] == b
+    assert exp.expected("results/eval/solo_orpo@s1_ruler.json")[1] == slices.evaluate(cfg, runs["solo_orpo"], "ruler")
+
+
+@pytest.mark.parametrize("seeds,report,message", [
+    ([0, 0], {}, "train.seeds: [0, 0] is not valid"),
+    ([], {}, "train.seeds: [] is not valid"),
+    ([0], {"primary": "solo_orpoo"}, "report.primary: 'solo_orpoo' is not a run of this config"),
+    ([0], {"baselines": ["base", "orpo_lng"]}, "report.baselines: 'orpo_lng' is not a run of this config"),
+])
+def test_bad_seeds_and_report_runs_stop_with_one_line(seeds, report, message):
+    cfg = _tiny()
+    cfg["train"]["seeds"] = seeds
+    cfg["report"] = report
+    with pytest.raises(ConfigError, match=r"^config error: ") as e:
+        validate_config(cfg)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def _rule_outputs(jobs) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for j in jobs.values():
+        out.setdefault(j.rule, set()).add(j.outputs[0])
+    return out
+
+
+def test_adding_a_seed_plans_only_that_seeds_jobs(tmp_path):
+    """The toy-science preset, built for seeds [0, 1]; seed 2 added: Snakemake plans that seed's pair
+    draw, training sets, trainings and evaluations, and the seeds page, nothing else (no sampling,
+    no other seed's training, no base evaluation); the paper tables keep the first seed's runs."""
+    base = _toy([0, 1])
+    jobs = build_tree(tmp_path, base, ("toy_science",))
+    rules = _rule_outputs(jobs)
+    assert len(rules["sample"]) == 2  # one sampling job per context length, shared by the seeds
+    assert rules["pairs"] == {"results/pairs/tiny/pairs.jsonl", "results/pairs/tiny@s1/pairs.jsonl"}
+    assert plan(tmp_path, base, ("toy_science",)) == {}, "a freshly built tree must be up to date"
+
+    more = copy.deepcopy(base)
+    more["train"]["seeds"] = [0, 1, 2]
+    planned = _rule_outputs(plan(tmp_path, more, ("toy_science",)))
+    runs = ["orpo_short", "solo_orpo", "solo_orpo_lam0.0"]
+    assert planned == {
+        "pairs": {"results/pairs/tiny@s2/pairs.jsonl"},
+        "datasets": {"results/datasets/tiny@s2/short.jsonl"},  # one job writes every training set
+        "train": {f"results/train/{r}@s2/model" for r in runs},
+        "evaluate": {f"results/eval/{r}@s2_{b}.json" for r in runs for b in ("ruler", "longbench_v1")},
+        "report_seeds": {"results/report/seeds.md"},
+    }, planned
+    # `all` with three seeds: the paper tables read the first seed's evaluations only
+    tables = [j for j in plan(tmp_path, more, ("all",)).values() if j.rule == "report_tables"]
+    assert tables and not any("@s" in i for i in tables[0].inputs)
+    # removing the seed again plans nothing: its artifacts are left aside, the others are current
+    assert plan(tmp_path, base, ("toy_science",)) == {}
