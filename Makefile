@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science mutation
+.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science mutation vllm-check
 
 env:
 	@./scripts/bootstrap.sh
@@ -60,6 +60,12 @@ clean:
 # make gpu-check ARGS=--cpu-rehearsal          the toy-size CPU run the tests do
 gpu-check:
 	./scripts/gpu_check.sh $(if $(OUT),--out $(OUT),) $(ARGS)
+
+# vLLM's engine configuration (window, rope, sampling parameters, prompt ids) for every (backbone, suite)
+# plan of the paper preset, under generate.yaml's pins, on a CPU (docs/vllm_check.md). Not in `make test`:
+# it makes .venvs/vllm (vLLM with its CUDA torch: 8.1 GB, about 1 min to install), then ~4 min.
+vllm-check: env
+	.venv/bin/python scripts/vllm_check.py
 
 # Toy-science experiment (not in the test command): a preset of the same DAG, one training and
 # evaluation job per (run, seed); the page is results/report/seeds.md (docs/toy_science.md)
