@@ -66,26 +66,53 @@ def _collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
     return {"input_ids": ids.to(device), "attention_mask": attn.to(device), "response_mask": resp.to(device)}
 
 
+# Positions per chunk of the full-sequence NLL (LongPO): the LM head's output for one chunk is
+# chunk x vocabulary floats (1,024 x 152K x 4 B = 0.6 GB), never the whole sequence's.
+NLL_CHUNK = 1024
+
+
 def sequence_logps(model, batch: dict, full_nll: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-sequence summed log-prob of the response tokens, response-token counts and,
-    optionally, the mean NLL over all tokens (LongPO's NLL over the whole long sequence)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    optionally, the mean NLL over all tokens (LongPO's NLL over the whole long sequence).
+
+    The LM head runs only where its output is used. At a 152K vocabulary the logits of a 9.2K-token
+    sequence are 5.6 GB in float32 (and as much again for their gradient), nearly all of them at prompt
+    positions that no loss reads: response log-probs take the logits of the response positions only
+    (`logits_to_keep`, the positions any row of the batch needs), the full NLL is computed chunk by chunk
+    from the decoder's last hidden state, each chunk recomputed in the backward pass (checkpointed)."""
     targets = batch["input_ids"][:, 1:]
-    resp = batch["response_mask"][:, 1:]
+    resp = batch["response_mask"][:, 1:]  # position t predicts token t + 1
     counts = resp.sum(-1)
-    nll = None
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
     if full_nll:
-        token_logps = torch.gather(logits.float().log_softmax(-1), 2, targets.unsqueeze(-1)).squeeze(-1)
+        hidden = model.get_decoder()(**inputs).last_hidden_state[:, :-1]
+        token_logps = _chunked_token_logps(model.get_output_embeddings(), hidden, targets)
         sums = (token_logps * resp).sum(-1)
         valid = batch["attention_mask"][:, 1:].bool()
         nll = -(token_logps * valid).sum(-1) / valid.sum(-1).clamp(min=1)
-    else:
-        # log-softmax over the vocabulary only where it is used (response tokens): at a 152K
-        # vocabulary and long prompts, the prompt positions would dominate memory
-        picked = logits[resp].float().log_softmax(-1).gather(-1, targets[resp].unsqueeze(-1)).squeeze(-1)
-        rows = torch.arange(resp.shape[0], device=resp.device).unsqueeze(1).expand_as(resp)[resp]
-        sums = torch.zeros(resp.shape[0], dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
-    return sums, counts, nll
+        return sums, counts, nll
+    keep = resp.any(0).nonzero().squeeze(-1)  # positions whose logits some row needs
+    logits = model(**inputs, logits_to_keep=keep).logits  # [batch, len(keep), vocab]
+    kept = resp[:, keep]
+    picked = logits[kept].float().log_softmax(-1).gather(-1, targets[:, keep][kept].unsqueeze(-1)).squeeze(-1)
+    rows = torch.arange(resp.shape[0], device=resp.device).unsqueeze(1).expand_as(kept)[kept]
+    sums = torch.zeros(resp.shape[0], dtype=picked.dtype, device=picked.device).index_add(0, rows, picked)
+    return sums, counts, None
+
+
+def _chunked_token_logps(head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target_t | h_t) for every position, the head applied NLL_CHUNK positions at a time."""
+    from torch.utils.checkpoint import checkpoint
+
+    def chunk_logps(h: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return head(h).float().log_softmax(-1).gather(-1, t.unsqueeze(-1)).squeeze(-1)
+
+    parts = []
+    for start in range(0, hidden.shape[1], NLL_CHUNK):
+        h, t = hidden[:, start:start + NLL_CHUNK], targets[:, start:start + NLL_CHUNK]
+        parts.append(checkpoint(chunk_logps, h, t, use_reentrant=False) if torch.is_grad_enabled()
+                     else chunk_logps(h, t))
+    return torch.cat(parts, dim=1)
 
 
 def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_length: int, device,
