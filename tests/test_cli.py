@@ -171,11 +171,11 @@ def test_check_inputs_reports_a_changed_byte_in_a_file_artifact(tree, capsys, pa
 
 @pytest.mark.parametrize("gone,line", [
     ("results/eval/solo_orpo_ruler.json",
-     "MISSING        results/eval/solo_orpo_ruler.json: the artifact is gone but its manifest "
-     "results/eval/solo_orpo_ruler.json.manifest.json remains"),
+     ("MISSING        results/eval/solo_orpo_ruler.json: the artifact is gone but its manifest "
+      "results/eval/solo_orpo_ruler.json.manifest.json remains")),
     ("results/train/solo_orpo/model/model.safetensors",
-     "MISSING        results/train/solo_orpo/model: results/train/solo_orpo/model/model.safetensors recorded in "
-     "results/train/solo_orpo/model/manifest.json is gone"),
+     ("MISSING        results/train/solo_orpo/model: results/train/solo_orpo/model/model.safetensors recorded in "
+      "results/train/solo_orpo/model/manifest.json is gone")),
 ])
 def test_plain_check_reports_an_artifact_gone_while_its_manifest_remains(tree, capsys, gone, line):
     model = Path("results/train/solo_orpo/model")

@@ -15,11 +15,10 @@ import sys
 
 
 def _provenance(args) -> int:
-    from solopo.report.provenance import chain, find_manifest, format_chain
-
     from pathlib import Path
 
     from solopo.artifacts import DataError
+    from solopo.report.provenance import chain, find_manifest, format_chain
 
     target = Path(args.artifact)
     full = target if target.is_absolute() else Path(args.directory) / target
@@ -41,7 +40,13 @@ def _provenance(args) -> int:
 
 def _check(args) -> int:
     from solopo.config import ConfigError, validate_config
-    from solopo.report.provenance import FAILING, base_config, check, format_findings, load_config
+    from solopo.report.provenance import (
+        FAILING,
+        base_config,
+        check,
+        format_findings,
+        load_config,
+    )
 
     try:
         base = None if args.no_base_config else (args.base_config or base_config(args.directory))
