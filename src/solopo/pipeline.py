@@ -343,6 +343,8 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             else:
                 stats = train_loop(model, rows, method, lcfg, tcfg, seed, tmp, ckpt, ref,
                                    progress=_bar(0, f"train {run}", log_path), log_dir=tb_dir, run_name=run)
+            trc = (cfg.get("backbone") or {}).get("trust_remote_code", False)
+            stats["tokens"] = training_tokens(model, rows, method, tcfg, trc)  # the cost axis of the seeds page
             if cfg["train"].get("select_checkpoint", "final") == "longbench_v1":
                 stats["checkpoint_selection"] = select_by_longbench_v1(tmp, ckpt, bench_dir, cfg, seed)
             if tb_dir.is_dir():
@@ -354,25 +356,12 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
             inputs = [dataset_path] + ([ref_path] if ref_path else [])
             manifest = artifacts.build_manifest(out_dir, config_slice, inputs, t0, {"stats": stats})
             write_model_card(tmp, run=run, base_model=model, method=method, lam=lam, loss=vars(lcfg), optim=vars(tcfg),
-            trc = (cfg.get("backbone") or {}).get("trust_remote_code", False)
-            stats["tokens"] = training_tokens(model, rows, method, tcfg, trc)  # the cost axis of the seeds page
                              seed=seed, deepspeed=ds, data=dataset_path, n_rows=len(rows), ref=ref_path,
                              config_hash=manifest["config_hash"], input_hashes=manifest["inputs"], stats=stats)
             # the card is part of the folder's content: the content digest is taken after it is written
             artifacts.write_folder_manifest(tmp, out_dir, config_slice, inputs, t0, {"stats": stats})
 
 
-def launch_deepspeed(*args, **kwargs) -> dict:
-    """One training process per GPU through `accelerate launch` (solopo.train.launch.launch_deepspeed)."""
-    from solopo.train.launch import launch_deepspeed as launch
-
-    return launch(*args, **kwargs)
-
-
-# --------------------------------------------------------------------------- benchmarks
-def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str,
-               sources_dir: str | None = None) -> None:
-    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper).
 def training_tokens(model: str, rows: list[dict], method: str, tcfg, trust_remote_code: bool = False) -> int:
     """Tokens the loss's forward passes read over all epochs (every sequence the method needs, after
     truncation): the training cost the seeds page plots (solopo.report.science)."""
@@ -386,6 +375,17 @@ def training_tokens(model: str, rows: list[dict], method: str, tcfg, trust_remot
     return tcfg.epochs * per_epoch
 
 
+def launch_deepspeed(*args, **kwargs) -> dict:
+    """One training process per GPU through `accelerate launch` (solopo.train.launch.launch_deepspeed)."""
+    from solopo.train.launch import launch_deepspeed as launch
+
+    return launch(*args, **kwargs)
+
+
+# --------------------------------------------------------------------------- benchmarks
+def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cfg: dict, seed: int, log_path: str,
+               sources_dir: str | None = None) -> None:
+    """Benchmark inputs: fixtures from held-out toy questions (tiny) or the released data (paper).
 
     `sources_dir`: RULER's released source files as fetched by rule download_ruler (on a cluster,
     this job runs offline on a compute node and only reads them)."""

@@ -74,9 +74,9 @@ wildcard_constraints:
     ctx="short|long",
     dataset=_alt(DATASETS),
     run=_alt(RUNS),
+    seedtag="|".join(re.escape(t) for t in SEED_TAGS[1:]) + "|",  # "" = the first seed
     bench=_alt(BENCHMARKS),
 
-    seedtag="|".join(re.escape(t) for t in SEED_TAGS[1:]) + "|",  # "" = the first seed
 
 # Each job gets its config slice (solopo.slices) as `params` cfg: Snakemake reruns a job when a
 # value in it changes, and the job sees only that slice. Manifests (`<file>.manifest.json`) are
@@ -162,10 +162,10 @@ def get_final_output():
     out = [f"results/pairs/{b}{t}/pair_stats.json" for b in BACKBONES for t in SEED_TAGS]
     out += expand("results/eval/{run}_{bench}.json", run=list(RUNS), bench=config["eval"]["benchmarks"])
     out += REPORT_OUTPUTS
-    return out
-
     if len(SEED_TAGS) > 1:
         out += SEEDS_PAGE  # science.smk: means over seeds, paired bootstraps
+    return out
+
 
 def run_contexts(input, output, params, wildcards, log):
     cfg = scoped(params, "contexts")
