@@ -286,9 +286,9 @@ class Run:
     method: str
     lam: float | None = None
     extra: dict = field(default_factory=dict)
-
     # the training seed of a run of another seed than the first of `train.seeds` (None: the first seed)
     seed: int | None = None
+
 
 def _fmt_lam(v: float) -> str:
     return f"{float(v):g}" if float(v) != int(v) else f"{float(v):.1f}"
