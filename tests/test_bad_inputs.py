@@ -250,3 +250,25 @@ def test_a_read_only_results_folder_is_named_before_any_job(tmp_path):
         message = unwritable_dir(outs)
     assert message == (f"{ev}: not writable (a read-only mount or its permissions), and this run writes {outs[1]} there; "
                        "allowed: a writable results folder (remount it read-write, or run in a writable copy of the workflow)")
+
+
+def test_snakemake_stops_in_one_line_on_a_read_only_results_folder(tmp_path):
+    """The workflow's onstart hook: one line and exit 1 before any job (was: a Snakemake-internal traceback)."""
+    import subprocess
+    import sys
+
+    data = tmp_path / "results" / "data"
+    data.mkdir(parents=True)
+    cmd = [str(Path(sys.executable).parent / "snakemake"), "results/data/musique_train.jsonl", "--snakefile",
+           str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / "local"), "--configfile", str(ROOT / "config/tiny.yaml")]
+    with _read_only(data):
+        out = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.rstrip().splitlines()[-1] == (
+        "results/data: not writable (a read-only mount or its permissions), and this run writes "
+        "results/data/musique_train.jsonl there; allowed: a writable results folder (remount it read-write, or "
+        "run in a writable copy of the workflow)"), out.stderr[-2000:]
+    assert not list(data.iterdir())  # no job ran
+    locks = tmp_path / ".snakemake" / "locks"
+    assert not locks.exists() or not list(locks.iterdir())  # the lock is released
