@@ -63,7 +63,7 @@ gpu-check:
 
 # vLLM's engine configuration (window, rope, sampling parameters, prompt ids) for every (backbone, suite)
 # plan of the paper preset, under generate.yaml's pins, on a CPU (docs/vllm_check.md). Not in `make test`:
-# it makes .venvs/vllm (vLLM with its CUDA torch: 8.1 GB, about 1 min to install), then ~4 min.
+# it makes .venvs/vllm (vLLM with its CUDA torch: 8.1 GB, about 1 min to install), then ~3 min.
 vllm-check: env
 	.venv/bin/python scripts/vllm_check.py
 
