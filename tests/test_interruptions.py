@@ -314,13 +314,20 @@ def test_evaluation_killed_then_rerun_equals_uninterrupted(tmp_path, tiny_lm_dir
     out = job / "base_longbench_v1.json"
     args = ["longbench_v1", tiny_lm_dir, lb1_data, str(out), "base", cfg, SEED, str(job / "eval.log"), {}]
     proc, marker = _spawn(job, "evaluate", args)
-    _kill_when(proc, lambda: _progress(marker) >= 2, "two scored subsets", job / "child.out")
+    _kill_when(proc, lambda: _progress(marker) >= 2, "two generated batches", job / "child.out")
     assert _finished_looking(job) == [], "an interrupted evaluation left a finished-looking file"
+    # the finished batches survive the kill (solopo.partial): the job key, then one line per batch
+    partial = job / "base_longbench_v1.json.partial"
+    kept = len(partial.read_text().splitlines()) - 1
+    assert kept >= 1
 
     pipeline.evaluate(*args)
+    reused = re.search(r"reused (\d+) finished generation piece\(s\)", (job / "eval.log").read_text())
+    assert reused and int(reused.group(1)) >= kept, (job / "eval.log").read_text()[-2000:]
     for name in ("base_longbench_v1.json", "base_longbench_v1.predictions.jsonl"):
         assert (job / name).read_bytes() == (ref / name).read_bytes(), name
     assert json.loads(out.read_text())["n"] == 12
+    assert not partial.exists()
 
 
 # --------------------------------------------------------------------------- through Snakemake

@@ -16,6 +16,7 @@
 """
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -119,6 +120,13 @@ def test_rendered_sbatch_train_and_report(paper_dry_run):
     assert "--cpus-per-task=1" in report and "--mem 4000" in report, report
     for rule in ("contexts", "pairs"):
         assert " -p cpu" in lines[rule] and "--gpus" not in lines[rule], lines[rule]
+    # SIGTERM 10 min ahead of the time limit, to the job step (no B:): the GPU jobs save and leave
+    from snakemake_executor_plugin_slurm.validation import validate_slurm_extra
+
+    for rule in GPU_RULES & lines.keys():
+        assert " --signal=TERM@600 " in lines[rule], lines[rule]
+        validate_slurm_extra(SimpleNamespace(resources=first[rule]))  # the plugin accepts the option
+    assert "--signal" not in report, report
 
 
 def test_cluster_commands_parse_without_a_core_count(tmp_path):
@@ -245,3 +253,112 @@ def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
         assert must in a, must
     differ = [name for name in a if a[name].read_bytes() != b[name].read_bytes()]
     assert differ == [], f"SLURM run differs from the local run: {differ}"
+
+
+# --------------------------------------------------------------------------- scancel mid-training
+# One train job on hand-made inputs (`--allowed-rules train`: the pipeline before it is covered
+# above): a random backbone of the tiny preset's shape and 64 long rows, 160 steps of ~0.1-0.5 s.
+# Periodic checkpoints every 20 steps only: a resume from a step past the last periodic one can
+# only come from the checkpoint the job wrote after the signal.
+CANCEL = """
+train:
+  methods: [orpo_short]
+  lambdas: {}
+  report_to: none
+  optim: {epochs: 10, batch_size: 4, micro_batch_size: 1, max_length: 512, save_steps: 20, keep_checkpoints: 2}
+"""
+CANCEL_RUN = "orpo_short"
+SAVE_STEPS = 20
+
+
+def _train_inputs(workdir: Path, tokenizer_dir: str) -> None:
+    """results/models/tiny (random weights, the tiny preset's shape) and the run's training rows."""
+    from transformers import AutoTokenizer
+
+    from solopo.tiny_model import build_model
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model_dir = workdir / "results/models/tiny"
+    build_model(tok, 128, 2, 4, 2, 256, 1024, seed=0).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    filler = " ".join(f"Paragraph {i} mentions city {i % 7} ." for i in range(12))  # ~350 tokens
+    rows = [{"id": f"q{i}", "x": f"{filler} Question {i} ?", "x_long": f"{filler} Question {i} , long ?",
+             "y_w": f"right answer {i} . The answer is: A{i}", "y_l": "wrong . The answer is: B"} for i in range(64)]
+    data = workdir / "results/datasets/tiny/short.jsonl"
+    data.parent.mkdir(parents=True)
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (workdir / "cancel.yaml").write_text(CANCEL)
+
+
+def _train_job(workdir: Path, profile: list[str], env: dict) -> subprocess.Popen:
+    return subprocess.Popen([SNAKEMAKE, f"results/train/{CANCEL_RUN}/model", "--allowed-rules", "train",
+                             "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *profile,
+                             "--configfile", str(ROOT / "config/tiny.yaml"), str(workdir / "cancel.yaml")],
+                            cwd=ROOT, env=env, stdout=open(workdir / "snakemake.log", "a"), stderr=subprocess.STDOUT)
+
+
+def _steps_logged(log: Path) -> list[tuple[int, int]]:
+    """(step, total) of every per-step line the training job wrote so far (solopo.train.monitor)."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return [(int(a), int(b)) for a, b in re.findall(r"\bstep (\d+)/(\d+) loss ", text)]
+
+
+@pytest.mark.slow
+def test_scancel_mid_training_saves_a_checkpoint_and_the_retry_resumes_from_it(slurm_cluster, tmp_path, tiny_lm_dir):
+    """`scancel` sends SIGTERM to the job's processes (SIGKILL after SLURM's KillWait): the training
+    job saves the checkpoint of its next step boundary and exits with one line; the profile's retry
+    resumes from that checkpoint, not from the last periodic one, and ends with the weights of an
+    uninterrupted (local) run."""
+    job, ref = tmp_path / "slurm", tmp_path / "ref"
+    _train_inputs(job, tiny_lm_dir)
+    shutil.copytree(job, ref)
+    env = {**ENV, **slurm_cluster.env, "SOLOPO_SLURM_CPU_PARTITION": CPU_PARTITION,
+           "SOLOPO_SLURM_GPU_PARTITION": GPU_PARTITION}
+    cluster = _train_job(job, ["--profile", str(PROFILE)], env)
+    reference = _train_job(ref, ["--profile", str(ROOT / "profiles/local")], ENV)
+    train_log = job / f"logs/train/{CANCEL_RUN}.log"
+    try:
+        t0 = time.time()
+        while not any(s >= SAVE_STEPS + 3 for s, _ in _steps_logged(train_log)):  # past the periodic checkpoint
+            assert cluster.poll() is None, (job / "snakemake.log").read_text()[-4000:] + slurm_cluster.logs()[-2000:]
+            assert time.time() - t0 < 1200, "the train job did not reach its step 23"
+            time.sleep(0.05)
+        jobid = re.findall(r"submitted with SLURM jobid (\d+)", (job / "snakemake.log").read_text())[-1]
+        seen, total = _steps_logged(train_log)[-1]
+        assert total >= 3 * SAVE_STEPS, total  # far from its end: the stop comes from the signal
+        t_cancel = time.time()
+        slurm_cluster.run(["scancel", jobid])
+        while slurm_cluster.run(["squeue", "-h", "-j", jobid, "-o", "%T"], check=False).stdout.strip() in (
+                "RUNNING", "COMPLETING"):
+            assert time.time() - t_cancel < 120, "the cancelled job did not end within 120 s"
+            time.sleep(0.1)
+        left_after = time.time() - t_cancel
+        assert cluster.wait(timeout=1500) == 0, (job / "snakemake.log").read_text()[-5000:]
+        assert reference.wait(timeout=1500) == 0, (ref / "snakemake.log").read_text()[-4000:]
+    finally:
+        for p in (cluster, reference):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+
+    info = slurm_cluster.job(jobid)
+    assert info["JobState"] == "CANCELLED", info
+    first_log = Path(info["StdOut"]).read_text(errors="replace")
+    hit = re.search(rf"^interrupted \(SIGTERM\) after step (\d+) of {total}: saved checkpoint "
+                    rf"results/checkpoints/{CANCEL_RUN}/step-(\d+); the rerun resumes from it$", first_log, re.MULTILINE)
+    assert hit and hit.group(1) == hit.group(2), first_log[-4000:]
+    stopped_at = int(hit.group(1))
+    periodic = seen // SAVE_STEPS * SAVE_STEPS  # the last periodic checkpoint before the signal
+    print(f"\nscancel after step {seen}/{total} was logged: the job saved step {stopped_at} "
+          f"({stopped_at - seen} step(s) later) and left the queue {left_after:.1f} s after scancel; "
+          f"last periodic checkpoint: step {periodic}")
+    assert periodic < seen <= stopped_at <= seen + 3, (periodic, seen, stopped_at)  # the step under way, about
+    submitted = re.findall(r"submitted with SLURM jobid (\d+)", (job / "snakemake.log").read_text())
+    assert len(submitted) == 2 and submitted[0] == jobid, submitted  # the profile's retry
+    model, ref_model = job / f"results/train/{CANCEL_RUN}/model", ref / f"results/train/{CANCEL_RUN}/model"
+    stats = json.loads((model / "manifest.json").read_text())["stats"]
+    assert stats["resumed_from_step"] == stopped_at, stats
+    ref_stats = json.loads((ref_model / "manifest.json").read_text())["stats"]
+    assert ref_stats["resumed_from_step"] == 0 and stats["checkpoints"] == ref_stats["checkpoints"]
+    for name in ("model.safetensors", "train_log.jsonl"):
+        assert (model / name).read_bytes() == (ref_model / name).read_bytes(), name

@@ -436,6 +436,7 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
 
     with job(log_path, f"eval {run} {bench}") as t0:
         bcfg = dict(cfg["eval"][bench])
+        partial = None
         artifacts.check_model_folder(model_dir)  # lm-eval and vLLM load the weights themselves
         if bench == "leaderboard":
             import tempfile
@@ -468,6 +469,12 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 items = mod.load_items(data_dir, bcfg)
             validate.check_eval_items(bench, items, data_dir, bcfg)
             validate.check_chat_template(backend.tokenizer, model_dir)
+            # finished generations survive an interrupted job; its rerun reuses them (solopo.partial)
+            from solopo.partial import ResumableBackend
+
+            backend = partial = ResumableBackend(backend, out_json + ".partial", artifacts.hash_obj(
+                {"model": model_identity(model_dir), "backend": cfg["eval"]["backend"], "kwargs": kw, "bench": bench,
+                 "settings": bcfg, "seed": seed}))
             result, preds = mod.evaluate(backend, items, bcfg, seed=seed)
         result["run"] = run
         if bench != "leaderboard" and backend_kwargs.get("long_context"):
@@ -481,3 +488,5 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
         write_manifest(out_json, recorded, inputs, t0,
                        {"predictions": pred_path})
         write_json(out_json, result)
+        if partial is not None:
+            partial.finish()
