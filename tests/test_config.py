@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from solopo.config import ConfigError, run_table, validate_config
+from solopo.mappings import deep_merge
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -15,13 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _merged():
     base = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     tiny = yaml.safe_load((ROOT / "config/tiny.yaml").read_text())
-
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a.get(k, {}), v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-
-    return merge(base, tiny)
+    return deep_merge(base, tiny)
 
 
 def _set(cfg, dotted, value):

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from solopo.artifacts import hash_obj
+from solopo.mappings import deep_merge
 
 _MISSING = object()
 
@@ -119,15 +120,9 @@ class Scoped(dict):
         return copy.deepcopy(self._recorded) if self._recorded is not None else without_runtime(dict(self))
 
 
-def _merge(a: dict, b: dict) -> dict:
-    for k, v in b.items():
-        a[k] = _merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-    return a
-
-
 def scoped(slice_: dict, config: dict, rule: str) -> Scoped:
     """The job's view: its slice plus the RUNTIME_ONLY settings; any other key of `config` raises."""
-    return Scoped(_merge(copy.deepcopy(slice_), project(config, RUNTIME_ONLY)), config, "", rule, copy.deepcopy(slice_))
+    return Scoped(deep_merge(slice_, project(config, RUNTIME_ONLY)), config, "", rule, copy.deepcopy(slice_))
 
 
 # --------------------------------------------------------------------------- per rule

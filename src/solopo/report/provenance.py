@@ -30,7 +30,6 @@ this one: Snakemake's mtime/input trigger reruns it).
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import json
 import re
@@ -48,6 +47,7 @@ from solopo.artifacts import (
     recorded_content,
 )
 from solopo.config import read_config_file
+from solopo.mappings import deep_merge
 
 # The workflow's own config (the Snakefile's `configfile:`), relative to the workflow directory: the
 # package may be installed anywhere (a wheel in site-packages), the workflow is where it runs.
@@ -64,22 +64,12 @@ def base_config(directory: str | Path = ".") -> Path:
 
 
 # --------------------------------------------------------------------------- config
-def deep_update(base: dict, new: dict) -> dict:
-    """Snakemake's config merge (snakemake.utils.update_config): nested dicts merge, other values replace."""
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
-            deep_update(base[k], v)
-        else:
-            base[k] = copy.deepcopy(v)
-    return base
-
-
 def load_config(configfiles: list[str] = (), base: str | Path | None = BASE_CONFIG) -> dict:
     """The merged config as the workflow sees it: config/config.yaml (the Snakefile's `configfile:`,
     relative to the current directory unless `base` names it), then every `--configfile` in order."""
     cfg: dict = {}
     for f in ([base] if base else []) + list(configfiles):
-        deep_update(cfg, read_config_file(Path(f)))
+        cfg = deep_merge(cfg, read_config_file(Path(f)))
     return cfg
 
 
