@@ -46,8 +46,7 @@ def test_same_config_twice_gives_identical_artifacts(tmp_path, reduced_tree):
 RACE = textwrap.dedent("""
     import sys, threading
     import torch  # imported at Snakefile parse time, before any job thread starts
-    from solopo.generate.hf import load_model_and_tokenizer
-    from solopo.pipeline import _tokenizer
+    from solopo.generate.hf import load_model_and_tokenizer, load_tokenizer
 
     model = sys.argv[1]
     barrier, errors = threading.Barrier(3), []
@@ -55,7 +54,7 @@ RACE = textwrap.dedent("""
     def job(i):
         barrier.wait()
         try:
-            load_model_and_tokenizer(model, "cpu", "float32") if i else _tokenizer(model)
+            load_model_and_tokenizer(model, "cpu", "float32") if i else load_tokenizer(model)
         except Exception as e:
             errors.append(repr(e))
 

@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from solopo import artifacts, validate
 from solopo.artifacts import atomic_path, read_jsonl, write_json, write_jsonl, write_manifest
+from solopo.generate.hf import load_tokenizer
 
 log = logging.getLogger("solopo")
 
@@ -83,14 +84,12 @@ def _bar(total: int, desc: str, log_path: str | None = None):
 
 # --------------------------------------------------------------------------- data
 def toy_world(out_train: str, out_dev: str, cfg: dict, seed: int, log_path: str) -> None:
-    from solopo.data.toy_world import generate_records
+    from solopo.data.toy_world import train_dev_records
 
     with job(log_path, "toy_world") as t0:
         tm = cfg["tiny_model"]
-        hop = {int(k): float(v) for k, v in tm["hop_weights"].items()}
         toy = cfg["data"]["toy"]
-        train = generate_records(toy["train_questions"], seed + 11, hop, tm["entities"])
-        dev = generate_records(toy["dev_questions"], seed + 23, hop, tm["entities"], id_offset=10**6)
+        train, dev = train_dev_records(tm, toy["train_questions"], toy["dev_questions"], seed)
         for path, rows in ((out_train, train), (out_dev, dev)):
             write_manifest(path, _slice(cfg, {"tiny_model": tm, "toy": toy, "seed": seed}), [], t0, {"records": len(rows)})
             write_jsonl(path, rows)
@@ -125,15 +124,6 @@ def tiny_model(out_dir: str, cfg: dict, seed: int, log_path: str) -> None:
 
 
 # --------------------------------------------------------------------------- contexts, sampling, pairs
-def _tokenizer(model: str, trust_remote_code: bool = False):
-    from solopo.runtime import MODEL_LOAD_LOCK
-
-    with MODEL_LOAD_LOCK:  # a first transformers import in two threads at once raises ImportError
-        from transformers import AutoTokenizer
-
-        return AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-
-
 def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg: dict, seed: int, log_path: str,
              trust_remote_code: bool = False) -> None:
     from solopo.data.contexts import build_contexts, paragraph_pool
@@ -145,7 +135,7 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
         if d.get("num_questions"):
             recs = recs[: d["num_questions"]]
         validate.check_long_tokens(model, d["long_tokens"], trust_remote_code)
-        tok = _tokenizer(model, trust_remote_code)
+        tok = load_tokenizer(model, trust_remote_code)
         count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         out, stats = build_contexts(recs, paragraph_pool(recs), count, {"short": d["short_tokens"], "long": d["long_tokens"]},
                                     seed, d.get("use_aliases", True), d.get("skip_unfittable", False),
@@ -192,7 +182,9 @@ def chance_accuracy(cfg: dict) -> float | None:
     """Accuracy of guessing an entity of the right kind uniformly (toy world); None for real data."""
     if cfg["data"]["source"] != "toy":
         return None
-    ent, hop = cfg["tiny_model"]["entities"], {int(k): float(v) for k, v in cfg["tiny_model"]["hop_weights"].items()}
+    from solopo.data.toy_world import hop_weights
+
+    ent, hop = cfg["tiny_model"]["entities"], hop_weights(cfg["tiny_model"])
     kinds = {2: "country", 3: "leader", 4: "spouse"}
     z = sum(hop.values())
     return sum(w / z / ent[kinds[h]] for h, w in hop.items())
@@ -368,7 +360,7 @@ def training_tokens(model: str, rows: list[dict], method: str, tcfg, trust_remot
     from solopo.train.forward import SEQUENCE_FIELDS, tokenize_pair
     from solopo.train.losses import get_loss, get_method
 
-    tok = _tokenizer(model, trust_remote_code)
+    tok = load_tokenizer(model, trust_remote_code)
     needs = [n for n in get_loss(get_method(method).loss).needs if n in SEQUENCE_FIELDS]
     per_epoch = sum(len(tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], tcfg.max_length)[0])
                     for r in rows for n in needs)
@@ -410,14 +402,14 @@ def bench_data(bench: str, dev_path: str | None, model: str | None, out: str, cf
                     sources = {k: Path(sources_dir) / f for k, f in ruler.SOURCE_FILES.items()}
                 else:
                     sources = ruler.download(src_dir, bcfg)
-                items, extra["selection"] = ruler.build_dataset(sources, _tokenizer(model), bcfg, seed)
+                items, extra["selection"] = ruler.build_dataset(sources, load_tokenizer(model), bcfg, seed)
                 write_jsonl(tmp / "items.jsonl", items)
                 extra["token_counts"] = ruler.token_stats(items)  # measured, in the dataset manifest
                 log.info("ruler token counts: %s", extra["token_counts"])
                 log.info("ruler questions: %s", extra["selection"])  # rule per set; MuSiQue's hop mix
             elif bench == "niah_plus":
                 if bcfg.get("source") == "synthetic":
-                    niah_plus.build_fixture(records, tmp, bcfg, seed, _tokenizer(model))
+                    niah_plus.build_fixture(records, tmp, bcfg, seed, load_tokenizer(model))
                 else:
                     src = Path(bcfg["data_dir"])
                     if not src.exists():

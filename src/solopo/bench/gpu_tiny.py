@@ -25,6 +25,8 @@ import random
 import time
 from pathlib import Path
 
+from solopo.mappings import deep_merge
+
 log = logging.getLogger(__name__)
 
 METHODS = {"solo_orpo": "solo", "orpo_long": "long"}  # method -> training set (losses.METHODS)
@@ -40,19 +42,12 @@ REHEARSAL_SETTINGS: dict = {**GPU_SETTINGS, "device": "cpu", "dtype": "float32",
                             "longbench_items": 1, "eval_tokens": 8}
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in (over or {}).items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
-
-
 def tiny_config(config_dir: str | Path = "config") -> dict:
     """config.yaml overlaid with tiny.yaml (what `--configfile config/tiny.yaml` gives the workflow)."""
     import yaml
 
     d = Path(config_dir)
-    return _merge(yaml.safe_load((d / "config.yaml").read_text()), yaml.safe_load((d / "tiny.yaml").read_text()))
+    return deep_merge(yaml.safe_load((d / "config.yaml").read_text()), yaml.safe_load((d / "tiny.yaml").read_text()))
 
 
 def _wrong_trace(rec: dict, others: list[dict], rng: random.Random) -> str:
@@ -72,8 +67,8 @@ def run(out_dir: str | Path, settings: dict | None = None, config_dir: str | Pat
     from solopo import pipeline
     from solopo.artifacts import read_jsonl, write_jsonl
     from solopo.data.contexts import build_contexts, paragraph_pool
-    from solopo.data.toy_world import generate_records
-    from solopo.generate.hf import HFBackend
+    from solopo.data.toy_world import train_dev_records
+    from solopo.generate.hf import HFBackend, load_tokenizer
     from solopo.pairs import build_pairs, method_datasets
     from solopo.runtime import pick_device
     from solopo.sample import sample_responses
@@ -102,11 +97,9 @@ def run(out_dir: str | Path, settings: dict | None = None, config_dir: str | Pat
 
     # 2. toy world, contexts, samples on the device, pairs
     t0 = time.time()
-    hop = {int(k): float(v) for k, v in tm["hop_weights"].items()}
-    recs = generate_records(int(s["questions"]), seed + 11, hop, tm["entities"])
-    dev_recs = generate_records(int(s["questions"]), seed + 23, hop, tm["entities"], id_offset=10**6)
+    recs, dev_recs = train_dev_records(tm, int(s["questions"]), int(s["questions"]), seed)
     write_jsonl(out / "data" / "dev.jsonl", dev_recs)
-    tok = pipeline._tokenizer(str(backbone))
+    tok = load_tokenizer(str(backbone))
     count = lambda x: len(tok(x, add_special_tokens=False)["input_ids"])  # noqa: E731
     d = cfg["data"]
     ctxs, _ = build_contexts(recs, paragraph_pool(recs), count, {"short": d["short_tokens"], "long": d["long_tokens"]},

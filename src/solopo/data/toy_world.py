@@ -123,3 +123,21 @@ def generate_records(n: int, seed: int, hop_weights: dict[int, float], sizes: di
     hops_choices, weights = zip(*sorted(hop_weights.items()))
     return [make_record(rng, entities, rng.choices(hops_choices, weights)[0], id_offset + i, num_paragraphs)
             for i in range(n)]
+
+
+def hop_weights(tiny_model_cfg: dict) -> dict[int, float]:
+    """`tiny_model.hop_weights` as {hops: weight}: YAML and JSON give the keys as "2" or 2."""
+    return {int(k): float(v) for k, v in tiny_model_cfg["hop_weights"].items()}
+
+
+# The two splits draw from the run seed at fixed offsets, so train and dev never share a question draw;
+# dev ids start at DEV_ID_OFFSET so they never collide with train ids.
+TRAIN_SEED_OFFSET, DEV_SEED_OFFSET, DEV_ID_OFFSET = 11, 23, 10**6
+
+
+def train_dev_records(tiny_model_cfg: dict, n_train: int, n_dev: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """The toy world's training and held-out dev questions of run seed `seed` (rule toy_world, the GPU check)."""
+    hop, sizes = hop_weights(tiny_model_cfg), tiny_model_cfg["entities"]
+    train = generate_records(n_train, seed + TRAIN_SEED_OFFSET, hop, sizes)
+    dev = generate_records(n_dev, seed + DEV_SEED_OFFSET, hop, sizes, id_offset=DEV_ID_OFFSET)
+    return train, dev

@@ -23,6 +23,14 @@ def load_model_and_tokenizer(model_path: str, device: str = "auto", dtype: str =
         return _load(model_path, device, dtype, trust_remote_code, rope_scaling, window)
 
 
+def load_tokenizer(model_path: str, trust_remote_code: bool = False):
+    """The tokenizer alone (no weights); no remote code unless asked for."""
+    with MODEL_LOAD_LOCK:  # a first transformers import in two threads at once raises ImportError
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+
+
 def _load(model_path, device, dtype, trust_remote_code, rope_scaling, window=None):
     from solopo.artifacts import DataError, check_model_folder
 
@@ -39,11 +47,11 @@ def _load(model_path, device, dtype, trust_remote_code, rope_scaling, window=Non
 
 def _load_checked(model_path, device, dtype, trust_remote_code, overrides):
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     torch_dtype = {"auto": (torch.bfloat16 if device.startswith("cuda") else torch.float32),
                    "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    tok = AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code)
+    tok = load_tokenizer(model_path, trust_remote_code)
     config = AutoConfig.from_pretrained(model_path, trust_remote_code=trust_remote_code)
     for key, value in overrides.items():
         # the same attributes vLLM's hf_overrides set (config.update); rope_theta is in rope_parameters

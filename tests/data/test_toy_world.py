@@ -1,0 +1,20 @@
+"""The toy world's config readers: hop weights and the seeded train/dev split."""
+from solopo.data.toy_world import hop_weights, train_dev_records
+
+TINY = {"hop_weights": {"2": 0.5, 3: 0.3, "4": 0.2}, "entities": {"person": 30, "city": 12, "country": 6,
+                                                                   "leader": 6, "spouse": 6}}
+
+
+def test_hop_weights_read_string_and_integer_keys():
+    assert hop_weights(TINY) == {2: 0.5, 3: 0.3, 4: 0.2}
+    assert all(type(k) is int and type(v) is float for k, v in hop_weights({"hop_weights": {"2": 1}}).items())
+
+
+def test_train_and_dev_are_seeded_and_disjoint():
+    train, dev = train_dev_records(TINY, 5, 4, seed=7)
+    assert (len(train), len(dev)) == (5, 4)
+    assert train_dev_records(TINY, 5, 4, seed=7) == (train, dev)  # a function of the seed alone
+    assert not {r["id"] for r in train} & {r["id"] for r in dev}
+    assert [r["question"] for r in train[:4]] != [r["question"] for r in dev]  # the splits draw apart
+    other_train, _ = train_dev_records(TINY, 5, 4, seed=8)
+    assert [r["question"] for r in other_train] != [r["question"] for r in train]
