@@ -37,13 +37,22 @@ def _set(cfg, dotted, value):
 # guide, so a test that checks only the key name cannot see a wrong bound, list or hint.
 BAD = [
     ('sampling.temperature', 0,
-     'sampling.temperature: 0 is not valid; allowed: number > 0'),
+     'sampling.temperature: 0 is not valid; allowed: number > 0 and <= 2'),
     ('sampling.temperature', -0.5,
-     'sampling.temperature: -0.5 is not valid; allowed: number > 0'),
+     'sampling.temperature: -0.5 is not valid; allowed: number > 0 and <= 2'),
     ('sampling.n', 1,
-     'sampling.n: 1 is not valid; allowed: integer >= 2'),
+     'sampling.n: 1 is not valid; allowed: integer >= 2 and <= 256'),
     ('sampling.n', '32',
-     "sampling.n: '32' is not valid; allowed: integer >= 2"),
+     "sampling.n: '32' is not valid; allowed: integer >= 2 and <= 256"),
+    # upper bounds where a value can only be a mistake (10000 samples per prompt grew past 22 GB)
+    ('sampling.n', 10000,
+     'sampling.n: 10000 is not valid; allowed: integer >= 2 and <= 256'),
+    ('sampling.temperature', 100,
+     'sampling.temperature: 100 is not valid; allowed: number > 0 and <= 2'),
+    ('sampling.max_new_tokens', 100000,
+     'sampling.max_new_tokens: 100000 is not valid; allowed: integer >= 1 and <= 32768'),
+    ('pairs.min_pair_yield', 1.5,
+     'pairs.min_pair_yield: 1.5 is not valid; allowed: number >= 0 and <= 1'),
     ('sampling.backend', 'tgi',
      "sampling.backend: 'tgi' is not valid; allowed: one of hf, vllm"),
     # lm-eval's generation overrides are typed: a string temperature failed inside the job (float())
@@ -177,7 +186,7 @@ def test_snakemake_prints_one_line(tmp_path):
                           "config/tiny.yaml", str(bad)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode != 0
     lines = [ln for ln in out.stderr.splitlines() if ln.startswith("config error")]
-    assert lines == ["config error: sampling.temperature: 0 is not valid; allowed: number > 0"], out.stderr[-2000:]
+    assert lines == ["config error: sampling.temperature: 0 is not valid; allowed: number > 0 and <= 2"], out.stderr[-2000:]
 
 
 # ----------------------------------------------------------------------------- the message helpers
@@ -185,8 +194,8 @@ def test_allowed_spells_every_constraint():
     from solopo.config import _allowed
 
     assert _allowed({"enum": ["a", 1], "type": "string"}) == "one of a, 1"
-    assert _allowed({"type": ["integer", "null"], "exclusiveMinimum": 0, "maximum": 5}) == "integer or null > 0 <= 5"
-    assert _allowed({"type": "number", "minimum": 0, "exclusiveMaximum": 1}) == "number >= 0 < 1"
+    assert _allowed({"type": ["integer", "null"], "exclusiveMinimum": 0, "maximum": 5}) == "integer or null > 0 and <= 5"
+    assert _allowed({"type": "number", "minimum": 0, "exclusiveMaximum": 1}) == "number >= 0 and < 1"
     assert _allowed({"type": "array", "minItems": 2}) == "array at least 2 item(s)"
     assert _allowed({"type": "string", "pattern": "^x$"}) == "string matching ^x$"
     assert _allowed({"type": "object", "propertyNames": {"enum": ["a", "b"]}}) == "object keys among a, b"

@@ -77,9 +77,10 @@ def _allowed(schema: dict) -> str:
         t = [x for x in t if not (x == "integer" and "number" in t)]
     if t:
         parts.append(" or ".join(t) if isinstance(t, list) else t)
-    for k, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<")):
-        if k in schema:
-            parts.append(f"{sym} {schema[k]}")
+    bounds = [f"{sym} {schema[k]}" for k, sym in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                                                   ("exclusiveMaximum", "<")) if k in schema]
+    if bounds:
+        parts.append(" and ".join(bounds))
     if "minItems" in schema:
         parts.append(f"at least {schema['minItems']} item(s)")
     if "pattern" in schema:

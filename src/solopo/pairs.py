@@ -49,9 +49,10 @@ def label_sub_em(responses: list[str], golds: list[str]) -> list[bool]:
 
 
 def make_pair(responses: list[str], labels: list[bool], rng: random.Random) -> tuple[str, str] | None:
-    """(chosen, rejected) picked at random among correct / incorrect outputs, or None for all-right/all-wrong."""
-    right = [r for r, ok in zip(responses, labels) if ok]
-    wrong = [r for r, ok in zip(responses, labels) if not ok]
+    """(chosen, rejected) picked at random among correct / incorrect outputs, or None for all-right/all-wrong.
+    An empty output is never picked: as a rejected it would teach nothing but "say something"."""
+    right = [r for r, ok in zip(responses, labels) if ok and str(r).strip()]
+    wrong = [r for r, ok in zip(responses, labels) if not ok and str(r).strip()]
     if not right or not wrong:
         return None
     return rng.choice(right), rng.choice(wrong)
@@ -90,6 +91,8 @@ def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]],
             "answer_format_rate": round(n_marker / max(1, n_total), 4),
             "all_right": sum(1 for r in rows if all(label_sub_em(r["responses"], r["answers"]))),
             "yield": round(yields / max(1, len(rows)), 4), "pairs": yields,
+            "empty_responses": sum(not str(r).strip() for row in rows for r in row["responses"]),
+            "identical_pairs": sum(1 for p in pairs.values() if p and p["chosen"].strip() == p["rejected"].strip()),
         }
     ids = [r["id"] for r in contexts["short"]]
     both = [i for i in ids if per_ctx["short"].get(i) and per_ctx["long"].get(i)]
@@ -119,6 +122,46 @@ def build_pairs(samples: dict[str, list[dict]], contexts: dict[str, list[dict]],
         **{ctx: dict(sorted(Counter(hop_count(r["id"]) for r in out if r[ctx]).items())) for ctx in ("short", "long")},
     }
     return out, stats
+
+
+# Floors below which sampled data is degenerate (e.g. token salad at a far too high temperature):
+# the pairs job stops with the measured numbers instead of training on it. Config `pairs.*`.
+DEFAULT_FLOORS = {"min_answer_format_rate": 0.25, "min_pair_yield": 0.05}
+
+
+def check_quality(stats: dict, floors: dict, where: str) -> None:
+    """Raise DataError (one line, with the numbers) when the samples of either context are degenerate:
+    answer-format rate or pair yield below the configured floors. Empty responses are counted
+    (`empty_responses`) and never paired (`make_pair`); a sampler that returns mostly empty
+    outputs fails the answer-format floor (an empty output has no answer)."""
+    from solopo.artifacts import DataError
+
+    for ctx in ("short", "long"):
+        s = stats[ctx]
+        for key, stat, what in (("min_answer_format_rate", "answer_format_rate", "answer-format rate"),
+                                ("min_pair_yield", "yield", "pair yield")):
+            floor = floors.get(key, DEFAULT_FLOORS[key])
+            if s[stat] < floor:
+                raise DataError(f"{where}: {ctx}-context {what} {s[stat]} ({s['pairs']} pairs from {s['inputs']} inputs, "
+                                f"{s['samples']} samples) is below pairs.{key} {floor}: the samples are degenerate; "
+                                "check sampling.temperature, sampling.max_new_tokens and the model")
+
+
+def check_distinct(rows: list[dict], path, chosen: str = "y_w", rejected: str = "y_l") -> None:
+    """A pair whose chosen equals its rejected (or either is empty) trains with zero gradient."""
+    from solopo.artifacts import DataError
+
+    for i, r in enumerate(rows, 1):
+        for sub in ([r.get("short"), r.get("long")] if "short" in r or "long" in r else [r]):
+            if not sub or rejected not in sub:
+                continue
+            w, lo = str(sub.get(chosen, "")).strip(), str(sub[rejected]).strip()
+            if not w or not lo:
+                raise DataError(f"{path}:{i}: id {r.get('id')!r} has an empty {chosen if not w else rejected}; "
+                                "expected two non-empty responses")
+            if w == lo:
+                raise DataError(f"{path}:{i}: id {r.get('id')!r} has {chosen} equal to {rejected}; a pair of one "
+                                "response trains with zero gradient")
 
 
 DATASETS = ("short", "long", "expand", "solo", "sft_short", "sft_long", "sft_expand")

@@ -3,7 +3,8 @@
 Each stage reads its inputs through `read_rows`, which compares the row count with the count the
 input's manifest promises and checks the fields the stage needs; the error names the file and
 gives expected vs found. `check_samples`, `check_unique_ids`, `check_eval_items` and
-`check_model_limits` are the stage-specific checks.
+`check_model_limits` are the stage-specific checks; `check_benchmark_folder` verifies a benchmark
+folder against its manifest's hashes and every item's required fields before an evaluation.
 """
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ import json
 import logging
 from pathlib import Path
 
-from solopo.artifacts import DataError, manifest_path, read_jsonl
+from solopo.artifacts import (
+    DataError,
+    iter_jsonl,
+    manifest_path,
+    read_jsonl,
+    verify_folder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +95,71 @@ def check_eval_items(bench: str, items: list[dict], data_dir, cfg: dict) -> None
             if not any(it.get("set") == name for it in items):
                 raise DataError(f"{Path(data_dir) / 'items.jsonl'}: 0 items of set {name!r}; expected at least 1 per "
                                 "configured set (eval.ruler.sets)")
+
+
+# Per benchmark folder: the item files an evaluation reads, the fields each item needs with a
+# non-empty value (an empty question or gold list would be scored as if it were data), and the
+# fields that must be present but may be empty (RULER's answer prefix is "" for the CoT prompt).
+BENCH_ITEMS = {
+    "ruler": ("items.jsonl", ("input", "outputs", "set", "target_length", "index"), ("answer_prefix",)),
+    "longbench_v1": ("*.jsonl", ("_id", "dataset", "context", "input", "answers"), ()),
+    "longbench_v2": ("data.json", ("_id", "context", "question", "choice_A", "choice_B", "choice_C", "choice_D",
+                                   "answer"), ()),
+    "niah_plus": ("**/*.jsonl", ("id", "dataset", "context", "input", "answers"), ()),
+}
+
+
+def _empty(value) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    if isinstance(value, list):
+        return not value or any(isinstance(v, str) and not v.strip() for v in value)
+    return value is None
+
+
+def _bench_rows(path: Path):
+    """(where, item) of a JSONL file (file:line) or of a JSON list file (file: item i)."""
+    if path.suffix == ".jsonl":
+        for lineno, row in iter_jsonl(path):
+            yield f"{path}:{lineno}", row
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON list of items, got {type(data).__name__}")
+    for i, row in enumerate(data):
+        yield f"{path}: item {i}", row
+
+
+def check_benchmark_folder(bench: str, data_dir) -> None:
+    """A benchmark folder as written by rule bench_data: its files match the hashes its manifest
+    recorded, and every item has the fields the evaluation reads (the error names file and line)."""
+    if bench not in BENCH_ITEMS or data_dir is None:
+        return
+    folder = Path(data_dir)
+    if not (folder / "manifest.json").is_file():
+        raise DataError(f"{folder}: no manifest.json; expected a benchmark folder written by rule bench_data "
+                        "(delete it and rerun snakemake)")
+    problems = verify_folder(folder)
+    if problems:
+        raise DataError(f"{problems[0]}; the benchmark data changed after it was written: delete {folder} and rerun snakemake")
+    pattern, nonempty, present = BENCH_ITEMS[bench]
+    files = sorted(f for f in folder.glob(pattern) if f.is_file())
+    if not files:
+        raise DataError(f"{folder}: no {pattern} item file; expected the {bench} items there")
+    for f in files:
+        for where, row in _bench_rows(f):
+            if not isinstance(row, dict):
+                raise DataError(f"{where}: expected a JSON object, found {type(row).__name__}")
+            missing = [k for k in nonempty + present if k not in row]
+            if missing:
+                raise DataError(f"{where}: missing field(s) {', '.join(missing)}; every {bench} item needs "
+                                f"{', '.join(nonempty + present)}")
+            empty = [k for k in nonempty if _empty(row[k])]
+            if empty:
+                raise DataError(f"{where}: empty field(s) {', '.join(empty)}; a {bench} item needs a non-empty value")
 
 
 def position_limit(model: str, trust_remote_code: bool = False) -> tuple[int | None, bool]:

@@ -15,6 +15,8 @@ if workflow.remote_exec:
     # A job on a cluster node (not a localrule): nodes are assumed offline, so every such job reads
     # only the local copies the download rules made (resources/) and never waits on the hub.
     os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
+    # the scheduler enforces the rule's mem_mb here: jobs check their predicted memory against it
+    os.environ["SOLOPO_MEM_FROM_RESOURCES"] = "1"  # solopo.resources.CLUSTER_FLAG
 
 try:
     validate_config(config)
@@ -29,6 +31,11 @@ onstart:
     from solopo.artifacts import unwritable_dir
 
     _problem = unwritable_dir(f for job in workflow.dag.needrun_jobs() for f in [*job.output, *job.log])
+    if not _problem:
+        # a sample/train/evaluate job predicted not to fit its memory, before its old outputs are removed
+        from solopo.resources import preflight
+
+        _problem = preflight(workflow.dag.needrun_jobs(), lambda job: model_of_job(job), workflow.local_exec)
     if _problem:
         sys.stderr.write(f"{_problem}\n")
         sys.exit(1)
@@ -93,6 +100,15 @@ def model_path(backbone):
     if b.get("build") or Path(b["model"]).is_dir():
         return b["model"]
     return f"resources/models/{backbone}"
+
+
+def model_of_job(job):
+    """The model folder a sample/train/evaluate job loads (solopo.resources.preflight)."""
+    if job.rule.name == "evaluate":
+        return run_model_dir(job.wildcards.run)
+    if job.rule.name == "train":
+        return model_path(RUNS[job.wildcards.run].backbone)
+    return model_path(job.wildcards.backbone)
 
 
 def model_input(backbone):
