@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from solopo import artifacts, validate
+from solopo import artifacts, resources, validate
 from solopo.artifacts import atomic_path, read_jsonl, write_json, write_jsonl, write_manifest
 from solopo.generate.hf import load_tokenizer
 
@@ -166,6 +166,8 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
     with job(log_path, "sample") as t0:
         s = cfg["sampling"]
         rows = validate.read_rows(contexts_path, ("id", "ctx", "prompt", "answers"), "rows")
+        # before the resume file is discarded or a byte written (solopo.resources)
+        resources.check(resources.for_sampling(rows, model, s, out, backend_kwargs.get("trust_remote_code", False)))
         backend = load_backend(s["backend"], model, **backend_kwargs)
         validate.check_chat_template(backend.tokenizer, model)
         done = sample_responses(backend, rows, out + ".tmp-samples", s["n"], s["temperature"], s.get("top_p", 1.0),
@@ -192,7 +194,7 @@ def chance_accuracy(cfg: dict) -> float | None:
 
 def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, out_pairs: str, out_stats: str,
           cfg: dict, seed: int, log_path: str) -> None:
-    from solopo.pairs import build_pairs
+    from solopo.pairs import build_pairs, check_distinct, check_quality
 
     with job(log_path, "pairs") as t0:
         samples = {"short": validate.read_rows(samples_short, ("id", "responses", "answers"), "n_inputs", "sample sets"),
@@ -204,6 +206,8 @@ def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, 
         rows, stats = build_pairs(samples, ctxs, seed, cfg["pairs"]["num_pairs"], chance_accuracy(cfg),
                                   cfg["pairs"].get("intersection", True))
         log.info("pair statistics: %s", stats)
+        check_quality(stats, cfg["pairs"], f"{samples_short}, {samples_long}")
+        check_distinct(rows, out_pairs, "chosen", "rejected")
         inputs = [samples_short, samples_long, ctx_short, ctx_long]
         for path in (out_pairs, out_stats):
             write_manifest(path, _slice(cfg, {"pairs": cfg["pairs"], "seed": seed}), inputs, t0, {"rows": len(rows)})
@@ -212,10 +216,12 @@ def pairs(samples_short: str, samples_long: str, ctx_short: str, ctx_long: str, 
 
 
 def datasets(pairs_path: str, outputs: dict[str, str], cfg: dict, log_path: str) -> None:
-    from solopo.pairs import method_datasets
+    from solopo.pairs import check_distinct, method_datasets
 
     with job(log_path, "datasets") as t0:
-        sets = method_datasets(validate.read_rows(pairs_path, ("id",), "rows"))
+        rows = validate.read_rows(pairs_path, ("id",), "rows")
+        check_distinct(rows, pairs_path, "chosen", "rejected")
+        sets = method_datasets(rows)
         for name, path in outputs.items():
             write_manifest(path, _slice(cfg, {}), [pairs_path], t0, {"rows": len(sets[name])})
             write_jsonl(path, sets[name])
@@ -290,6 +296,7 @@ def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict,
     from solopo.train.selection import select_checkpoint
 
     bcfg = cfg["eval"]["longbench_v1"]
+    validate.check_benchmark_folder("longbench_v1", bench_dir)
     items = longbench_v1.load_items(bench_dir, bcfg)
     model, tok = load_model_and_tokenizer(str(model_dir), "auto", "auto")
     checkpoints = sorted((p for p in Path(ckpt_dir).glob("step-*") if (p / "COMPLETE").exists()),
@@ -305,6 +312,7 @@ def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict,
 
 def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run: str, method: str, lam: float | None,
           cfg: dict, seed: int, log_path: str, bench_dir: str | None = None) -> None:
+    from solopo.pairs import check_distinct
     from solopo.train.model_card import write_model_card
     from solopo.train.trainer import claim_checkpoint_dir
     from solopo.train.trainer import train as train_loop
@@ -313,6 +321,7 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
         rows = validate.read_rows(dataset_path, (), "rows")
         if not rows:
             raise ValueError(f"{dataset_path}: no training rows for run {run} (the pair yield was zero)")
+        check_distinct(rows, dataset_path)
         ref = validate.read_rows(ref_path, (), "rows") if ref_path else None
         if ref is not None and len(ref) != len(rows):
             raise artifacts.DataError(f"{ref_path}: {len(ref)} reference rows for {len(rows)} training rows in {dataset_path}; "
@@ -320,6 +329,8 @@ def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run
         ckpt = Path("results/checkpoints") / run
         lcfg, tcfg = loss_config(cfg, method, lam), train_config(cfg, method)
         ds = cfg["train"].get("deepspeed", "none")
+        # before a stale checkpoint folder is cleared (claim_checkpoint_dir) or anything is written
+        resources.check(resources.for_train(model, method, cfg["train"]["optim"], ds, out_dir, rows))
         claim_checkpoint_dir(ckpt, artifacts.hash_obj({
             "model": model_identity(model), "data": artifacts.hash_path(dataset_path),
             "ref": artifacts.hash_path(ref_path) if ref_path else None, "method": method, "lambda": lam,
@@ -451,8 +462,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 from solopo.eval.budget import describe
 
                 log.info("%s %s: %s", run, bench, describe(plan))
-            backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
             mod = {"longbench_v1": longbench_v1, "longbench_v2": longbench_v2, "ruler": ruler, "niah_plus": niah_plus}[bench]
+            validate.check_benchmark_folder(bench, data_dir)  # its manifest's hashes, every item's required fields
             if bench == "ruler":
                 items = read_jsonl(Path(data_dir) / "items.jsonl")
             elif bench == "niah_plus":
@@ -460,6 +471,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
             else:
                 items = mod.load_items(data_dir, bcfg)
             validate.check_eval_items(bench, items, data_dir, bcfg)
+            resources.check(resources.for_eval(bench, model_dir, bcfg, len(items), cfg["eval"]["backend"], out_json))
+            backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
             validate.check_chat_template(backend.tokenizer, model_dir)
             # finished generations survive an interrupted job; its rerun reuses them (solopo.partial)
             from solopo.partial import ResumableBackend
