@@ -128,7 +128,7 @@ def _tiktoken_reference(ranks: dict[bytes, int], pattern: str, text: str) -> lis
 
 
 MIXED = ("Numbers 1234567 and 3.14159, dates 2024-07-26; CamelCase_snake-case  double  spaces\n\n\ttabs "
-         "naïve café cafe\u0301 Ünïcödé — “quotes” Ελληνικά русский 日本語のテキスト 한국어 emoji 👩‍💻🎉 "
+         "naïve café cafe\u0301 Ünïcödé — “quotes” Ελληνικά русский Tiếng Việt việc hợp nhiều điều 日本語のテキスト 한국어 emoji 👩‍💻🎉 "
          "code: def f(x):\n    return x**2  # comment\r\n{\"k\": [1, 2]} https://example.org/a?b=c&d=e")
 
 
