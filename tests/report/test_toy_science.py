@@ -91,14 +91,10 @@ def test_records_come_from_the_eval_predictions_and_the_train_manifest(tmp_path)
 
 
 def test_the_seeds_meta_names_every_run_and_seed():
-    import yaml
-
     from solopo.config import validate_config
-    from solopo.report.provenance import deep_update
+    from solopo.report.provenance import load_config
 
-    cfg = {}
-    for f in ("config.yaml", "tiny.yaml", "toy_science.yaml"):
-        cfg = deep_update(cfg, yaml.safe_load((ROOT / "config" / f).read_text()))
+    cfg = load_config([ROOT / "config/tiny.yaml", ROOT / "config/toy_science.yaml"], ROOT / "config/config.yaml")
     validate_config(cfg)
     meta = sci.seeds_meta(cfg)
     assert meta["solo_orpo_lam0.3@s2"] == {"run": "solo_orpo_lam0.3", "seed": 2, "method": "solo_orpo", "lambda": 0.3,
@@ -113,7 +109,7 @@ def test_the_seeds_meta_names_every_run_and_seed():
 # The reduced toy-science preset: the tiny backbone at 60 pre-training steps (as the reduced e2e run:
 # near chance, but its samples give pairs), 24 questions, 2 seeds, ORPO-short and SoLo-ORPO at λ 1 and 0.
 SMALL = """
-tiny_model: {steps: 60}
+tiny_model: {steps: 60, threads: 1}   # one thread: two spin-wait on a loaded 2-core machine
 data: {toy: {train_questions: 24, dev_questions: 12}}
 sampling: {batch_size: 16, shard_size: 16}
 pairs: {num_pairs: 5000}

@@ -12,15 +12,15 @@ SEEDS_PAGE = [f"{REPORT_DIR}/seeds.md", f"{REPORT_DIR}/seeds.md.json"] + [
 ]
 
 
-def seeds_inputs(wildcards):
-    evals = expand("results/eval/{run}_{bench}.json", run=list(SEEDS_META), bench=SEEDS_BENCHES)
-    preds = [e.replace(".json", ".predictions.jsonl") for e in evals]
-    return {"evals": evals, "preds": preds, "models": [f"results/train/{r}/model" for r in train_runs()]}
+SEEDS_EVALS = expand("results/eval/{run}_{bench}.json", run=list(SEEDS_META), bench=SEEDS_BENCHES)
+SEEDS_MODELS = {r: f"results/train/{r}/model" for r in train_runs()}  # training cost: their manifests
 
 
 rule report_seeds:
     input:
-        unpack(seeds_inputs),
+        evals=SEEDS_EVALS,
+        preds=[e.replace(".json", ".predictions.jsonl") for e in SEEDS_EVALS],
+        models=list(SEEDS_MODELS.values()),
     output:
         md=SEEDS_PAGE[0],
         json=SEEDS_PAGE[1],
@@ -34,16 +34,13 @@ rule report_seeds:
     conda:
         ENVS["base"]
     run:
-        if not SEEDS_BENCHES:
-            raise ValueError(f"eval.benchmarks: the seeds page needs per-item scores of {' or '.join(SEED_BENCHES)}")
-        models = {r: f"results/train/{r}/model" for r in train_runs()}
-        stage("report.science.write_seeds_page", list(input.evals), models, output.md, params.meta, params.settings,
-              log[0])
+        stage("report.science.write_seeds_page", list(input.evals), SEEDS_MODELS, output.md, params.meta,
+              params.settings, log[0])
 
 
 # The toy-science experiment's target: every (run, seed) evaluation and the seeds page.
 rule toy_science:
     input:
-        evals=lambda wc: seeds_inputs(wc)["evals"],
+        evals=SEEDS_EVALS,
         page=SEEDS_PAGE,
     localrule: True

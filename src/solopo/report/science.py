@@ -223,9 +223,9 @@ def markdown(summ: dict, comps: list[dict], meta: dict, keys: list[str], answer:
 def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path, stem: str = "seeds") -> list[str]:
     """Score vs length per family (intervals), the λ curve (intervals), long-context score vs cost:
     `<stem>_ruler_by_length.png`, `<stem>_lambda.png`, `<stem>_cost.png` in `out_dir`."""
-    from solopo.report.plots import _plt, facet_by_family
+    from solopo.report.plots import facet_by_family, pyplot, write_png
 
-    plt = _plt()
+    plt = pyplot()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     lengths = [int(k.split("@")[1]) for k in keys if k.startswith("ruler@")]
@@ -241,8 +241,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path, stem: str =
                        "hi": [p[1]["hi"] if p[1]["hi"] is not None else p[1]["mean"] for p in pts]})
     p = out_dir / f"{stem}_ruler_by_length.png"
     fig = facet_by_family(curves, str(p), "RULER QA vs context length (mean over seeds, 95 % interval)", "RULER QA", plt)
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    write_png(fig, p, plt)
     paths.append(str(p))
 
     # λ curve of SoLo-ORPO: every score key, intervals over seeds
@@ -265,8 +264,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path, stem: str =
     fig.suptitle("SoLo-ORPO: score vs λ (mean over seeds, 95 % interval)", fontsize=10)
     fig.tight_layout()
     p = out_dir / f"{stem}_lambda.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    write_png(fig, p, plt)
     paths.append(str(p))
 
     # the longest RULER length against the training tokens
@@ -285,8 +283,7 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path, stem: str =
     ax.grid(alpha=0.3)
     fig.tight_layout()
     p = out_dir / f"{stem}_cost.png"
-    fig.savefig(p, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    write_png(fig, p, plt)
     paths.append(str(p))
     return paths
 
@@ -422,6 +419,9 @@ def write_seeds_page(evals: list[str], models: dict[str, str], out_md: str, meta
     from solopo.pipeline import job
 
     with job(log_path, "report_seeds") if log_path else _nullcontext():
+        if not evals:
+            raise ValueError(f"eval.benchmarks: the seeds page needs per-item scores of {' or '.join(SEED_BENCHES)}; "
+                             "allowed: a list that holds one of them when train.seeds has more than one seed")
         recs = dag_records(evals, models, meta)
         sizes: dict = {}
         for r in recs:
