@@ -72,8 +72,11 @@ class ResumableBackend:
         return getattr(self.backend, name)  # tokenizer, max_model_len, ...: the wrapped backend's
 
     def generate(self, prompts: list[str], cfg: GenerationConfig, progress=None) -> list[list[str]]:
+        from solopo.runtime import check_stop
+
         outputs: list[list[str]] = []
         for piece in _pieces(self.backend, prompts, cfg):
+            check_stop()  # SIGTERM / Ctrl-C: stop between pieces too (vLLM's generate does not look)
             key = hash_obj({"prompts": piece, "decoding": decoding_params(cfg), "batch_size": cfg.batch_size})
             if key in self.done:
                 self.reused += 1
