@@ -173,6 +173,7 @@ def test_config_keeps_released_fields_and_shrinks_only_sizes(folders):
         assert {k: v for k, v in cfg.items() if k not in SMALL} == {k: v for k, v in released.items() if k not in SMALL}
         assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"], cfg["num_key_value_heads"]) \
             == (128, 2, 2, 1)  # head size 64, two query heads per KV head
+        assert cfg["transformers_version"].startswith("4.43.")  # as released (transformers' Mistral-regex check reads it)
         gen = json.loads((folders[name] / "generation_config.json").read_text())
         assert gen == RELEASED[hub_id]["generation_config"]
     q = json.loads((folders["qwen25_7b"] / "config.json").read_text())

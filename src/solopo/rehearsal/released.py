@@ -241,13 +241,16 @@ RELEASED: dict[str, dict] = {
             "bos_token": None, "chat_template": QWEN25_CHAT_TEMPLATE, "clean_up_tokenization_spaces": False,
             "eos_token": "<|im_end|>", "errors": "replace", "model_max_length": 131072, "pad_token": "<|endoftext|>",
             "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer", "unk_token": None},
-        "config": {  # config.json; the size fields (hidden, layers, heads) are the ones a rehearsal shrinks
+        # config.json; the size fields (hidden, layers, heads) are the ones a rehearsal shrinks. transformers_version
+        # as released: transformers >= 5.19 warns of a "Mistral regex" for a local folder whose config lacks it
+        "config": {
             "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "attention_dropout": 0.0,
             "bos_token_id": 151643, "eos_token_id": 151645, "hidden_act": "silu", "hidden_size": 3584,
             "initializer_range": 0.02, "intermediate_size": 18944, "max_position_embeddings": 32768,
             "max_window_layers": 28, "num_attention_heads": 28, "num_hidden_layers": 28, "num_key_value_heads": 4,
             "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 131072, "tie_word_embeddings": False,
-            "torch_dtype": "bfloat16", "use_cache": True, "use_sliding_window": False, "vocab_size": 152064},
+            "torch_dtype": "bfloat16", "transformers_version": "4.43.1", "use_cache": True, "use_sliding_window": False,
+            "vocab_size": 152064},
         "generation_config": {"bos_token_id": 151643, "pad_token_id": 151643, "do_sample": True,
                               "eos_token_id": [151645, 151643], "repetition_penalty": 1.05, "temperature": 0.7,
                               "top_p": 0.8, "top_k": 20},
@@ -275,8 +278,8 @@ RELEASED: dict[str, dict] = {
             "num_hidden_layers": 32, "num_key_value_heads": 8, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
             "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                              "original_max_position_embeddings": 8192, "rope_type": "llama3"},
-            "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16", "use_cache": True,
-            "vocab_size": 128256},
+            "rope_theta": 500000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+            "transformers_version": "4.43.0.dev0", "use_cache": True, "vocab_size": 128256},
         "generation_config": {"bos_token_id": 128000, "do_sample": True, "eos_token_id": [128001, 128008, 128009],
                               "temperature": 0.6, "top_p": 0.9},
     },
