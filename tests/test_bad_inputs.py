@@ -113,8 +113,9 @@ def test_duplicate_question_ids_are_refused(toy_records, tiny_lm_dir, tmp_path):
 
 # --------------------------------------------------------------------------- artifacts checked before use
 def _pairs_inputs(tmp_path, n_ctx=4, n=3):
-    ctx = [{"id": f"q{i}", "ctx": "short", "question": "q?", "prompt": "p", "answers": ["a"]} for i in range(n_ctx)]
-    smp = [{"id": f"q{i}", "ctx": "short", "answers": ["a"], "responses": ["The answer is a."] * (n - 1) + ["b"]}
+    # answers that survive normalisation ("a" is an article: every sample was wrong, a zero pair yield)
+    ctx = [{"id": f"q{i}", "ctx": "short", "question": "q?", "prompt": "p", "answers": ["Paris"]} for i in range(n_ctx)]
+    smp = [{"id": f"q{i}", "ctx": "short", "answers": ["Paris"], "responses": ["The answer is Paris."] * (n - 1) + ["b"]}
            for i in range(n_ctx)]
     paths = {}
     for name, rows, extra, cfg in (("ctx", ctx, {"rows": n_ctx}, {}), ("smp", smp, {"n_inputs": n_ctx}, {"sampling": {"n": n}})):
