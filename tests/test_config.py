@@ -126,7 +126,7 @@ BAD = [
     ('train.loss.ra_stop_grad_short', 'yes',
      "train.loss.ra_stop_grad_short: 'yes' is not valid; allowed: boolean"),
     ('train.zzz', 1,
-     "train.zzz: unknown key 'zzz'; allowed keys: methods, lambdas, loss, optim, longpo, deepspeed, report_to, collective_timeout_s, select_checkpoint"),
+     "train.zzz: unknown key 'zzz'; allowed keys: methods, seeds, lambdas, loss, optim, longpo, deepspeed, report_to, collective_timeout_s, select_checkpoint"),
     ('data.long_tokens', 2000,
      "data.long_tokens + sampling.max_new_tokens: 2040 is beyond the tiny backbone's position range (tiny_model.max_positions 1024); allowed: <= 1024"),
     ('train.optim.max_length', 2000,
