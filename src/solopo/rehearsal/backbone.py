@@ -42,14 +42,14 @@ def _write_weights(hub_id: str, cfg: dict, out: Path, seed: int) -> None:
     import torch
     import transformers
 
+    from solopo.runtime import TORCH_RNG_LOCK
+
     rel = RELEASED[hub_id]
     config_cls = {"Qwen2ForCausalLM": transformers.Qwen2Config, "LlamaForCausalLM": transformers.LlamaConfig}
     model_cls = getattr(transformers, rel["architecture"])
     # a deep copy: transformers 5 writes rope_theta into the rope_scaling dict it is given
     kwargs = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
     config = config_cls[rel["architecture"]](**kwargs)
-    from solopo.runtime import TORCH_RNG_LOCK
-
     # the lock: the local profile runs jobs as threads of one process, and two backbones initialised at
     # once would interleave their draws from torch's global generator (different weights per run)
     with TORCH_RNG_LOCK:
