@@ -87,10 +87,10 @@ def test_training_and_evaluation_that_cannot_fit_are_named(tiny_lm_dir):
     with pytest.raises(ResourceError, match="lower train.optim.micro_batch_size, train.optim.max_length"):
         resources.check(est, (est.total - 1, "test"))
     b = dict(TINY["eval"]["ruler"], batch_size=512)
-    ev = resources.for_eval("ruler", tiny_lm_dir, b, 48, "hf", "results/eval/base_ruler.json")
+    ev = resources.for_eval("ruler", tiny_lm_dir, b, "hf", "results/eval/base_ruler.json")
     with pytest.raises(ResourceError, match="lower eval.ruler.batch_size, eval.ruler.lengths, eval.ruler.max_new_tokens"):
         resources.check(ev, (ev.total - 1, "test"))
-    assert resources.for_eval("leaderboard", tiny_lm_dir, {}, 1, "hf", "x") is None
+    assert resources.for_eval("leaderboard", tiny_lm_dir, {}, "hf", "x") is None
 
 
 def test_the_presets_fit_with_margin(tiny_lm_dir, tmp_path):
@@ -100,7 +100,7 @@ def test_the_presets_fit_with_margin(tiny_lm_dir, tmp_path):
              "train": (resources.train_estimate(QWEN7B, "solo_orpo", PAPER["train"]["optim"], PAPER["train"]["deepspeed"],
                                                 "cuda", "t", PAPER["sampling"]["max_new_tokens"]), 480000)}
     for bench in ("longbench_v1", "ruler", "longbench_v2", "niah_plus"):
-        paper[bench] = (resources.eval_estimate(QWEN7B, bench, PAPER["eval"][bench], 5000, "cuda", PAPER["eval"]["backend"], "e"),
+        paper[bench] = (resources.eval_estimate(QWEN7B, bench, PAPER["eval"][bench], "cuda", PAPER["eval"]["backend"], "e"),
                         128000)
     for name, (est, mem_mb) in paper.items():
         assert est.total * 2 < mem_mb * 2**20, (name, est.parts)
@@ -111,7 +111,7 @@ def test_the_presets_fit_with_margin(tiny_lm_dir, tmp_path):
     tiny = [resources.sampling_estimate(shape, 64, TINY["data"]["long_tokens"] + 128, TINY["sampling"], "cpu", "s"),
             resources.train_estimate(shape, "solo_orpo_both", TINY["train"]["optim"], "none", "cpu", "t",
                                      TINY["sampling"]["max_new_tokens"])]
-    tiny += [resources.eval_estimate(shape, b, TINY["eval"][b], 48, "cpu", "hf", "e")
+    tiny += [resources.eval_estimate(shape, b, TINY["eval"][b], "cpu", "hf", "e")
              for b in ("longbench_v1", "ruler", "longbench_v2", "niah_plus")]
     for est in tiny:
         assert est.total < 2 * GIB, (est.what, est.parts)

@@ -462,6 +462,9 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 from solopo.eval.budget import describe
 
                 log.info("%s %s: %s", run, bench, describe(plan))
+            # before the model is loaded or anything written (solopo.resources)
+            resources.check(resources.for_eval(bench, model_dir, bcfg, cfg["eval"]["backend"], out_json))
+            backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
             mod = {"longbench_v1": longbench_v1, "longbench_v2": longbench_v2, "ruler": ruler, "niah_plus": niah_plus}[bench]
             validate.check_benchmark_folder(bench, data_dir)  # its manifest's hashes, every item's required fields
             if bench == "ruler":
@@ -471,8 +474,6 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
             else:
                 items = mod.load_items(data_dir, bcfg)
             validate.check_eval_items(bench, items, data_dir, bcfg)
-            resources.check(resources.for_eval(bench, model_dir, bcfg, len(items), cfg["eval"]["backend"], out_json))
-            backend = load_backend(cfg["eval"]["backend"], model_dir, **kw)
             validate.check_chat_template(backend.tokenizer, model_dir)
             # finished generations survive an interrupted job; its rerun reuses them (solopo.partial)
             from solopo.partial import ResumableBackend

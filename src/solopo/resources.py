@@ -123,14 +123,14 @@ def eval_prompt_tokens(bench: str, b: dict) -> int:
     return int(b["max_length"])
 
 
-def eval_estimate(shape: ModelShape, bench: str, b: dict, items: int, device: str, backend: str, what: str) -> Estimate:
-    """One benchmark's evaluation (`eval.<bench>` block), greedy, `batch_size` prompts at a time."""
+def eval_estimate(shape: ModelShape, bench: str, b: dict, device: str, backend: str, what: str) -> Estimate:
+    """One benchmark's evaluation (`eval.<bench>` block), greedy, `batch_size` prompts of the longest
+    configured length at a time (the predictions held are a few MB even for the paper's suites)."""
     new = int(b.get("max_new_tokens") or 0)
     length_key = f"eval.{bench}.lengths" if bench in ("ruler", "niah_plus") else f"eval.{bench}.max_length"
-    parts = {f"predictions held ({items} items x {new} tokens)": items * new * OUTPUT_TOKEN_BYTES}
+    parts: dict[str, int] = {}
     if device == "cpu" and backend == "hf":
-        parts |= _generation_parts(shape, min(int(b.get("batch_size", 8)), max(1, items)), eval_prompt_tokens(bench, b),
-                                   new, 4)
+        parts |= _generation_parts(shape, int(b.get("batch_size", 8)), eval_prompt_tokens(bench, b), new, 4)
     return Estimate(what, (f"eval.{bench}.batch_size", length_key, f"eval.{bench}.max_new_tokens"), parts)
 
 
@@ -245,11 +245,11 @@ def for_sampling(rows: list[dict], model: str, s: dict, out: str, trust_remote_c
     return sampling_estimate(shape, len(rows), tokens, s, device_for(s["backend"]), f"sample {out}")
 
 
-def for_eval(bench: str, model_dir: str, b: dict, items: int, backend: str, out: str) -> Estimate | None:
+def for_eval(bench: str, model_dir: str, b: dict, backend: str, out: str) -> Estimate | None:
     shape = model_shape(model_dir)
     if shape is None or bench == "leaderboard":  # lm-eval batches the leaderboard itself
         return None
-    return eval_estimate(shape, bench, b, items, device_for(backend), backend, f"evaluate {out}")
+    return eval_estimate(shape, bench, b, device_for(backend), backend, f"evaluate {out}")
 
 
 def longest_response_tokens(model: str, rows: list[dict]) -> int:
@@ -302,7 +302,7 @@ def job_estimate(rule: str, params, inputs, outputs, wildcards, model_dir: str, 
         if shape is None or bench == "leaderboard":
             return None
         backend = params.cfg["eval"]["backend"]
-        return eval_estimate(shape, bench, params.cfg["eval"][bench], 0, device or device_for(backend), backend,
+        return eval_estimate(shape, bench, params.cfg["eval"][bench], device or device_for(backend), backend,
                              f"evaluate {outputs.json}")
     return None
 
