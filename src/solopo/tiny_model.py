@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 from solopo.data import toy_world
+from solopo.data.contexts import render_prompt
 from solopo.data.prompts import QA_COT_TEMPLATE, format_document
-from solopo.data.contexts import _render
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def _example(rng: random.Random, entities, hop_weights, pool_docs, max_distracto
     k = min(max_distractors, int(max_distractors * rng.random() ** 2))
     extra = [d for d in rng.sample(pool_docs, min(len(pool_docs), 2 * k + 5)) if d.split("\n", 1)[0] not in titles]
     distractors = (own + extra)[:k]
-    prompt = _render(gold, distractors, recs[0]["question"], str(rng.random()))
+    prompt = render_prompt(gold, distractors, recs[0]["question"], str(rng.random()))
     turns = [(prompt, recs[0]["cot"])] + [(f"Question: {r['question']}", r["cot"]) for r in recs[1:]]
     return prompt, turns
 

@@ -142,15 +142,15 @@ def _words(text: str) -> int:
 def test_fit_documents_takes_the_most_candidates_that_fit_exactly_as_a_brute_force_search():
     """Binary search against trying every k, for every budget from 'gold only' to 'everything'; a prompt
     of exactly the budget fits."""
-    from solopo.data.contexts import _render, fit_documents
+    from solopo.data.contexts import fit_documents, render_prompt
 
     gold = [format_document(f"G{i}", f"gold fact {i} .") for i in range(5)]
     cands = [format_document(f"D{i}", " ".join(["filler"] * (i % 4 + 1))) for i in range(9)]
-    sizes = [_words(_render(gold, cands[:k], "where ?", f"s-{k}")) for k in range(len(cands) + 1)]
+    sizes = [_words(render_prompt(gold, cands[:k], "where ?", f"s-{k}")) for k in range(len(cands) + 1)]
     for budget in range(sizes[0], sizes[-1] + 2):
         k, prompt, n = fit_documents(gold, cands, "where ?", budget, _words, "s")
         want = max(j for j in range(len(cands) + 1) if sizes[j] <= budget)
-        assert (k, n) == (want, sizes[want]) and prompt == _render(gold, cands[:want], "where ?", f"s-{want}"), budget
+        assert (k, n) == (want, sizes[want]) and prompt == render_prompt(gold, cands[:want], "where ?", f"s-{want}"), budget
     with pytest.raises(UnfittableError) as e:
         fit_documents(gold, cands, "where ?", sizes[0] - 1, _words, "s")
     assert str(e.value) == f"the supporting documents alone need {sizes[0]} tokens, more than the budget of {sizes[0] - 1}"

@@ -84,7 +84,7 @@ def _captured(monkeypatch) -> list:
     def keep(fig, out_png, plt, slice_, inputs):
         figs.append(fig)
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     return figs
 
 

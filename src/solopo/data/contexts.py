@@ -52,7 +52,8 @@ def _candidates(rec: dict, pool: list[tuple[str, str]], rng: random.Random, coun
     return out
 
 
-def _render(gold: list[str], distractors: list[str], question: str, seed_key: str) -> str:
+def render_prompt(gold: list[str], distractors: list[str], question: str, seed_key: str) -> str:
+    """The QA prompt over `gold` + `distractors` in an order seeded by `seed_key`."""
     docs = gold + distractors
     random.Random(seed_key).shuffle(docs)
     return qa_prompt(format_context(docs), question)
@@ -62,14 +63,14 @@ def fit_documents(gold: list[str], candidates: list[str], question: str, budget:
                   count_tokens: Callable[[str], int], seed_key: str) -> tuple[int, str, int]:
     """Largest k with tokens(prompt(gold + candidates[:k])) <= budget (binary search). Returns (k, prompt, tokens)."""
     lo, hi = 0, len(candidates)
-    prompt = _render(gold, [], question, f"{seed_key}-0")
+    prompt = render_prompt(gold, [], question, f"{seed_key}-0")
     n = count_tokens(prompt)
     if n > budget:
         raise UnfittableError(f"the supporting documents alone need {n} tokens, more than the budget of {budget}")
     best = (0, prompt, n)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        p = _render(gold, candidates[:mid], question, f"{seed_key}-{mid}")
+        p = render_prompt(gold, candidates[:mid], question, f"{seed_key}-{mid}")
         t = count_tokens(p)
         if t <= budget:
             lo, best = mid, (mid, p, t)

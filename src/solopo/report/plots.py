@@ -16,10 +16,11 @@ import math
 from pathlib import Path
 
 from solopo.artifacts import atomic_path, read_jsonl, write_manifest
-from solopo.report.tables import BENCH_LABEL, BENCH_ORDER, _len_label, load_results, method_label, report_slice, run_info
+from solopo.report.tables import BENCH_LABEL, BENCH_ORDER, length_label, load_results, method_label, report_slice, run_info
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (cluster nodes have no display)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -28,11 +29,17 @@ def _plt():
     return plt
 
 
-def _save(fig, out_png: str, plt, slice_: dict, inputs: list[str]) -> None:
-    write_manifest(out_png, slice_, inputs)
-    with atomic_path(out_png) as tmp:
+def write_png(fig, path, plt) -> None:
+    """Save `fig` as a PNG (atomically: a killed job leaves no half-written file) and close it."""
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def save_figure(fig, out_png: str, plt, slice_: dict, inputs: list[str]) -> None:
+    """`write_png` with the PNG's manifest (config slice and inputs)."""
+    write_manifest(out_png, slice_, inputs)
+    write_png(fig, out_png, plt)
 
 
 def sweep_points(results: dict, meta: dict | None, backbone: str, method: str) -> dict[str, list[tuple[float, float, bool, str]]]:
@@ -50,7 +57,7 @@ def sweep_points(results: dict, meta: dict | None, backbone: str, method: str) -
 
 def plot_lambda_sweep(results: dict, meta: dict | None, backbone: str, method: str, out_png: str,
                       inputs: list[str] = ()) -> None:
-    plt = _plt()
+    plt = pyplot()
     pts = sweep_points(results, meta, backbone, method)
     benches = [b for b in BENCH_ORDER if b in pts] + sorted(set(pts) - set(BENCH_ORDER))
     n = max(len(benches), 1)
@@ -86,7 +93,7 @@ def plot_lambda_sweep(results: dict, meta: dict | None, backbone: str, method: s
     title = method_label(method) + (f" on {backbone}" if backbone else "") + ": score vs λ (★ default run)"
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    _save(fig, out_png, plt, {"backbone": backbone, "method": method, **report_slice(meta, results)}, list(inputs))
+    save_figure(fig, out_png, plt, {"backbone": backbone, "method": method, **report_slice(meta, results)}, list(inputs))
 
 
 # one panel per PO family; within a panel one colour per data regime, the SoLo default run thickest
@@ -117,7 +124,7 @@ def facet_by_family(curves: list[dict], out_png: str, title: str, ylabel: str, p
     """curves: [{"method", "label", "x": [...], "y": [...], "lo": [...] | None, "hi": [...] | None,
     "default": bool}] -> one panel per PO family (the base model, if present, drawn in every panel);
     lo/hi draw an interval band. Panels without curves are left out."""
-    plt = plt or _plt()
+    plt = plt or pyplot()
     base = [c for c in curves if c["method"] == "base"]
     panels = []
     for fam, fam_label in FAMILIES:
@@ -146,7 +153,7 @@ def facet_by_family(curves: list[dict], out_png: str, title: str, ylabel: str, p
         if len(xs_all) > 1 and xs_all[-1] / xs_all[0] >= 4:
             ax.set_xscale("log", base=2)
         ax.set_xticks(xs_all)
-        ax.set_xticklabels([_len_label(x) for x in xs_all])
+        ax.set_xticklabels([length_label(x) for x in xs_all])
         ax.minorticks_off()
         ax.set_xlabel("context length (tokens)")
         ax.grid(alpha=0.3)
@@ -166,7 +173,7 @@ def plot_ruler_by_length(results: dict, meta: dict | None, backbone: str, out_pn
     """RULER QA score vs context length, one panel per PO family: the family's short / long / expand
     baselines against its SoLo variants, the base model in every panel (λ-sweep runs other than the
     default are left to the λ plot)."""
-    plt = _plt()
+    plt = pyplot()
     curves = []
     for run in sorted(results):
         i = run_info(run, results, meta)
@@ -179,7 +186,7 @@ def plot_ruler_by_length(results: dict, meta: dict | None, backbone: str, out_pn
                            "y": [by_len[x] for x in xs]})
     fig = facet_by_family(curves, out_png, "RULER QA by context length" + (f": {backbone}" if backbone else ""),
                           "RULER QA score", plt)
-    _save(fig, out_png, plt, {"backbone": backbone, **report_slice(meta, results)}, list(inputs))
+    save_figure(fig, out_png, plt, {"backbone": backbone, **report_slice(meta, results)}, list(inputs))
 
 
 def _log(log_path: str | None, text: str) -> None:
@@ -236,7 +243,7 @@ def plot_ra_mechanism(series: dict[str, dict[str, list[float]]], out_png: str, t
     """Two panels over training steps, one colour per run (e.g. one per λ): left |∂RA/∂avg| on the
     short (solid) and long (dashed) side, right the chosen response's length-averaged log-prob avg on
     each side. `series`: {label: ra_mechanism_series(...)}."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax_g, ax_p) = plt.subplots(1, 2, figsize=(10.5, 3.6))
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (label, s) in enumerate(series.items()):
@@ -253,7 +260,7 @@ def plot_ra_mechanism(series: dict[str, dict[str, list[float]]], out_png: str, t
         ax.legend(fontsize=7, loc="best")
     fig.suptitle(title + " (solid: x_short, dashed: x_long)", fontsize=11)
     fig.tight_layout()
-    _save(fig, out_png, plt, slice_ or {"runs": list(series)}, list(inputs))
+    save_figure(fig, out_png, plt, slice_ or {"runs": list(series)}, list(inputs))
 
 
 def write_ra_mechanism(logs: dict[str, str], out_png: str, title: str, log_path: str | None = None) -> None:

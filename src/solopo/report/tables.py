@@ -235,7 +235,8 @@ def _backbones(infos: list[RunInfo], meta: dict | None) -> list[str]:
     return seen
 
 
-def _len_label(n: int) -> str:
+def length_label(n: int) -> str:
+    """A context length as the tables and plots print it: 32768 -> 32k."""
     return f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
 
 
@@ -265,7 +266,7 @@ def _run_sections(infos, meta, order, header, cells, extra=()) -> list:
 def table3(results: dict, meta: dict | None = None) -> Table:
     infos = [run_info(r, results, meta) for r in results]
     lengths = sorted({int(k) for r in results.values() for k in (r.get("ruler") or {}).get("by_length", {})})
-    header = ["run", "model", "S-Doc", "M-Doc", "LB1 Avg"] + [f"RULER {_len_label(n)}" for n in lengths] + ["RULER Avg"]
+    header = ["run", "model", "S-Doc", "M-Doc", "LB1 Avg"] + [f"RULER {length_label(n)}" for n in lengths] + ["RULER Avg"]
     t = Table("table3", "Table 3: QA on LongBench v1 and RULER",
               note="LongBench v1 QA F1 (S-Doc: NarrativeQA, Qasper, MultiFieldQA-en; M-Doc: HotpotQA, 2WikiMQA, "
                    "MuSiQue) and RULER QA (mean over SQuAD, HotpotQA, MuSiQue) per context length.")
