@@ -90,6 +90,16 @@ def test_records_come_from_the_eval_predictions_and_the_train_manifest(tmp_path)
         sci.dag_records([_write_eval(tmp_path, "orpo_long", "ruler", ruler)], {}, meta)
 
 
+def test_a_seeds_page_without_per_item_suites_stops_with_one_line(tmp_path):
+    """More than one seed but eval.benchmarks without RULER or LongBench v1: no paired statistics can
+    be computed, and the page job says so in one line instead of writing an empty page."""
+    settings = {"title": "t", "learning_rates": {}, "lr_tuned_on_dev": False, "seeds": [0, 1], "baselines": ["base"],
+                "primary": "solo_orpo", "bootstrap_resamples": 200}
+    with pytest.raises(ValueError, match=r"^eval.benchmarks: the seeds page needs per-item scores of ruler or longbench_v1"):
+        sci.write_seeds_page([], {}, str(tmp_path / "seeds.md"), {}, settings)
+    assert not (tmp_path / "seeds.md").exists()
+
+
 def test_the_seeds_meta_names_every_run_and_seed():
     from solopo.config import validate_config
     from solopo.report.provenance import load_config
