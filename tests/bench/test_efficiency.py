@@ -3,9 +3,12 @@ import json
 import math
 
 import pytest
-import torch
 
 from solopo.bench import efficiency as eff
+from solopo.bench.flops import step_flops
+from solopo.bench.max_length import bisect_longest, search_longest
+from solopo.bench.memory import job_spec, run_in_subprocess
+from solopo.bench.step import prepare_step
 
 TINY_MODEL = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "num_kv_heads": 1, "intermediate_size": 64,
               "vocab_size": 200}
@@ -22,7 +25,7 @@ def test_attention_only_model_matches_the_paper():
 
 def test_linear_attention_model_by_hand():
     # one sequence: 3 * (2 P n + layers * 4 d n^2)
-    assert eff.step_flops(10, 100, 2, 8) == 3 * (2 * 100 * 10 + 2 * 4 * 8 * 100)
+    assert step_flops(10, 100, 2, 8) == 3 * (2 * 100 * 10 + 2 * 4 * 8 * 100)
     # vanilla 2 F(L+R), SoLo 2 F(S+R) + F(L+R): S=1, L=3, R=1, P=1, 1 layer, d=1 -> F(n) = 3 (2n + 4n^2)
     f2, f4 = 3 * (4 + 16), 3 * (8 + 64)
     assert eff.ratio_linear_attention(1, 3, 1, 1, 1, 1) == pytest.approx((2 * f2 + f4) / (2 * f4))
@@ -44,7 +47,7 @@ def test_solo_step_does_two_forwards_vanilla_one():
     for loss in ("orpo", "solo_orpo"):
         calls.clear()
         model.zero_grad(set_to_none=True)
-        step = eff.prepare_step(model, loss, 128, 16, 8)
+        step = prepare_step(model, loss, 128, 16, 8)
         assert math.isfinite(step())
         counts[loss], shapes[loss] = len(calls), step.shapes
         assert all(p.grad is not None for p in model.parameters())
@@ -55,11 +58,11 @@ def test_solo_step_does_two_forwards_vanilla_one():
 
 def test_search_doubles_then_bisects():
     probe = lambda limit: (lambda L: {"ok": L <= limit})  # noqa: E731
-    best, censored, probes = eff._search(probe(5000), 1024, 16384, 512)
+    best, censored, probes = search_longest(probe(5000), 1024, 16384, 512)
     assert (best, censored) == (4608, False)
     assert [p["long_len"] for p in probes] == [1024, 2048, 4096, 8192, 6144, 5120, 4608]
-    assert eff._search(probe(10**9), 1024, 16384, 512)[:2] == (16384, True)
-    assert eff._search(probe(10), 1024, 16384, 512)[:2] == (None, False)
+    assert search_longest(probe(10**9), 1024, 16384, 512)[:2] == (16384, True)
+    assert search_longest(probe(10), 1024, 16384, 512)[:2] == (None, False)
 
 
 def test_settings_reject_unknown_keys_and_short_lengths():
@@ -95,14 +98,27 @@ def test_cap_probe_fails_fast_in_a_fresh_process():
     """The max-length probe: a subprocess whose step passes the cap reports ok=False with its RSS increase."""
     s = eff.settings({"model": {**TINY_MODEL, "vocab_size": 2000}, "short_len": 16, "response_len": 8,
                       "lengths": [2048], "threads": 1})
-    r = eff._run_worker(eff._job(s, ("cpu", "float32", "sdpa"), "vanilla", 2048, cap_mb=5), 120)
+    r = run_in_subprocess(job_spec(s, ("cpu", "float32", "sdpa"), "vanilla", 2048, cap_mb=5), 120)
     assert r["ok"] is False, r
     assert r["peak_mb"] > 5  # the logits alone are 2 x 2056 x 2000 floats (31 MiB)
 
 
 def test_search_starts_above_a_length_known_to_fit():
     probe = lambda L: {"ok": L <= 5000}  # noqa: E731
-    best, censored, probes = eff._search(probe, 1024, 16384, 512, known_ok=4096)
+    best, censored, probes = search_longest(probe, 1024, 16384, 512, known_ok=4096)
     assert (best, censored) == (4608, False)
     assert [p["long_len"] for p in probes] == [8192, 6144, 5120, 4608]
-    assert eff._search(probe, 1024, 4096, 512, known_ok=4096) == (4096, True, [])
+    assert search_longest(probe, 1024, 4096, 512, known_ok=4096) == (4096, True, [])
+
+
+def test_bisection_stops_when_a_probe_declines():
+    """The GPU sweep's budget: a probe answering None ends the bisection with what is known so far."""
+    asked = []
+
+    def fits(L):
+        asked.append(L)
+        return None if len(asked) == 3 else L <= 5000
+
+    assert bisect_longest(fits, 4096, 8192, 256) == (4096, 5120, True)
+    assert asked == [6144, 5120, 4608]
+    assert bisect_longest(lambda L: L <= 5000, 4096, 8192, 256) == (4864, 5120, False)

@@ -88,7 +88,8 @@ def test_train_log_records_the_ra_mechanism_per_step_and_the_switch_reaches_it(t
 def test_keep_checkpoints_keeps_weights_for_checkpoint_selection(tiny_lm_dir, tmp_path):
     from solopo.train.losses import LossConfig
     from solopo.train.selection import checkpoint_state
-    from solopo.train.trainer import TrainConfig, _latest_checkpoint, train
+    from solopo.train.checkpoints import latest_checkpoint
+    from solopo.train.trainer import TrainConfig, train
 
     rows = [{"id": f"q{i}", "x": f"Q {i} ?", "x_long": f"L . Q {i} ?", "y_w": f"yes {i}", "y_l": "no"} for i in range(8)]
     cfg = TrainConfig(learning_rate=1e-3, batch_size=2, micro_batch_size=2, save_steps=1, max_length=64, dtype="float32",
@@ -98,7 +99,7 @@ def test_keep_checkpoints_keeps_weights_for_checkpoint_selection(tiny_lm_dir, tm
     assert [c.name for c in cks] == ["step-1", "step-2", "step-3", "step-4"]
     assert [(c / "trainer_state.pt").exists() for c in cks] == [False, False, False, True]  # only the newest resumes
     assert all((c / "model.safetensors").exists() for c in cks)  # every one can still be scored
-    assert _latest_checkpoint(tmp_path / "ck").name == "step-4"
+    assert latest_checkpoint(tmp_path / "ck").name == "step-4"
     assert checkpoint_state(cks[0]).keys() == checkpoint_state(cks[-1]).keys()
 
 

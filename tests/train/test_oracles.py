@@ -1,7 +1,7 @@
 """Independent oracles for the training core (issue 18, item 1).
 
 Every expected value here is computed by code that shares nothing with `sequence_logps`,
-`_collate` or `policy_outputs`: the oracle tokenises with the chat template itself, runs the
+`collate` or `policy_outputs`: the oracle tokenises with the chat template itself, runs the
 model once per prefix (an explicit token loop) or once over all sequences of a step (one joint
 forward), and picks each response token's log-prob by position in a Python loop. So a wrong
 prompt in a stage (the long forward reading x_short), a shifted response mask, a detached

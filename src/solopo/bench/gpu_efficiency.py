@@ -12,7 +12,8 @@ made for one short window on one large GPU:
   budget), each length timed (SoLo and vanilla interleaved) with its peak memory recorded; then the
   longest trainable length of each method is bisected between its last fit and its first OOM
   (the paper's Fig. 1b: 9K vanilla vs 19K SoLo under ZeRO-3 + offload on 4 x A100 80GB);
-- every step goes through `efficiency.Step` (the trainer's `_collate` + `sequence_logps` + the loss).
+- every step goes through `solopo.bench.step.Step` (the trainer's `collate` + `sequence_logps` + the loss),
+  on the model `solopo.bench.step.build_model` builds; the bisection is `solopo.bench.max_length`'s.
 
 The CPU rehearsal runs the same code: the "device memory" is a cap in MiB on the static memory
 (weights + gradients + optimizer) plus the step's peak RSS increase, and a step above it counts as
@@ -25,7 +26,10 @@ import gc
 import logging
 import time
 
-from solopo.bench import efficiency as eff
+from solopo.bench.flops import flop_params, ratio_attention_only, ratio_linear_attention
+from solopo.bench.max_length import bisect_longest
+from solopo.bench.memory import RssMeter
+from solopo.bench.step import METHODS, Step, build_model, is_oom, resolve_runtime
 
 log = logging.getLogger(__name__)
 
@@ -62,25 +66,6 @@ REHEARSAL_SETTINGS: dict = {
     "max_len": 8192, "granularity": 128, "repeats": 1, "long_from": 2048, "device": "cpu", "dtype": "float32",
     "attn_implementation": "sdpa", "capacity_mb": 50, "budget_s": 40,
 }
-
-
-def build_model(shape: dict, max_positions: int, device: str, dtype: str, attn: str, seed: int):
-    """A random Qwen2 built on `device` in `dtype` directly (a 7B model never exists in fp32 or on the CPU)."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    from solopo.runtime import MODEL_LOAD_LOCK, TORCH_RNG_LOCK
-
-    cfg = Qwen2Config(vocab_size=shape["vocab_size"], hidden_size=shape["hidden_size"],
-                      intermediate_size=shape["intermediate_size"], num_hidden_layers=shape["num_layers"],
-                      num_attention_heads=shape["num_heads"], num_key_value_heads=shape["num_kv_heads"],
-                      max_position_embeddings=int(max_positions), tie_word_embeddings=shape["tie"],
-                      attn_implementation=attn, use_cache=False)
-    with MODEL_LOAD_LOCK, TORCH_RNG_LOCK, torch.device(device):
-        torch.manual_seed(seed)
-        model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, dtype))
-    model.train()
-    return model
 
 
 class Device:
@@ -121,7 +106,7 @@ class Device:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         else:
-            meter = eff._RssMeter()
+            meter = RssMeter()
             meter.start()
         t0 = time.perf_counter()
         ok, oom, err = True, False, None
@@ -129,7 +114,7 @@ class Device:
             fn()
             self.sync()
         except (RuntimeError, MemoryError) as e:  # torch.cuda.OutOfMemoryError is a RuntimeError
-            if not eff._is_oom(e):
+            if not is_oom(e):
                 raise
             ok, oom, err = False, True, f"{type(e).__name__}: {str(e)[:160]}"
         seconds = time.perf_counter() - t0
@@ -163,12 +148,12 @@ def _prepare(shape_name: str, s: dict, dev: Device, runtime: tuple[str, str, str
             # one tiny real step: lr 0, so the weights stay as initialised, but grads and both AdamW
             # moments (in the weights' dtype, as the trainer holds them) are allocated and stay so
             opt = torch.optim.AdamW(model.parameters(), lr=0.0, weight_decay=0.0)
-            eff.Step(model, s["losses"]["solo"], 2 * 64, 64, 32, s["seed"])()
+            Step(model, s["losses"]["solo"], 2 * 64, 64, 32, s["seed"])()
             opt.step()
             opt.zero_grad(set_to_none=False)
         dev.sync()
     except (RuntimeError, MemoryError) as e:
-        if not eff._is_oom(e):
+        if not is_oom(e):
             raise
         del model, opt
         dev.clean()
@@ -196,7 +181,7 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
     s = {**GPU_SETTINGS, **(settings or {})}
     t_start = time.time()
     deadline = deadline or (t_start + float(s["budget_s"]))
-    runtime = eff.resolve_runtime(s["device"], s["dtype"], s["attn_implementation"])
+    runtime = resolve_runtime(s["device"], s["dtype"], s["attn_implementation"])
     dev = Device(runtime[0], s["capacity_mb"])
     S, R = int(s["short_len"]), int(s["response_len"])
     out: dict = {"device": dev.name, "device_memory_mb": round(dev.capacity_mb), "dtype": runtime[1],
@@ -210,8 +195,8 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
         if model is None:
             out["models_tried"].append({"model": name, "fits": False, "reason": why})
             continue
-        first = {m: dev.run(eff.Step(model, s["losses"][m], int(s["start_len"]), S, R, s["seed"]))
-                 for m in eff.METHODS}
+        first = {m: dev.run(Step(model, s["losses"][m], int(s["start_len"]), S, R, s["seed"]))
+                 for m in METHODS}
         if first["vanilla"]["oom"]:
             out["models_tried"].append({"model": name, "fits": False, "reason": f"{name}: vanilla step at "
                                         f"L={s['start_len']} out of memory with the optimizer state resident"})
@@ -225,25 +210,25 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
         out["stopped_early"] = "no model shape fits the device with its optimizer state"
         return out
     out["attention_impl"] = getattr(model.config, "_attn_implementation", runtime[2])
-    P = eff.flop_params(model)
+    P = flop_params(model)
     layers, hidden = model.config.num_hidden_layers, model.config.hidden_size
     out["model"] = {"name": name, "architecture": "Qwen2ForCausalLM (random init)", **SHAPES[name],
                     "total_params": sum(p.numel() for p in model.parameters()), "flop_params": P}
     out["static_mb"] = round(dev.static_mb, 1)
 
-    times: dict[str, dict[int, float]] = {m: {} for m in eff.METHODS}
-    fit: dict[str, int | None] = {m: None for m in eff.METHODS}
-    oom_at: dict[str, int | None] = {m: None for m in eff.METHODS}
+    times: dict[str, dict[int, float]] = {m: {} for m in METHODS}
+    fit: dict[str, int | None] = {m: None for m in METHODS}
+    oom_at: dict[str, int | None] = {m: None for m in METHODS}
     L = int(s["start_len"])
-    while L <= int(s["max_len"]) and any(oom_at[m] is None for m in eff.METHODS):
+    while L <= int(s["max_len"]) and any(oom_at[m] is None for m in METHODS):
         long = L >= int(s["long_from"])
         reps = 1 if long else int(s["repeats"])
-        alive = [m for m in eff.METHODS if oom_at[m] is None]
+        alive = [m for m in METHODS if oom_at[m] is None]
         need = sum(_estimate(times[m], L) * (reps + (0 if long else 1)) for m in alive)
         if time.time() + need > deadline:
             out["stopped_early"] = f"time budget: L={L} would need ~{need:.0f} s"
             break
-        steps = {m: eff.Step(model, s["losses"][m], L, S, R, s["seed"]) for m in alive}
+        steps = {m: Step(model, s["losses"][m], L, S, R, s["seed"]) for m in alive}
         res = {m: {"runs": []} for m in alive}
         for m in alive:  # warm-up (not timed) below `long_from`
             if not long:
@@ -258,7 +243,7 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
         del steps
         dev.clean()
         row = {"long_len": L, "c": round(S / L, 4)}
-        for m in eff.METHODS:
+        for m in METHODS:
             runs = res.get(m, {"runs": []})["runs"]
             ok = [r for r in runs if r["ok"]]
             oom = oom_at[m] is not None or any(r["oom"] for r in runs)
@@ -272,11 +257,11 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
                         f"{m}_peak_mb": max(r["peak_mb"] for r in ok) if ok else None,
                         f"{m}_step_mb": max(r["step_mb"] for r in ok) if ok else None})
         tv, ts = row["vanilla_step_s"], row["solo_step_s"]
-        pred = eff.ratio_linear_attention(S, L, R, P, layers, hidden)
+        pred = ratio_linear_attention(S, L, R, P, layers, hidden)
         row.update({"ratio_measured": round(ts / tv, 4) if tv and ts else None,
                     "runtime_cut_pct": round(100 * (1 - ts / tv), 1) if tv and ts else None,
                     "ratio_pred_linear_attention": round(pred, 4),
-                    "ratio_pred_attention_only": round(eff.ratio_attention_only(S / L), 4),
+                    "ratio_pred_attention_only": round(ratio_attention_only(S / L), 4),
                     "mem_ratio": round(row["solo_peak_mb"] / row["vanilla_peak_mb"], 4)
                     if row["vanilla_peak_mb"] and row["solo_peak_mb"] else None})
         out["rows"].append(row)
@@ -289,32 +274,34 @@ def sweep(settings: dict | None = None, deadline: float | None = None, progress=
     ml: dict = {"vanilla": fit["vanilla"], "solo": fit["solo"], "granularity": int(s["granularity"]),
                 "censored": {}, "probes": [], "applies_to": "weights + gradients + AdamW states + the step, "
                 "under the whole device memory" if dev.gpu else f"static + step RSS under {dev.capacity_mb:.0f} MiB"}
-    for m in eff.METHODS:
+    best = dict(fit)
+
+    def fits(m: str, L: int) -> bool | None:
+        """One max-length probe of `m` at L; None when it would not end before the deadline."""
+        if time.time() + _estimate(times[m], L) > deadline:
+            return None
+        r = dev.run(Step(model, s["losses"][m], L, S, R, s["seed"]))
+        ml["probes"].append({"method": m, "long_len": L, **r})
+        log.info("max-length probe %s L=%d: %s", m, L, "fits" if r["ok"] else "OOM")
+        if r["ok"]:  # the bisection probes above the longest fit only
+            best[m], times[m][L] = L, r["seconds"]
+        if progress:  # a phase killed during the search still leaves the probes so far
+            progress({**out, "max_length": {**ml, m: best[m]}})
+        return r["ok"]
+
+    for m in METHODS:
         good, bad = fit[m], oom_at[m]
         ml["censored"][m] = bad is None  # never ran out: the true maximum is above (budget or max_len)
-        while good is not None and bad is not None and bad - good > int(s["granularity"]):
-            mid = (good + bad) // 2 // int(s["granularity"]) * int(s["granularity"])
-            if mid <= good:
-                break
-            if time.time() + _estimate(times[m], mid) > deadline:
+        if good is not None and bad is not None:
+            good, bad, stopped = bisect_longest(lambda L, m=m: fits(m, L), good, bad, int(s["granularity"]))
+            if stopped:
                 ml["censored"][m] = True
                 out["stopped_early"] = out["stopped_early"] or f"time budget during the {m} max-length search"
-                break
-            r = dev.run(eff.Step(model, s["losses"][m], mid, S, R, s["seed"]))
-            ml["probes"].append({"method": m, "long_len": mid, **r})
-            log.info("max-length probe %s L=%d: %s", m, mid, "fits" if r["ok"] else "OOM")
-            if r["ok"]:
-                good = mid
-                times[m][mid] = r["seconds"]
-            else:
-                bad = mid
-            if progress:  # a phase killed during the search still leaves the probes so far
-                progress({**out, "max_length": {**ml, m: good}})
         ml[m] = good
         ml[f"{m}_first_oom"] = bad
     ml["ratio"] = round(ml["solo"] / ml["vanilla"], 3) if ml["vanilla"] and ml["solo"] else None
     out["max_length"] = ml
     out["wall_s"] = round(time.time() - t_start, 1)
-    del model
+    model = None  # the probe closure shares this variable: rebinding it frees the weights before the cache is emptied
     dev.clean()
     return out

@@ -24,7 +24,7 @@ Checkpoints: DeepSpeed's own (`accelerator.save_state`), written to `.step-N.tmp
 `step-N` by rank 0 after every rank has written its shard; with `keep_checkpoint_weights` rank 0
 also writes `model.safetensors` (gathered 16-bit weights) for checkpoint selection. Their loader is
 DeepSpeed's: the one place where `torch.load` is not ours to restrict (it only ever reads
-checkpoints this run wrote, under a fingerprint, see trainer.claim_checkpoint_dir).
+checkpoints this run wrote, under a fingerprint, see checkpoints.claim_checkpoint_dir).
 
 Stop requests (SIGTERM, Ctrl-C; each rank's handler is installed by solopo.train.launch): every
 rank folds its flag into the step's metric reduction, so all ranks see the same answer at the same
@@ -48,8 +48,10 @@ import torch
 
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
-from solopo.train.trainer import (INTERRUPTED, TrainConfig, _latest_checkpoint, _prepare, drop_interrupted,
-                                  policy_outputs, prepare_optimisation, prune_checkpoints, stop_requested, stopped)
+from solopo.train.checkpoints import (INTERRUPTED, drop_interrupted, latest_checkpoint, prune_checkpoints,
+                                      stop_requested, stopped)
+from solopo.train.forward import policy_outputs
+from solopo.train.setup import TrainConfig, method_loss, prepare_optimisation
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,7 @@ def _save(acc, model, step: int, ckpt_dir: Path, history: list[dict], with_weigh
                 weights.pop("lm_head.weight", None)  # tied: safetensors wants one copy
             save_file({k: v.contiguous().cpu() for k, v in weights.items()}, tmp / "model.safetensors")
         (tmp / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-        if interrupted:  # off the save_steps schedule: a resume point only (trainer.drop_interrupted)
+        if interrupted:  # off the save_steps schedule: a resume point only (checkpoints.drop_interrupted)
             (tmp / INTERRUPTED).write_text(str(step))
         (tmp / "COMPLETE").write_text(str(step))
         shutil.rmtree(final, ignore_errors=True)
@@ -150,7 +152,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
     from solopo.generate.hf import load_model_and_tokenizer
 
     t0 = time.time()
-    spec, ref = _prepare(method, rows, ref)
+    spec, ref = method_loss(method, rows, ref)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     use_cuda = torch.cuda.is_available()
     bf16 = use_cuda and cfg.dtype in ("auto", "bfloat16")
@@ -189,7 +191,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
                            "--config_file src/solopo/train/accelerate_deepspeed.yaml)")
     ckpt_dir = Path(ckpt_dir)
     start, history = 0, []
-    latest = _latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
+    latest = latest_checkpoint(ckpt_dir) if ckpt_dir.exists() else None
     if latest is not None:
         acc.load_state(str(latest / "state"))
         start = int((latest / "COMPLETE").read_text())

@@ -54,7 +54,8 @@ def _truncate_documents(tok, text: str, prompt: str, budget: int, n_prompt: int)
     return head + docs[:keep - keep // 2] + docs[len(docs) - keep // 2:] + tail
 
 
-def _collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
+def collate(seqs: list[tuple[list[int], int]], pad_id: int, device) -> dict:
+    """Right-padded batch of (token ids, response length) sequences: input_ids, attention_mask, response_mask."""
     width = max(len(s) for s, _ in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     attn = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -127,7 +128,7 @@ def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_len
         seqs = [tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], max_length) for n in stage for r in rows]
         want_nll = full_nll and stage[0] == "long_chosen"
         out.n_tokens += sum(len(s) for s, _ in seqs)
-        sums, counts, nll = sequence_logps(model, _collate(seqs, tok.pad_token_id, device), want_nll)
+        sums, counts, nll = sequence_logps(model, collate(seqs, tok.pad_token_id, device), want_nll)
         for k, name in enumerate(stage):
             sl = slice(k * len(rows), (k + 1) * len(rows))
             setattr(out, name, SeqLogps(sums[sl], counts[sl]))
