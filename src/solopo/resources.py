@@ -34,6 +34,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+# How the job's mem_mb reaches it is the stage runner's business (solopo.stage); re-exported for callers.
+from solopo.stage import CLUSTER_FLAG, MEM_MB_VAR, cluster_mem_mb, rule_context  # noqa: F401
+
 GIB = 2**30
 OUTPUT_TOKEN_BYTES = 8
 LOGIT_BYTES = 4
@@ -175,25 +178,8 @@ def machine_available_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-# set by common.smk in a job that a cluster scheduler started: there `mem_mb` is what the job has
-CLUSTER_FLAG = "SOLOPO_MEM_FROM_RESOURCES"
-# the job's mem_mb handed to a stage run in the rule's own environment (solopo.stage)
-MEM_MB_VAR = "SOLOPO_MEM_MB"
-
-
-def cluster_mem_mb(rule_locals: dict) -> int | None:
-    """The `mem_mb` resource of the rule whose run-function locals are given, in a cluster job only."""
-    if os.environ.get(CLUSTER_FLAG) != "1":
-        return None
-    res = rule_locals.get("resources")
-    mem = res.get("mem_mb") if res is not None else None
-    return int(mem) if mem else None
-
-
 def job_budget() -> tuple[int, str]:
     """(bytes, where that figure comes from) for the running job."""
-    from solopo.stage import rule_context
-
     mem = os.environ.get(MEM_MB_VAR) or cluster_mem_mb(rule_context())
     if mem:
         return int(mem) * 2**20, f"its mem_mb resource, {int(mem)}"

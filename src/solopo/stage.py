@@ -36,8 +36,6 @@ from typing import Any, Callable
 
 import yaml
 
-from solopo import resources
-
 # Snakemake marks the frame of a rule's run function with this local (snakemake.common).
 RULEFUNC_MARKER = "__is_snakemake_rule_func"
 # The run function's locals that snakemake's shell() reads to wrap a command in the job's env.
@@ -45,8 +43,23 @@ SHELL_CONTEXT = ("conda_env", "conda_base_path", "container_img", "singularity_a
                  "shadow_dir", "threads", "resources", "jobid", "runtime_paths")
 
 
+# set by common.smk in a job that a cluster scheduler started: there `mem_mb` is what the job has
+CLUSTER_FLAG = "SOLOPO_MEM_FROM_RESOURCES"
+# the job's mem_mb handed to a stage run in the rule's own environment (read by solopo.resources)
+MEM_MB_VAR = "SOLOPO_MEM_MB"
+
+
 class StageError(RuntimeError):
     pass
+
+
+def cluster_mem_mb(rule_locals: dict) -> int | None:
+    """The `mem_mb` resource of the rule whose run-function locals are given, in a cluster job only."""
+    if os.environ.get(CLUSTER_FLAG) != "1":
+        return None
+    res = rule_locals.get("resources")
+    mem = res.get("mem_mb") if res is not None else None
+    return int(mem) if mem else None
 
 
 def rule_context(depth: int = 2) -> dict:
@@ -152,7 +165,7 @@ def dispatch(func: str, args: tuple, kwargs: dict, ctx: dict, shell: Callable, s
     # explicitly because this function, not the run block, is the caller.
     python = "python" if env else sys.executable
     cmd = command(call_file.resolve(), src.resolve(), python)
-    mem = resources.cluster_mem_mb(ctx)  # the job's memory for its up-front check (solopo.resources)
+    mem = cluster_mem_mb(ctx)  # the job's memory for its up-front check (solopo.resources)
     if mem:
-        cmd = f"{resources.MEM_MB_VAR}={mem} {cmd}"
+        cmd = f"{MEM_MB_VAR}={mem} {cmd}"
     shell(cmd, **{k: ctx[k] for k in SHELL_CONTEXT if k in ctx})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
+from solopo.generate.decoding import GenerationConfig, check_window, decoding_params, encode_prompts
 from solopo.generate.long_context import model_rope_overrides
 from solopo.runtime import MODEL_LOAD_LOCK, STOP, TORCH_RNG_LOCK, check_stop, pick_device
 

@@ -5,7 +5,7 @@ reshaping) lives in plain functions tested without vLLM installed.
 """
 from __future__ import annotations
 
-from solopo.generate import GenerationConfig, check_window, decoding_params, encode_prompts
+from solopo.generate.decoding import GenerationConfig, check_window, decoding_params, encode_prompts
 from solopo.generate.long_context import model_rope_overrides
 
 
