@@ -247,6 +247,9 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
                               "allowed: an existing model folder or a hub id like Qwen/Qwen2.5-7B-Instruct")
         if b.get("build") == "tiny_model" and "tiny_model" not in config:
             raise ConfigError(f"config error: tiny_model: missing; required when backbones[{i}].build is tiny_model")
+        if b.get("build") == "rehearsal" and b["model"] != f"results/models/{b['name']}":
+            raise ConfigError(f"config error: backbones[{i}].model: {b['model']!r}; allowed with build: rehearsal: "
+                              f"'results/models/{b['name']}' (where rule rehearsal_model writes it)")
     if d["source"] == "toy" and "toy" not in d:
         raise ConfigError("config error: data.toy: missing; required when data.source is toy")
     if d["source"] == "local":

@@ -132,12 +132,13 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
         d = cfg["data"]
         recs = validate.read_rows(musique_train, ("id", "question", "answer", "paragraphs"), "records", "records")
         validate.check_unique_ids(recs, musique_train)
+        pool = paragraph_pool(recs)  # distractors from the whole file, also when only some questions are used
         if d.get("num_questions"):
             recs = recs[: d["num_questions"]]
         validate.check_long_tokens(model, d["long_tokens"], trust_remote_code)
         tok = load_tokenizer(model, trust_remote_code)
         count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
-        out, stats = build_contexts(recs, paragraph_pool(recs), count, {"short": d["short_tokens"], "long": d["long_tokens"]},
+        out, stats = build_contexts(recs, pool, count, {"short": d["short_tokens"], "long": d["long_tokens"]},
                                     seed, d.get("use_aliases", True), d.get("skip_unfittable", False),
                                     progress=_bar(len(recs), "contexts", log_path))
         log.info("contexts: %s", stats)
@@ -159,7 +160,10 @@ def model_identity(model: str) -> str:
     return model
 
 
-def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_path: str, backend_kwargs: dict) -> None:
+def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_path: str, backend_kwargs: dict,
+           records_path: str | None = None) -> None:
+    """CoT samples per context row; with `sampling.reference_traces` (toy world only) each row's samples
+    are followed by its gold trace and a wrong-answer trace from `records_path` (solopo.data.toy_world)."""
     from solopo.generate import load_backend
     from solopo.sample import sample_responses
 
@@ -175,9 +179,33 @@ def sample(contexts_path: str, model: str, out: str, cfg: dict, seed: int, log_p
                                 progress=_bar(len(rows), "sample", log_path),
                                 key=artifacts.hash_obj({"model": model_identity(model), "backend": s["backend"],
                                                         "backend_kwargs": backend_kwargs}))
-        write_manifest(out, _slice(cfg, {"sampling": s, "seed": seed, "model": model}), [contexts_path], t0, {"n_inputs": len(done)})
+        extra = {"n_inputs": len(done)}
+        if s.get("reference_traces"):
+            extra["reference_traces"] = _add_reference_traces(done, records_path, out + ".tmp-samples", seed)
+        write_manifest(out, _slice(cfg, {"sampling": s, "seed": seed, "model": model}),
+                       [contexts_path] + ([records_path] if records_path else []), t0, extra)
         artifacts.seal(out + ".tmp-samples", out)  # the manifest records the bytes renamed into place
         Path(out + ".tmp-samples").replace(out)
+
+
+def _add_reference_traces(rows: list[dict], records_path: str | None, path: str, seed: int) -> int:
+    """Append each row's two reference traces to its responses (rewriting `path`); returns the count added."""
+    import random
+
+    from solopo.data.toy_world import reference_traces
+
+    if not records_path:
+        raise ValueError("sampling.reference_traces: needs the toy world's records (data.source: toy)")
+    recs = read_jsonl(records_path)
+    by_id = {r["id"]: r for r in recs}
+    rng = random.Random(f"reference_traces:{seed}")
+    for r in rows:
+        if r["id"] not in by_id or "cot" not in by_id[r["id"]]:
+            raise ValueError(f"sampling.reference_traces: {records_path} has no gold trace (`cot`) for {r['id']!r}; "
+                             "allowed only with data.source: toy")
+        r["responses"] = list(r["responses"]) + reference_traces(by_id[r["id"]], recs, rng)
+    write_jsonl(path, rows)
+    return 2 * len(rows)
 
 
 def chance_accuracy(cfg: dict) -> float | None:
@@ -470,7 +498,7 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
             if bench == "ruler":
                 items = read_jsonl(Path(data_dir) / "items.jsonl")
             elif bench == "niah_plus":
-                items = niah_plus.load_items(data_dir)
+                items = niah_plus.limit_items(niah_plus.load_items(data_dir), bcfg.get("limit"))
             else:
                 items = mod.load_items(data_dir, bcfg)
             validate.check_eval_items(bench, items, data_dir, bcfg)

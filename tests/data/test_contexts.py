@@ -151,3 +151,43 @@ def test_the_gold_documents_position_varies_across_questions():
         docs = [row["prompt"].split("\n\nDocument ") for row in out[name]]
         positions = {next(i for i, d in enumerate(ds) if f"Gold{r['id'][1:]}\n" in d) for ds, r in zip(docs, recs)}
         assert len(positions) >= 3, (name, positions)
+
+
+# --------------------------------------------------------------------------- fixtures at the released lengths
+def _recs(n: int) -> list[dict]:
+    from solopo.data.toy_world import generate_records
+
+    return generate_records(n, 3, {2: 1.0}, {"person": 60, "city": 20, "country": 10, "leader": 10, "spouse": 10})
+
+
+def test_padded_paragraphs_reach_the_word_count_with_the_records_own_paragraphs_in_order():
+    import random
+
+    from solopo.data.contexts import padded_paragraphs
+
+    recs = _recs(40)
+    own = recs[0]["paragraphs"]
+    paras = padded_paragraphs(recs[0], recs, 600, random.Random(1))
+    assert sum(len(p["paragraph_text"].split()) for p in paras) >= 600
+    assert [p for p in paras if p in own] == own  # all of its own, in their order, spread among the others
+    assert paras.index(own[0]) > 0 or paras.index(own[-1]) < len(paras) - 1
+    assert padded_paragraphs(recs[0], recs, 600, random.Random(1)) == paras  # seeded
+    assert padded_paragraphs(recs[0], recs, 0, random.Random(1)) == own  # no padding asked: the record alone
+    with pytest.raises(ValueError, match="no other records"):
+        padded_paragraphs(recs[0], recs[:1], 600, random.Random(1))
+
+
+def test_contexts_of_the_first_questions_draw_distractors_from_the_whole_file(tmp_path, tiny_lm_dir):
+    """data.num_questions limits the questions, not the distractor pool (the rehearsal fills 8K-token
+    contexts for 8 questions from 160 questions' paragraphs)."""
+    from solopo import pipeline
+    from solopo.artifacts import write_jsonl
+
+    recs = _recs(30)
+    write_jsonl(tmp_path / "train.jsonl", recs)
+    cfg = {"data": {"num_questions": 1, "short_tokens": 300, "long_tokens": 1000, "use_aliases": True}}
+    pipeline.contexts(str(tmp_path / "train.jsonl"), str(tiny_lm_dir), str(tmp_path / "s.jsonl"),
+                      str(tmp_path / "l.jsonl"), cfg, 0, str(tmp_path / "log"))
+    rows = read_jsonl(tmp_path / "l.jsonl")
+    own = len(recs[0]["paragraphs"])  # every paragraph the one question has: all a pool of it could give
+    assert len(rows) == 1 and rows[0]["num_docs"] > own, rows[0]["num_docs"]

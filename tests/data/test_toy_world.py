@@ -18,3 +18,16 @@ def test_train_and_dev_are_seeded_and_disjoint():
     assert [r["question"] for r in train[:4]] != [r["question"] for r in dev]  # the splits draw apart
     other_train, _ = train_dev_records(TINY, 5, 4, seed=8)
     assert [r["question"] for r in other_train] != [r["question"] for r in train]
+
+
+def test_reference_traces_are_the_gold_trace_and_the_same_trace_ending_wrong():
+    import random
+
+    from solopo.data.toy_world import generate_records, reference_traces
+
+    recs = generate_records(5, 1, {2: 1.0, 3: 1.0}, {"person": 30, "city": 10, "country": 8, "leader": 8, "spouse": 8})
+    gold, wrong = reference_traces(recs[0], recs, random.Random(0))
+    assert gold == recs[0]["cot"] and gold.endswith(f"The answer is: {recs[0]['answer']}")
+    head = gold.rpartition("The answer is:")[0]
+    assert wrong.startswith(head) and wrong.rpartition("The answer is: ")[2] in {r["answer"] for r in recs[1:]}
+    assert wrong.rpartition("The answer is: ")[2] != recs[0]["answer"]

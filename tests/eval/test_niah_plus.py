@@ -187,3 +187,10 @@ def test_evaluate_end_to_end_tiny_model(world):
     assert set(result["grid"]["multi_doc"]["256"]) == {"0-100", "33-66"}
     assert set(result["grid"]["single_doc"]["384"]) == {"0", "50", "100"}
     assert 0 <= result["score"] <= 100 and result["settings"]["max_new_tokens"] == 4
+
+
+def test_limit_keeps_the_longest_haystack_first_and_spreads_over_lengths():
+    items = [{"id": f"{L}-{d}", "context_length": L} for L in (1000, 64500, 128000) for d in range(3)]
+    assert [it["id"] for it in niah_plus.limit_items(items, 1)] == ["128000-0"]
+    assert [it["id"] for it in niah_plus.limit_items(items, 4)] == ["128000-0", "64500-0", "1000-0", "128000-1"]
+    assert niah_plus.limit_items(items, None) == items and len(niah_plus.limit_items(items, 50)) == 9

@@ -192,7 +192,7 @@ def run_contexts(input, output, params, wildcards, log):
 def run_sample(input, output, params, wildcards, log):
     cfg = scoped(params, "sample")
     stage("pipeline.sample", input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
-          {"trust_remote_code": cfg["backbone"]["trust_remote_code"]})
+          {"trust_remote_code": cfg["backbone"]["trust_remote_code"]}, input.records[0] if input.records else None)
 
 
 def run_train(input, output, params, wildcards, log):

@@ -55,6 +55,27 @@ rule tiny_model:
         stage("pipeline.tiny_model", output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0])
 
 
+REHEARSAL_BACKBONES = [b["name"] for b in config["backbones"] if b.get("build") == "rehearsal"]
+
+if REHEARSAL_BACKBONES:
+
+    rule rehearsal_model:
+        """The released backbone's tokenizer, chat template and config with small random weights
+        (config/paper_rehearsal.yaml: the paper preset rehearsed on a CPU)."""
+        output:
+            directory("results/models/{backbone}"),
+        wildcard_constraints:
+            backbone="|".join(REHEARSAL_BACKBONES),
+        log:
+            "logs/models/rehearsal_{backbone}.log",
+        params:
+            seed=config["seed"],
+        conda:
+            ENVS["train"]
+        run:
+            stage("rehearsal.rehearsal_model", wildcards.backbone, output[0], params.seed, log[0])
+
+
 rule contexts:
     input:
         musique="results/data/musique_train.jsonl",

@@ -2,6 +2,7 @@ rule sample:
     input:
         contexts="results/contexts/{backbone}/{ctx}.jsonl",
         model=lambda wc: model_input(wc.backbone),
+        records=["results/data/musique_train.jsonl"] if config["sampling"].get("reference_traces") else [],
     output:
         samples="results/samples/{backbone}/{ctx}.jsonl",
         manifest=m("results/samples/{backbone}/{ctx}.jsonl"),

@@ -37,6 +37,29 @@ def paragraph_pool(records: list[dict]) -> list[tuple[str, str]]:
     return pool
 
 
+def padded_paragraphs(rec: dict, records: list[dict], min_words: int, rng: random.Random) -> list[dict]:
+    """`rec`'s paragraphs with other records' paragraphs inserted at seeded positions until the words reach
+    `min_words`: a benchmark fixture as long as the released data (LongBench v1's 31.5K-token truncation,
+    v2's 120K), with the record's own paragraphs spread through it. `min_words` 0: the record's alone."""
+    paras = list(rec["paragraphs"])
+    words = sum(len(p["paragraph_text"].split()) for p in paras)
+    if words >= min_words:
+        return paras  # no draw from `rng`: a fixture without padding is what it was
+    others = [p for r in records if r["id"] != rec["id"] for p in r["paragraphs"]]
+    if words < min_words and not others:
+        raise ValueError(f"fixture_min_words {min_words}: no other records to fill {rec['id']!r} with")
+    order = list(range(len(others)))
+    rng.shuffle(order)
+    while words < min_words:
+        for i in order:
+            p = others[i]
+            paras.insert(rng.randrange(len(paras) + 1), p)
+            words += len(p["paragraph_text"].split())
+            if words >= min_words:
+                break
+    return paras
+
+
 def _candidates(rec: dict, pool: list[tuple[str, str]], rng: random.Random, count: int) -> list[str]:
     own = [format_document(p["title"], p["paragraph_text"]) for p in rec["paragraphs"] if not p["is_supporting"]]
     rng.shuffle(own)

@@ -77,6 +77,17 @@ def cot_answer(chain: list[str], hops: int) -> str:
     return f"{steps} The answer is: {chain[hops]}"
 
 
+def reference_traces(rec: dict, others: list[dict], rng: random.Random) -> list[str]:
+    """The record's gold reasoning trace and the same trace ending in another record's answer (wrong).
+
+    For backbones that cannot answer yet (random weights in the paper-preset rehearsal, a briefly
+    pre-trained one in the GPU check): added to their samples, they give every question one right and
+    one wrong response, so pairs exist and the pair selection downstream is the project's own."""
+    wrong = [r["answer"] for r in others if r["answer"] != rec["answer"]]
+    head, _, _ = rec["cot"].rpartition("The answer is:")
+    return [rec["cot"], f"{head}The answer is: {rng.choice(wrong)}"]
+
+
 def make_record(rng: random.Random, entities: dict[str, list[str]], hops: int, uid: int,
                 num_paragraphs: int = 20) -> dict:
     """One MuSiQue-schema question with its own freshly drawn facts."""

@@ -43,6 +43,7 @@ import zipfile
 from pathlib import Path
 
 from solopo.artifacts import iter_jsonl, DataError, atomic_path
+from solopo.data.contexts import padded_paragraphs
 from solopo.data.prompts import qa_prompt
 from solopo.eval.metrics import extract_answer, qa_f1_score
 from solopo.eval.truncation import middle_truncate, prompt_token_ids
@@ -215,9 +216,10 @@ def _answers(record: dict) -> list[str]:
     return out
 
 
-def fixture_context(record: dict, dataset: str) -> str:
-    """Context of a toy record: `Passage i:` blocks for the multi-doc sets, running text otherwise."""
-    paras = record["paragraphs"]
+def fixture_context(record: dict, dataset: str, paras: list[dict] | None = None) -> str:
+    """Context of a toy record: `Passage i:` blocks for the multi-doc sets, running text otherwise
+    (`paras`: the record's paragraphs padded with others', `solopo.data.contexts.padded_paragraphs`)."""
+    paras = record["paragraphs"] if paras is None else paras
     if dataset in M_DOC:
         return "\n".join(f"Passage {i}:\n{p['title']}\n{p['paragraph_text']}" for i, p in enumerate(paras, 1))
     return "\n\n".join(p["paragraph_text"] for p in paras)
@@ -240,7 +242,8 @@ def build_fixture(records: list[dict], out_dir, cfg: dict, seed: int) -> list[Pa
         chosen = rng.sample(records, min(n, len(records)))
         rows = []
         for rec in chosen:
-            context = fixture_context(rec, name)
+            paras = padded_paragraphs(rec, records, int(cfg.get("fixture_min_words", 0)), rng)
+            context = fixture_context(rec, name, paras)
             rows.append({
                 "input": rec["question"],
                 "context": context,

@@ -52,6 +52,7 @@ import re
 from pathlib import Path
 
 from solopo.artifacts import DataError, write_json
+from solopo.data.contexts import padded_paragraphs
 from solopo.eval.longbench_v1 import hub_download
 from solopo.eval.metrics import normalize_answer
 from solopo.eval.truncation import middle_truncate, prompt_token_ids
@@ -236,7 +237,8 @@ def build_fixture(records: list[dict], out_dir, cfg: dict, seed: int) -> list[Pa
         for L in LETTERS:
             item[f"choice_{L}"] = gold if L == letter else next(choices)
         item["answer"] = letter
-        item["context"] = "\n\n".join(f"{p['title']}\n{p['paragraph_text']}" for p in rec["paragraphs"])
+        paras = padded_paragraphs(rec, records, int(cfg.get("fixture_min_words", 0)), rng)
+        item["context"] = "\n\n".join(f"{p['title']}\n{p['paragraph_text']}" for p in paras)
         items.append(item)
     target = Path(out_dir) / "data.json"
     write_json(target, items)

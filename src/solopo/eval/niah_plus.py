@@ -415,6 +415,23 @@ def score(items: list[dict], preds: list[str], prompt: str = DEFAULT_PROMPT) -> 
     return {"score": avg, "subsets": subsets, "grid": grid}, correct
 
 
+def limit_items(items: list[dict], limit: int | None) -> list[dict]:
+    """`eval.niah_plus.limit`: N items, one per context length from the longest down, round robin, so that
+    any limit keeps the longest haystack (the window's edge) and spreads over lengths; null = all."""
+    if not limit:
+        return items
+    by_length: dict[int, list[dict]] = {}
+    for it in items:
+        by_length.setdefault(int(it["context_length"]), []).append(it)
+    queues = [by_length[k] for k in sorted(by_length, reverse=True)]
+    picked: list[dict] = []
+    while len(picked) < min(limit, len(items)):
+        for q in queues:
+            if q and len(picked) < limit:
+                picked.append(q.pop(0))
+    return picked
+
+
 def evaluate(backend, items: list[dict], cfg: dict, seed: int = 0) -> tuple[dict, list[dict]]:
     prompt = cfg.get("prompt", DEFAULT_PROMPT)
     if prompt not in PROMPTS:
@@ -444,5 +461,5 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int = 0) -> tuple[dict
     return result, predictions
 
 
-__all__ = ["load_items", "validate_item", "build_items", "make_sample", "build_fixture", "evaluate", "score",
+__all__ = ["load_items", "limit_items", "validate_item", "build_items", "make_sample", "build_fixture", "evaluate", "score",
            "user_prompt", "TASK_DESCRIPTIONS", "PAPER_LENGTHS", "PAPER_SINGLE_DEPTHS", "PAPER_MULTI_DEPTH_PAIRS"]
