@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -232,3 +233,68 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+@pytest.mark.slow
+def test_sigterm_to_every_process_stops_all_ranks_at_one_step_with_a_checkpoint(tiny_lm_dir, tmp_path):
+    """SIGTERM to the job's whole process tree, as SLURM sends it to a job step (scancel, the
+    profile's --signal before the time limit): the ranks agree on one step, write its checkpoint
+    together and leave; the job exits 143 with one line; the rerun resumes there and ends with
+    the weights of an uninterrupted run. Before, torch's launcher killed the ranks, or a rank that
+    stopped alone left the other waiting in a collective."""
+    from solopo.stage import write_call
+
+    cfg = _cfg("zero2")
+    cfg["train"]["optim"].update(batch_size=2, micro_batch_size=1, save_steps=1000)  # 200 steps, no periodic save
+
+    def start(work: Path) -> subprocess.Popen:
+        work.mkdir(parents=True)
+        (work / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(400)))
+        call = write_call(work / "r.log.call.yaml", "pipeline.train", ["rows.jsonl", None, tiny_lm_dir,
+                          "results/train/r/model", "r", "solo_orpo", 1.0, cfg, SEED, "logs/train/r.log"], {})
+        return subprocess.Popen([sys.executable, "-m", "solopo", "stage", str(call)], cwd=work, env=_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    ref = start(tmp_path / "ref")
+    assert ref.wait(timeout=600) == 0, ref.communicate()[1][-3000:]
+    work = tmp_path / "job"
+    proc = start(work)
+    log = work / "logs/train/r.log"
+    # rank 0's TensorBoard file grows at every step (the ranks' log lines reach the job log late)
+    events, first = work / "results/checkpoints/r/tensorboard", None
+    deadline = time.time() + 300
+    while True:
+        sizes = [f.stat().st_size for f in events.glob("events.out.tfevents.*")] if events.is_dir() else []
+        first = first if first is not None or not sizes else sizes[0]
+        if sizes and sizes[0] > first:  # a step is done: the training is under way
+            break
+        assert proc.poll() is None and time.time() < deadline, (log.read_text() if log.exists() else "")[-3000:]
+        time.sleep(0.02)
+    tree = _descendants(proc.pid)
+    assert len(tree) >= 3  # the accelerate launcher and its two ranks (each in its own session)
+    for pid in [proc.pid, *tree]:  # every process of the job, as SLURM signals a job step
+        os.kill(pid, signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    left = _wait_gone(tree, 30)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 143 and left == [], (proc.returncode, left, err[-3000:], log.read_text()[-3000:])
+    last = err.strip().splitlines()[-1]
+    hit = re.fullmatch(r"interrupted \((?:SIGTERM|stop request)\) after step (\d+) of 200: saved checkpoint "
+                       r"results/checkpoints/r/step-\1; the rerun resumes from it", last)
+    assert hit, err[-3000:]
+    step = int(hit.group(1))
+    ck = work / f"results/checkpoints/r/step-{step}"
+    assert 1 <= step < 150 and (ck / "INTERRUPTED").exists() and (ck / "state").is_dir(), step
+    assert [p.name for p in (work / "results/checkpoints/r").glob("step-*")] == [f"step-{step}"]
+    assert not (work / "results/train/r/model").exists()
+
+    rerun = subprocess.Popen([sys.executable, "-m", "solopo", "stage", "r.log.call.yaml"], cwd=work, env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert rerun.wait(timeout=600) == 0, rerun.communicate()[1][-3000:]
+    model = work / "results/train/r/model"
+    stats = json.loads((model / "manifest.json").read_text())["stats"]
+    assert stats["resumed_from_step"] == step and stats["checkpoints"] == ["step-200"], stats
+    diff = _max_diff(_weights(model), _weights(tmp_path / "ref/results/train/r/model"))
+    print(f"SIGTERM after step 1: all ranks stopped after step {step}; resumed vs uninterrupted max |diff| {diff:.2e}")
+    assert diff <= ATOL

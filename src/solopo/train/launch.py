@@ -74,7 +74,7 @@ def _stop_line(log_path: str, offset: int) -> str:
     import re
 
     text = Path(log_path).read_text(errors="replace")[offset:] if Path(log_path).exists() else ""
-    hit = re.search(r"^STOPPED: (interrupted \(.*)$", text, re.MULTILINE)
+    hit = re.search(r"^(?:\[rank\d+\]:\s*)?STOPPED: (interrupted \(.*)$", text, re.MULTILINE)
     return hit.group(1) if hit else ""
 
 
