@@ -139,3 +139,24 @@ def test_preflight_names_the_planned_job_that_cannot_fit(tiny_lm_dir, tmp_path):
     # contexts not built yet (made in this run): nothing to predict from, the job checks itself
     ctx.unlink()
     assert resources.preflight([job(1)], lambda j: tiny_lm_dir, local=False) is None
+
+
+def test_preflight_reads_training_and_evaluation_jobs(tiny_lm_dir, tmp_path):
+    from types import SimpleNamespace as NS
+
+    class Res(dict):
+        pass
+
+    data = tmp_path / "solo.jsonl"
+    write_jsonl(data, [{"id": "q", "x": "p", "x_long": "p", "y_w": "The answer is: Paris", "y_l": "The answer is: Oslo"}])
+    run = {"method": "solo_orpo", "train": {"optim": dict(TINY["train"]["optim"]), "deepspeed": "none"}}
+    train = NS(rule=NS(name="train"), params=NS(run=run), input=NS(data=str(data)), output=NS(model="results/train/x/model"),
+               wildcards=NS(run="x"), resources=Res(mem_mb=1, gpu=0))
+    cfg = {"eval": {"backend": "hf", "ruler": dict(TINY["eval"]["ruler"])}}
+    ev = NS(rule=NS(name="evaluate"), params=NS(cfg=cfg), input=NS(), output=NS(json="results/eval/x_ruler.json"),
+            wildcards=NS(run="x", bench="ruler"), resources=Res(mem_mb=1, gpu=0))
+    line = resources.preflight([train], lambda j: tiny_lm_dir, local=False)
+    assert line.startswith("train results/train/x/model: predicted memory ") and "lower train.optim.micro_batch_size" in line
+    line = resources.preflight([ev], lambda j: tiny_lm_dir, local=False)
+    assert line.startswith("evaluate results/eval/x_ruler.json: predicted memory ") and "lower eval.ruler.batch_size" in line
+    assert resources.preflight([train, ev], lambda j: tiny_lm_dir, local=True) is None  # this machine has the memory
