@@ -3,6 +3,7 @@ Snakemake plans (its own planning, in-process: tests/snakemake_plan.py) when a s
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -123,3 +124,45 @@ def test_adding_a_seed_plans_only_that_seeds_jobs(tmp_path):
     assert tables and not any("@s" in i for i in tables[0].inputs)
     # removing the seed again plans nothing: its artifacts are left aside, the others are current
     assert plan(tmp_path, base, ("toy_science",)) == {}
+
+
+def test_tuning_is_dag_jobs_on_dev_questions_only(tmp_path):
+    """make toy-science-tune: one training per (probe, rate) on the first seed's training set with that
+    rate in its slice, one evaluation each on the dev RULER set (its own questions), never a test item."""
+    cfg = _toy([0, 1])
+    jobs = plan(tmp_path, cfg, ("toy_science_tune",))
+    rules = _rule_outputs(jobs)
+    grid = cfg["report"]["tune"]["grid"]
+    runs = {f"tune_{m}@lr{lr:g}" for m in ("sft_long", "orpo_long") for lr in grid}
+    assert rules["tune_train"] == {f"results/tune/train/{r}/model" for r in runs}
+    assert rules["tune_evaluate"] == {f"results/tune/eval/{r}_ruler.json" for r in runs}
+    assert not {"evaluate", "train", "bench_data_tokenized", "report_seeds"} & set(rules)
+    assert rules["pairs"] == {"results/pairs/tiny/pairs.jsonl"}  # the first seed's training sets only
+    for j in jobs.values():
+        if j.rule == "tune_train":
+            name = j.outputs[0].split("/")[3]
+            key = "sft_learning_rate" if "sft" in name else "learning_rate"
+            assert j.params["run"]["train"]["optim"][key] == float(name.rpartition("@lr")[2])
+            assert j.params["run"]["seed"] == 0 and any(i.startswith("results/datasets/tiny/") for i in j.inputs)
+        if j.rule == "tune_evaluate":
+            assert "results/tune/ruler" in j.inputs
+        if j.rule == "tune_bench":
+            assert j.inputs[0] == "results/tune/questions.jsonl"
+            assert j.params["cfg"]["eval"]["ruler"]["num_samples"] == cfg["report"]["tune"]["dev_items"]
+
+
+def test_the_tuning_choice_is_the_best_dev_score_per_family(tmp_path):
+    from solopo.tune import choose, tune_runs
+
+    cfg = _toy([0])
+    runs = tune_runs(cfg)
+    scores = {"tune_sft_long@lr0.0001": 20.0, "tune_sft_long@lr0.0002": 22.0, "tune_sft_long@lr0.0005": 22.0,
+              "tune_orpo_long@lr0.0001": 30.0, "tune_orpo_long@lr0.0002": 10.0, "tune_orpo_long@lr0.0005": 29.0}
+    evals = []
+    for name, score in scores.items():
+        evals.append(tmp_path / f"{name}_ruler.json")
+        evals[-1].write_text(json.dumps({"benchmark": "ruler", "run": name, "score": score}))
+    res = choose([str(e) for e in evals], str(tmp_path / "chosen.json"), runs)
+    assert res["chosen"]["sft_learning_rate"] == {"value": 2.0e-4, "probe": "sft_long", "dev_score": 22.0}  # tie: first
+    assert res["chosen"]["learning_rate"]["value"] == 1.0e-4
+    assert json.loads((tmp_path / "chosen.json").read_text())["dev_scores"] == scores

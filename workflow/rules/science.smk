@@ -1,4 +1,6 @@
 from solopo.report.science import SEED_BENCHES, page_settings, seeds_meta
+from solopo.config import Run
+from solopo.tune import train_slice, tune_bench_slice, tune_runs
 
 # Statistics over seeds (train.seeds): one page from the per-(run, seed) evaluations of the normal
 # train/evaluate rules — means over seeds with t-intervals, paired bootstraps over items against
@@ -44,3 +46,116 @@ rule toy_science:
         evals=SEEDS_EVALS,
         page=SEEDS_PAGE,
     localrule: True
+
+
+# Learning-rate tuning on held-out dev questions (report.tune; solopo.tune), DAG jobs like the rest:
+#   snakemake toy_science_tune --configfile config/tiny.yaml config/toy_science.yaml   (make toy-science-tune)
+# Each (probe method, rate) trains on the first seed's training set (pipeline.train, as rule train) and is
+# scored on a RULER set built from its own dev questions (pipeline.evaluate, as rule evaluate); never
+# the test items. results/tune/chosen.json holds the best rate per family, copied into the preset by hand.
+TUNE = tune_runs(config)
+if TUNE and config["data"]["source"] == "toy":
+    TUNE_SPEC = {
+        name: {
+            "run": Run(name, PRIMARY, r["method"]),
+            "dataset": get_method(r["method"]).dataset,
+            "ref": get_loss(get_method(r["method"]).loss).needs_ref,
+        }
+        for name, r in TUNE.items()
+    }
+    TUNE_BENCH = "results/tune/ruler"
+
+    wildcard_constraints:
+        trun=_alt(TUNE),
+
+    rule tune_questions:
+        output:
+            questions="results/tune/questions.jsonl",
+            manifest=m("results/tune/questions.jsonl"),
+        log:
+            "logs/tune/questions.log",
+        params:
+            cfg=slices.project(config, ("seed", "tiny_model.entities", "tiny_model.hop_weights")),
+            n=config["report"]["tune"]["dev_questions"],
+        localrule: True
+        conda:
+            ENVS["base"]
+        run:
+            cfg = scoped(params, "tune_questions")
+            stage("tune.tune_questions", output.questions, cfg, cfg["seed"], params.n, log[0])
+
+    rule tune_bench:
+        input:
+            dev="results/tune/questions.jsonl",
+            model=model_input(PRIMARY),
+        output:
+            directory(TUNE_BENCH),
+        log:
+            "logs/tune/bench.log",
+        params:
+            cfg=tune_bench_slice(slices.bench_data(config, "ruler", PRIMARY), config["report"]["tune"]["dev_items"]),
+        conda:
+            ENVS["base"]
+        run:
+            cfg = scoped(params, "bench_data")
+            stage("pipeline.bench_data", "ruler", input.dev, model_path(PRIMARY), output[0], cfg, cfg["seed"], log[0])
+
+    rule tune_train:
+        input:
+            data=lambda wc: f"results/datasets/{PRIMARY}/{TUNE_SPEC[wc.trun]['dataset']}.jsonl",
+            ref=lambda wc: f"results/ref_logps/{PRIMARY}/{TUNE_SPEC[wc.trun]['dataset']}.jsonl" if TUNE_SPEC[wc.trun]["ref"] else [],
+            model=model_input(PRIMARY),
+        output:
+            model=directory("results/tune/train/{trun}/model"),
+        log:
+            "logs/tune/train_{trun}.log",
+        params:
+            run=lambda wc: train_slice(slices.train(config, TUNE_SPEC[wc.trun]["run"]), TUNE[wc.trun]),
+            head=lambda wc, input, output: [input.data, input.ref or None, model_path(PRIMARY), output.model, wc.trun,
+                                            TUNE[wc.trun]["method"], None],
+        resources:
+            gpu=4 if config["preset"] == "paper" else 0,
+        conda:
+            ENVS["train"]
+        run:
+            stage("pipeline.train", *params.head, slices.scoped(params.run, config, "train"), params.run["seed"], log[0])
+
+    rule tune_evaluate:
+        input:
+            data=TUNE_BENCH,
+            model="results/tune/train/{trun}/model",
+        output:
+            json="results/tune/eval/{trun}_ruler.json",
+            manifest=m("results/tune/eval/{trun}_ruler.json"),
+            predictions="results/tune/eval/{trun}_ruler.predictions.jsonl",
+            predictions_manifest=m("results/tune/eval/{trun}_ruler.predictions.jsonl"),
+        log:
+            "logs/tune/eval_{trun}.log",
+        params:
+            cfg=lambda wc: slices.evaluate(config, TUNE_SPEC[wc.trun]["run"], "ruler"),
+            kw={
+                "trust_remote_code": BACKBONES[PRIMARY].get("trust_remote_code", False),
+                "long_context": long_context_plan(BACKBONES[PRIMARY], "ruler", config["eval"]["ruler"]),
+            },
+        resources:
+            gpu=1,
+        conda:
+            ENVS["generate"]
+        run:
+            stage("pipeline.evaluate", "ruler", input.model, input.data, output.json, wildcards.trun,
+                  scoped(params, "evaluate"), params.cfg["seed"], log[0], dict(params.kw))
+
+    rule toy_science_tune:
+        input:
+            expand("results/tune/eval/{trun}_ruler.json", trun=list(TUNE)),
+        output:
+            "results/tune/chosen.json",
+        log:
+            "logs/tune/chosen.log",
+        params:
+            runs=TUNE,
+        localrule: True
+        conda:
+            ENVS["base"]
+        run:
+            stage("tune.choose", list(input), output[0], params.runs, log[0])
