@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science mutation vllm-check
+.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation vllm-check
 
 env:
 	@./scripts/bootstrap.sh
@@ -71,3 +71,6 @@ vllm-check: env
 # evaluation job per (run, seed); the page is results/report/seeds.md (docs/toy_science.md)
 toy-science: env
 	$(SNAKEMAKE) toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
+
+toy-science-tune: env  ## learning rates per family on held-out dev questions (report.tune); copy results/tune/chosen.json into the preset
+	$(SNAKEMAKE) toy_science_tune --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
