@@ -55,7 +55,7 @@ mutation: env
 clean:
 	rm -rf results logs .snakemake
 
-# The prepared GPU check (issue 16): needs only python + torch + transformers (no .venv, no network).
+# The prepared GPU check: needs only python + torch + transformers (no .venv, no network).
 # make gpu-check OUT=/some/folder              on a GPU machine, <= 8 min on an H200
 # make gpu-check ARGS=--cpu-rehearsal          the toy-size CPU run the tests do
 gpu-check:

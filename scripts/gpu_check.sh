@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check (issue 16): efficiency at Qwen2.5-7B shape + the tiny preset's training and
+# One prepared GPU check: efficiency at Qwen2.5-7B shape + the tiny preset's training and
 # evaluation on CUDA. Needs only python with torch + transformers; run from anywhere:
 #   OUT=/some/folder scripts/gpu_check.sh            # on a GPU machine (<= 8 min on an H200)
 #   scripts/gpu_check.sh --cpu-rehearsal --out DIR   # toy sizes on the CPU (what the tests run)

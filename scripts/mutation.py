@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Mutation score of the core modules (`make mutation`; issue 18, item 5). Not part of the test command.
+"""Mutation score of the core modules (`make mutation`). Not part of the test command.
 
 Each module is mutated by mutmut (3.x) in its own scratch copy of the repository, against only the
 fast tests that target it (`MODULES`), one test process at a time, niced: the run is CPU-bound and

@@ -1,4 +1,4 @@
-"""Bad inputs of issue 19: each gives one clear error naming the file or key, or a correct result.
+"""Bad inputs: each gives one clear error naming the file or key, or a correct result.
 
 Config-level refusals go through `validate_config` (what the Snakefile runs before any job);
 artifact checks run the real pipeline stage on a small tree. docs/bad_inputs.md lists each case.

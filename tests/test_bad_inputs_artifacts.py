@@ -1,4 +1,4 @@
-"""Damaged folder artifacts: a changed byte in the weights is detected and named (issue 19, item 2).
+"""Damaged folder artifacts: a changed byte in the weights is detected and named.
 
 A model folder built by the pipeline carries the sha256 of each of its files in its manifest
 (written once, when the folder is written). `solopo check --inputs` re-hashes and reports the

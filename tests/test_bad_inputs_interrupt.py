@@ -1,4 +1,4 @@
-"""Ctrl-C stops a running job within seconds and leaves nothing that looks finished (issue 19, item 5).
+"""Ctrl-C stops a running job within seconds and leaves nothing that looks finished.
 
 The local profile runs jobs as threads of the Snakemake process; Snakemake waits for running
 threads when interrupted, so before this fix a job ran on to its end (~80 s for a training job)

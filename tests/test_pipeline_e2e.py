@@ -25,7 +25,7 @@ def _manifest_gaps(res: Path) -> list[str]:
     """Files under results/ covered neither by `<file>.manifest.json` nor by a `manifest.json` of a
     directory artifact they lie in. Only the resumable training state (results/checkpoints, deleted
     or reused by fingerprint, never an input of another rule), TensorBoard event files (training
-    monitoring, never read by a rule; see the report of issue 18) and Snakemake's own markers are exempt."""
+    monitoring, never read by a rule) and Snakemake's own markers are exempt."""
     gaps = []
     for p in sorted(res.rglob("*")):
         rel = p.relative_to(res)

@@ -72,7 +72,7 @@ def test_snakemake_profile_environment_variable_counts_as_a_named_profile(monkey
 
 def test_parsing_needs_no_core_count(tmp_path):
     """`snakemake --profile slurm --unlock` has no core count (none is set for a cluster run): a rule with
-    `threads: workflow.cores` stopped every such command while parsing (issue 17 item 2)."""
+    `threads: workflow.cores` stopped every such command while parsing."""
     import subprocess
 
     snakemake = str(Path(sys.executable).parent / "snakemake")

@@ -1,4 +1,4 @@
-"""Every shell command the README shows works exactly as typed (issue 17).
+"""Every shell command the README shows works exactly as typed.
 
 Commands are read from README.md itself, so a command added there later is tested without
 editing this file:

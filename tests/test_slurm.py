@@ -1,4 +1,4 @@
-"""The cluster path (issue 13): the shipped slurm/ profile, rendered and run on a real SLURM.
+"""The cluster path: the shipped slurm/ profile, rendered and run on a real SLURM.
 
 1. Rendering (fast): Snakemake itself evaluates the shipped profile for the paper preset (a dry
    run prints every job's resources); the slurm plugin's own `get_submit_command` +

@@ -176,7 +176,7 @@ def test_each_job_writes_the_slice_check_expects(tree):
 
 
 def test_every_key_reruns_exactly_what_records_it(tree):
-    """The acceptance test of issue 19: for every leaf key of config/tiny.yaml, Snakemake's params
+    """The staleness acceptance test: for every leaf key of config/tiny.yaml, Snakemake's params
     trigger and `solopo check` agree on the affected artifacts, and no recorded key is ignored."""
     work, base, _ = tree
     t0, disagreements, ignored, unchangeable, report = time.time(), [], [], [], {}

@@ -24,7 +24,7 @@ def test_paper_preset_dry_run_lists_every_job_with_gpu_training(tmp_path):
     assert int(counts["sample"]) == 4 and int(counts["fetch_musique"]) == 1
     train_blocks = [b for b in text.split("\n\n") if "rule train:" in b]
     assert train_blocks and all("gpu=4" in b for b in train_blocks)
-    # issue 14 item 1: every job whose inputs exceed the native window shows the long-context setting
+    # every job whose inputs exceed the native window shows the long-context setting
     yarn = re.findall(r"evaluate (\S+) on (\S+): context: yarn x4 \(window 131072\)", text)
     assert len(yarn) == 23 * 2 and {b for _, b in yarn} == {"longbench_v2", "niah_plus"}
     assert not any(r.startswith("llama31_8b__") for r, _ in yarn)

@@ -196,7 +196,7 @@ def _non_finite(node, path=()):
 
 
 def _semantic_errors(config: dict) -> str | None:
-    """Settings that pass the schema but make results meaningless (issue 19, item 4)."""
+    """Settings that pass the schema but make results meaningless."""
     d, s, o = config["data"], config["sampling"], config["train"]["optim"]
     need = d["long_tokens"] + s["max_new_tokens"]
     if any(b.get("build") == "tiny_model" for b in config["backbones"]):
@@ -260,7 +260,7 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
                                   "allowed: a MuSiQue-Ans JSONL path when data.source is local")
     from solopo.eval.budget import long_context_plan
 
-    for b in config["backbones"]:  # every suite fits a window the backbone has (issue 14 item 1)
+    for b in config["backbones"]:  # every suite fits a window the backbone has
         for bench in config["eval"]["benchmarks"]:
             try:
                 long_context_plan(b, bench, config["eval"].get(bench) or {})

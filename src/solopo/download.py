@@ -45,7 +45,7 @@ def model(repo_id: str, out_dir: str, log_path: str, revision: str | None = None
         shutil.rmtree(Path(tmp) / ".cache", ignore_errors=True)  # huggingface_hub's download bookkeeping
         if not any(Path(tmp).glob("*.safetensors")):
             raise RuntimeError(f"download {repo_id}: no *.safetensors weights in the snapshot")
-        # with the sha256 of every file (issue 19): loaders and `solopo check --inputs` verify the weights
+        # with the sha256 of every file: loaders and `solopo check --inputs` verify the weights
         m = artifacts.write_folder_manifest(tmp, out_dir, {"repo_id": repo_id, "revision": info.sha}, [], t0,
                                             {"source": f"https://huggingface.co/{repo_id}", "sha": info.sha})
     _log(log_path, f"done in {time.time() - t0:.0f} s (revision {info.sha})")

@@ -1,4 +1,4 @@
-"""sub-EM labelling and preference-pair construction (SoLoPO §3, spec §3).
+"""sub-EM labelling and preference-pair construction (SoLoPO §3 and App. C).
 
 Each sampled CoT output is labelled correct when `sub_em(extract_answer(output), golds)`.
 Per input, one random correct output is the chosen and one random incorrect output the

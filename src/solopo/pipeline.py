@@ -286,7 +286,7 @@ def loss_config(cfg: dict, method: str, lam: float | None):
                       ra_stop_grad_short=stop_grad)
 
 
-# The LongPO release's training command (DAMO-NLP-SG/LongPO README; spec solopo_paper.md §2.4): the
+# The LongPO release's training command (DAMO-NLP-SG/LongPO README, train/train_longpo.py): the
 # LongPO run has its own optimiser block (`train.longpo`) because SoLoPO kept LongPO's defaults.
 LONGPO_DEFAULTS = {"optimizer": "rmsprop", "learning_rate": 5e-7, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
                    "weight_decay": 0.0, "beta": 0.01, "lambda": 0.01}
@@ -479,8 +479,8 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
                 result, preds = leaderboard.evaluate(model_dir, bcfg, Path(work))
         else:
             kw = dict(backend_kwargs)
-            # The backbone's long-context setting when this suite exceeds its native window (issue 14
-            # item 1; solopo.eval.budget): rope scaling at load, the window as vLLM's max_model_len.
+            # The backbone's long-context setting when this suite exceeds its native window
+            # (solopo.eval.budget): rope scaling at load, the window as vLLM's max_model_len.
             plan = kw.pop("long_context", None) or {}
             if plan.get("rope_scaling"):
                 kw["rope_scaling"] = plan["rope_scaling"]

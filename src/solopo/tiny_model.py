@@ -3,7 +3,7 @@ in a few CPU minutes, to answer toy-world questions from its context with a chai
 thought ending in "The answer is: X". Saved as a normal HF folder (safetensors) that
 `AutoModelForCausalLM.from_pretrained` loads offline.
 
-Recipe: stack_probe.md ("Tiny-model recipe", "Tiny-model competence"). Training
+Recipe (settled by CPU trials of model size, steps and data mix): training
 examples mix context sizes from the bare evidence up to beyond the long budget, so the
 model reads both short and long contexts, better on short ones (the gap SoLoPO targets).
 """

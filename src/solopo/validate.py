@@ -1,4 +1,4 @@
-"""Artifacts checked before use, and inputs that would make results meaningless refused (issue 19).
+"""Artifacts checked before use, and inputs that would make results meaningless refused.
 
 Each stage reads its inputs through `read_rows`, which compares the row count with the count the
 input's manifest promises and checks the fields the stage needs; the error names the file and

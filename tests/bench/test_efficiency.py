@@ -29,7 +29,7 @@ def test_linear_attention_model_by_hand():
     # vanilla 2 F(L+R), SoLo 2 F(S+R) + F(L+R): S=1, L=3, R=1, P=1, 1 layer, d=1 -> F(n) = 3 (2n + 4n^2)
     f2, f4 = 3 * (4 + 16), 3 * (8 + 64)
     assert eff.ratio_linear_attention(1, 3, 1, 1, 1, 1) == pytest.approx((2 * f2 + f4) / (2 * f4))
-    # the stack_probe reference model (P = 3,465,472): its table's predictions 0.743 / 0.595 / 0.532
+    # the reference model (P = 3,465,472): the ratios 0.743 / 0.595 / 0.532, worked out by hand for it
     model = eff.build_model(eff.DEFAULTS["model"], 512, "cpu", "float32", "sdpa")
     P = eff.flop_params(model)
     assert P == 4 * (2 * 256 * 256 + 2 * 256 * 128 + 256 + 2 * 128 + 3 * 256 * 704 + 2 * 256) + 256 + 2000 * 256

@@ -1,4 +1,4 @@
-"""The prepared GPU check (issue 16): its CPU rehearsal runs end to end, as on the GPU image (trl,
+"""The prepared GPU check: its CPU rehearsal runs end to end, as on the GPU image (trl,
 deepspeed, snakemake, vLLM, matplotlib ... unimportable), and leaves the JSON, markdown and PNG fields
 the README table is built from."""
 import json

@@ -1,4 +1,4 @@
-"""Property tests of context synthesis (issue 18, item 2), with the model's tokenizer.
+"""Property tests of context synthesis, with the model's tokenizer.
 
 For random toy worlds, budgets and seeds: every supporting document is in both the short and
 the long prompt; the short prompt's documents are a subset of the long one's; each prompt's

@@ -1,4 +1,4 @@
-"""Shared scorers (solopo.eval.metrics): table-driven cases from spec §3 and §4.4."""
+"""Shared scorers (solopo.eval.metrics): table-driven cases from the SQuAD/LongBench normalisation and LongBench `metrics.py`."""
 import pytest
 
 from solopo.eval.metrics import extract_answer, normalize_answer, qa_f1_score, string_match_part, sub_em

@@ -1,4 +1,4 @@
-"""Scorers against a second implementation (issue 18, item 3).
+"""Scorers against a second implementation.
 
 LongBench v1's `qa_f1_score` / `normalize_answer` and RULER's prediction clean-up ship inside
 lm-eval (`lm_eval/tasks/longbench/metrics.py`, `lm_eval/tasks/ruler/common_utils.py`). Importing

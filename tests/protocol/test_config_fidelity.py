@@ -1,4 +1,4 @@
-"""Issue 14 items 9 and 12: the LongPO block's release defaults; unknown config keys rejected."""
+"""Config fidelity: the LongPO block's release defaults; unknown config keys rejected."""
 from __future__ import annotations
 
 from pathlib import Path

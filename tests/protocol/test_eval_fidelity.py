@@ -1,4 +1,4 @@
-"""Issue 14, evaluation items: each test fails on the code before the fix (checked once)."""
+"""Evaluation fidelity to the paper and the benchmarks' protocols: each test fails on the code before the fix (checked once)."""
 from __future__ import annotations
 
 from solopo.eval import longbench_v2 as lb2

@@ -1,4 +1,4 @@
-"""Issue 14 items 1-2: the backbone's long-context setting on every suite that needs it, a 128K
+"""Long context: the backbone's long-context setting on every suite that needs it, a 128K
 NIAH-Plus item within each paper backbone's window, and the official NIAH-Plus prompt by default.
 
 The real Qwen2.5 / Llama-3.1 tokenizers cannot be downloaded offline: the 128K item is built with a

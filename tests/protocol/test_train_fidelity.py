@@ -1,4 +1,4 @@
-"""Issue 14, training/data items (10, 11): each test fails on the code before the fix (checked once)."""
+"""Training and data fidelity to the paper: each test fails on the code before the fix (checked once)."""
 from __future__ import annotations
 
 from solopo.pairs import build_pairs

@@ -359,7 +359,7 @@ def test_full_loss_gradient_reaches_long_chosen(name):
 
 
 def test_solo_dpo_ra_ignores_reference():
-    """SoLo-DPO's RA drops pi_ref (spec §1.4): changing the reference changes only the PO part."""
+    """SoLo-DPO's RA drops pi_ref (SoLoPO Table 1): changing the reference changes only the PO part."""
     out = outputs()
     _, m1 = get_loss("solo_dpo")(out, CFG)
     _, m2 = get_loss("solo_dpo")(replace(out, ref_chosen=out.ref_chosen + 3.0), CFG)
@@ -424,7 +424,7 @@ def test_config_validation():
         SeqLogps(torch.zeros(2), torch.ones(3))
 
 
-# Issue 14 item 8: SoLo-KL on the family's normalisation, so that it equals SoLo-RA up to the reward constant.
+# SoLo-KL (Eq. 10) on the family's normalisation, so that it equals SoLo-RA up to the reward constant.
 def test_solo_kl_simpo_equals_solo_simpo_alignment_up_to_beta():
     cfg = LossConfig(beta=2.5, gamma=0.5, orpo_lambda=0.1, alpha=1.0)
     _, kl = get_loss("solo_kl_simpo")(outputs(), cfg)

@@ -1,4 +1,4 @@
-"""Two-process DeepSpeed training on CPU (issue 20), through the workflow's own launcher path:
+"""Two-process DeepSpeed training on CPU, through the workflow's own launcher path:
 pipeline.train -> launch_deepspeed -> `accelerate launch --config_file <shipped yaml>` ->
 solopo.train.launch -> distributed.train_deepspeed, with DS_ACCELERATOR=cpu (gloo) and
 SOLOPO_TRAIN_PROCESSES=2.

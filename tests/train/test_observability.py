@@ -1,4 +1,4 @@
-"""Training is observable and bounded (issue 13, item 5), on the single-process path of the
+"""Training is observable and bounded, on the single-process path of the
 workflow's train job (pipeline.train): a line per optimizer step in the job log, TensorBoard event
 files under the run's folder, `keep_checkpoints` bounding the checkpoint folder (weights kept for
 checkpoint selection), a model card, and a model folder that AutoModelForCausalLM loads.

@@ -1,4 +1,4 @@
-"""Independent oracles for the training core (issue 18, item 1).
+"""Independent oracles for the training core.
 
 Every expected value here is computed by code that shares nothing with `sequence_logps`,
 `collate` or `policy_outputs`: the oracle tokenises with the chat template itself, runs the
@@ -211,7 +211,7 @@ def _long_prompt(n_docs: int) -> str:
 
 def test_tokenize_pair_truncation_keeps_response_header_instruction_and_question(lm):
     """Over-long: the chat header, the instruction, the question and the whole response (+ eos) are
-    kept; what is dropped lies inside the documents (issue 14 item 10: truncation inside the context)."""
+    kept; what is dropped lies inside the documents (truncation inside the context)."""
     _, tok = lm
     prompt, response = _long_prompt(40), "Person3 born City3 . The answer is: City3"
     p, r = _ids(tok, prompt, response)

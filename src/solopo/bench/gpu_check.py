@@ -1,4 +1,4 @@
-"""One prepared GPU check (issue 16): `scripts/gpu_check.sh` / `make gpu-check` run this module.
+"""One prepared GPU check: `scripts/gpu_check.sh` / `make gpu-check` run this module.
 
 Needs only torch + transformers (and their own dependencies: safetensors, tokenizers, PyYAML,
 numpy, tqdm) and this repository's `src/` on PYTHONPATH: no trl, deepspeed, snakemake, vLLM or
@@ -34,7 +34,7 @@ from pathlib import Path
 
 log = logging.getLogger("solopo.gpu_check")
 
-# importable in the rehearsal only if the GPU image has them (issue 16: torch, transformers, accelerate, peft)
+# importable in the rehearsal only if the GPU image has them (it has torch, transformers, accelerate, peft)
 NOT_ON_IMAGE = ("trl", "deepspeed", "snakemake", "vllm", "lm_eval", "datasets", "jsonschema", "matplotlib",
                 "pandas", "scipy", "sklearn", "nltk", "rouge_score", "word2number", "flash_attn", "pytest")
 PAPER = {"vanilla_max_len": 9 * 1024, "solo_max_len": 19 * 1024, "ratio": 19 / 9,

@@ -1,4 +1,4 @@
-"""The GPU check's efficiency sweep (issue 16): SoLo vs vanilla long-context ORPO at real model sizes.
+"""The GPU check's efficiency sweep: SoLo vs vanilla long-context ORPO at real model sizes.
 
 Unlike `solopo.bench.efficiency` (a small model, CPU memory measured per subprocess), this one is
 made for one short window on one large GPU:
@@ -46,7 +46,7 @@ SHAPES: dict[str, dict] = {
 GPU_SETTINGS: dict = {
     "models": ["qwen2.5-7b", "qwen2.5-1.5b"],  # the first that fits with its optimizer state
     "short_len": 1100,  # paper App. C: measured average |x_short| 1.1K
-    "response_len": 1024,  # issue 16: response 1K tokens
+    "response_len": 1024,  # a 1K-token response (the paper does not state one)
     "start_len": 4096,
     "max_len": 262144,
     "granularity": 2048,  # of the max-length bisection

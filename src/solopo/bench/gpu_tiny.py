@@ -1,4 +1,4 @@
-"""The GPU check's training + evaluation phase (issue 16): the tiny preset's `solo_orpo` and
+"""The GPU check's training + evaluation phase: the tiny preset's `solo_orpo` and
 `orpo_long` trained through the project's trainer on the device, then evaluated with the HF backend.
 
 Everything is built here from the repository alone (no hub, nothing carried): the tiny preset's

@@ -1,6 +1,6 @@
 """A dependency-free line-chart PNG writer (zlib + struct only).
 
-The GPU image of issue 16 has torch and transformers but no matplotlib; the check must still leave
+The GPU check's image has torch and transformers but no matplotlib; the check must still leave
 its efficiency plot. `panels_png` draws a row of log-log line charts with axes, tick labels, titles and
 a legend in a built-in 3x5 pixel font (upper case). With matplotlib installed the check uses it instead.
 """

@@ -11,7 +11,7 @@ from solopo.mappings import deep_merge
 
 METHODS = ("vanilla", "solo")
 
-# the stack_probe reference architecture (Qwen2, random init); `tie`: tied input embedding and LM head
+# the CPU benchmark's reference architecture (a small Qwen2, random init); `tie`: tied input embedding and LM head
 MODEL_DEFAULTS: dict = {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "num_kv_heads": 2,
                         "intermediate_size": 704, "vocab_size": 2000}
 

@@ -1,4 +1,4 @@
-"""RULER-style short/long context synthesis for the training questions (spec §2.7).
+"""RULER-style short/long context synthesis for the training questions (SoLoPO App. C; RULER `scripts/data/synthetic/qa.py`).
 
 For each question: its supporting paragraphs (all of them, always) plus distractors
 (first the question's own non-supporting paragraphs, then random paragraphs from the

@@ -3,7 +3,7 @@
 Each question gets freshly drawn facts (person -> city -> country -> leader -> spouse),
 so memorising facts is useless and only reading the context answers it. Paragraphs
 are compact ("P born C .") because a tiny model learns such one-step copies in
-minutes while verbose prose stays at chance (stack_probe.md, toy-world table).
+minutes while verbose prose stays at chance (measured on CPU when the toy world was designed).
 
 Every answer entity has one alias (its syllables swapped: "Kerak" -> "Rakke"), listed in
 `answer_aliases`. In a fixed share of questions (`ALIAS_RATE`, decided by a hash of the

@@ -1,6 +1,6 @@
 """LongBench v1, the six English QA datasets (SoLoPO Tables 3 and 7).
 
-Protocol (spec data_and_eval_protocols.md §4, solopo_paper.md §5):
+Protocol (THUDM/LongBench `LongBench/pred.py` and `LongBench/eval.py`; SoLoPO §3 and App. D.2):
 
 1. Fill the prompt: SoLoPO's CoT QA prompt (`solopo.data.prompts.qa_prompt`, the Fig. 6
    reconstruction; the paper's choice) or the official `dataset2prompt` template (typos kept).

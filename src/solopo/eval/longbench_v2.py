@@ -1,6 +1,6 @@
 """LongBench v2 (503 multiple-choice items; SoLoPO Table 4).
 
-Protocol (spec data_and_eval_protocols.md §5, solopo_paper.md §5):
+Protocol (THUDM/LongBench `pred.py` and `result.py`; SoLoPO §3 and App. D.2):
 
 1. Fill a template by plain string replacement, each value `.strip()`ed (`$DOC$`, `$Q$`,
    `$C_A$`..`$C_D$`). Templates: the official `0shot`, `0shot_cot` and `0shot_cot_ans`

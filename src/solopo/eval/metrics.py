@@ -59,7 +59,7 @@ def extract_answer(text: str) -> str:
     Take the rest of the line after the last case-insensitive "answer is" (optional colon), or,
     when that line ends there ("The answer is:\nParis"), the next non-empty line; strip
     whitespace, quotes and asterisks and one trailing period. Without a match, fall back to
-    the last non-empty line (the spec's fallback), or "" for an empty output.
+    the last non-empty line (a reconstruction: the paper does not say how it extracts), or "" for an empty output.
     """
     matches = list(_ANSWER_IS.finditer(text))
     if matches:

@@ -7,7 +7,7 @@ are unpacked by hand into `data_dir`. Record schema (README):
 * single-doc, `dataset: needle_squad`: id, context, context_length, depth_percent, input, answers
 * multi-doc, `dataset: needle_hotpotqa`: the same with depth_percent1 and depth_percent2
 
-`build_items` is a faithful *reconstruction* of the generator (spec §6.2): needle
+`build_items` is a faithful *reconstruction* of the generator (LongAgent, arXiv 2402.11550, App. A): needle
 paragraph(s) inserted into filler text at given TOKEN depths (0-100% of the filler
 tokens, measured with the model tokenizer), at the sentence (or document) boundary
 nearest to the requested depth, with the whole context within `length_tolerance` of the
@@ -18,7 +18,7 @@ Prompt: `official` (default; SoLoPO: "official default prompts") = the LongAgent
 description (`utils/data_loader.py`) in the LongBench hotpotqa wrapper (description, passages,
 description, `Question: ..\\nAnswer:`), or `solopo_cot` = SoLoPO's Fig. 6 CoT prompt
 (`qa_prompt`), an option. Greedy. Score: one-directional
-normalised sub-EM over `answers` (spec §3.2), after `extract_answer` for the CoT prompt;
+normalised sub-EM over `answers` (a reconstruction: the release names no matcher), after `extract_answer` for the CoT prompt;
 accuracy x100 per cell, per task (mean over its items, i.e. over equal-size cells), and
 their mean.
 
@@ -55,7 +55,7 @@ KIND_OF = {SINGLE: "single_doc", MULTI: "multi_doc"}
 PROMPTS = ("official", "solopo_cot")
 DEFAULT_PROMPT = "official"
 
-# LongAgent utils/data_loader.py task descriptions (quoted in spec §6.3).
+# LongAgent utils/data_loader.py task descriptions, quoted.
 TASK_DESCRIPTIONS = {
     SINGLE: "Answer the question based on the given passages. The answer must be extracted from the given passages.",
     MULTI: "Answer the question based on the given passages. Only give me the answer and do not output any other words.",

@@ -5,7 +5,7 @@ on machines that have it (the paper preset). Both take fully formatted prompt st
 (chat template already applied, see `solopo.generate.chat.format_chat`) and return,
 per prompt, `n` decoded continuations (special tokens stripped).
 
-Two rules make the backends interchangeable (issue 14 items 4-5):
+Two rules make the backends interchangeable:
 
 * `encode_prompts`: every backend decodes from token ids built exactly as training builds
   them (`add_special_tokens=False` on the chat-templated text). vLLM given *text* adds the

@@ -1,4 +1,4 @@
-"""The paper's own numbers (SoLoPO, arXiv 2505.11166, §7 of shared/spec/solopo_paper.md), as data.
+"""The paper's own numbers (SoLoPO, arXiv 2505.11166, Tables 3, 4 and 9), as data.
 
 Only the blocks a reproduction compares against: Qwen2.5-7B-Instruct and Llama3.1-8B-Instruct
 of Tables 3 and 4, and Table 9 (NIAH-Plus; Table 5 is Table 9 minus the Instruct row). Each
@@ -6,13 +6,13 @@ row is `(label, method, lambda, values)`: `method` is this pipeline's method nam
 the Instruct model), so a paper row sits beside the run of the same method; `lambda` is the
 paper's alpha where it gives one. `None` marks a value the paper does not print.
 
-Caveats copied from the spec: in Table 3 the Qwen SFT-short/SFT-long LongBench v1 columns equal
-ORPO-short/ORPO-long (probably a copy error in the paper; reproduced as printed). Row labels
-marked (P) in the spec are placed by position, not confirmed by name.
+Caveats: in Table 3 the Qwen SFT-short/SFT-long LongBench v1 columns equal
+ORPO-short/ORPO-long (probably a copy error in the paper; reproduced as printed). Where the text
+does not name a row, its label follows the tables' order (Instruct, SFT, X-short, X-long, SoLo-X).
 """
 from __future__ import annotations
 
-SOURCE = "SoLoPO (arXiv 2505.11166), as transcribed in shared/spec/solopo_paper.md §7"
+SOURCE = "SoLoPO (arXiv 2505.11166), Tables 3-4 and 9"
 
 # Table 3: LongBench v1 QA (F1) and RULER QA; RULER columns are 4k/8k/16k/32k
 TABLE3_COLUMNS = ["s_doc", "m_doc", "lb1_avg", "ruler_4k", "ruler_8k", "ruler_16k", "ruler_32k", "ruler_avg"]

@@ -10,7 +10,7 @@ is split over W ranks with micro-batches of m rows:
   micro-batches of at most m rows. A micro-batch left with no row (a ragged last batch) runs a
   forward/backward on a stand-in row with weight 0: it takes part in every collective (ZeRO-3's
   parameter gathers, the gradient reductions) and adds exactly nothing. A rank that skipped its
-  forward instead left the other ranks waiting for ever (issue 20).
+  forward instead left the other ranks waiting for ever.
 - loss scaling: DeepSpeed divides each micro-batch's loss by G and averages gradients over the W
   ranks. Each loss is the mean over its n rows, so it is multiplied by n G W / B_step (B_step =
   rows in this global batch): the step's gradient is then exactly that of the mean loss over the

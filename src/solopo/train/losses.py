@@ -5,7 +5,7 @@ Every loss is a pure function of per-sequence log-prob **sums** and response-tok
 It returns `(loss, metrics)`: a scalar tensor that carries the gradient, and a dict of detached
 0-dim tensors for logging (`loss`, the loss parts, `rewards/*`, `logps/*`).
 
-Conventions (LLaMA-Factory, the paper's training stack; spec §1.4, §1.7):
+Conventions (LLaMA-Factory `src/llamafactory/train/dpo/trainer.py`, the paper's training stack; App. G.4):
 
 - DPO uses the summed log-prob ``log pi(y|x) = sum_t log pi(y_t | x, y_<t)``.
 - SimPO and ORPO use the length-averaged log-prob ``avg(y|x) = log pi(y|x) / |y|`` (`SeqLogps.mean`).
@@ -15,7 +15,7 @@ whatever context it holds. For the vanilla short methods and for SoLoPO this is 
 long and Expand-Long methods the trainer puts (x_long, y) there. ``long_chosen`` / ``long_rejected``
 are the extra long-context copies that SoLoPO (the RA term) and LongPO (the policy side) need.
 
-Expand-Long-PO (spec §1.6) needs no loss of its own: it is plain `dpo` / `simpo` / `orpo` (and `sft`
+Expand-Long-PO (SoLoPO §2.2) needs no loss of its own: it is plain `dpo` / `simpo` / `orpo` (and `sft`
 for Expand-Long-SFT) on data whose PO prompt is x_long. `METHODS` maps every pipeline method to its
 (loss, dataset) pair.
 
@@ -27,9 +27,9 @@ Losses (registry names, see `list_losses()`):
 - ``solo_{dpo,simpo,orpo}_both``           short PO + alpha * (RA on y_w + RA on y_l).
 - ``solo_kl_{dpo,simpo,orpo}``             short PO + alpha * SoLo-KL (Eq. 10, ablation), on the family's
                                            log-prob normalisation (sum for DPO, mean for SimPO/ORPO).
-- ``longpo``                               LongPO as implemented in DAMO-NLP-SG/LongPO (spec §2.3).
+- ``longpo``                               LongPO as implemented in DAMO-NLP-SG/LongPO (train/longdpo_trainer.py).
 
-Choices the paper does not pin down (spec §1.4, marked [INF] there), made here:
+Choices the paper does not pin down (Table 1 and App. H.7 leave them open; a reconstruction), made here:
 
 - SoLo-DPO drops the reference from the RA term: r = beta * log pi(y|x) (no reference forward on x_long).
 - SoLo-ORPO adds alpha * RA to the whole vanilla ORPO loss (NLL + lambda * OR); alpha is not scaled by lambda.
@@ -301,7 +301,7 @@ def solo_kl_loss(out: PolicyOutputs, cfg: LossConfig, *, family: str) -> tuple[t
 
 
 def longpo_loss(out: PolicyOutputs, cfg: LossConfig) -> tuple[torch.Tensor, Metrics]:
-    """LongPO as implemented (DAMO-NLP-SG/LongPO `LongPOMTLMUlyssesTrainer`; spec §2.3, Eq. 12-14):
+    """LongPO as implemented (DAMO-NLP-SG/LongPO `LongPOMTLMUlyssesTrainer` in train/longdpo_trainer.py; LongPO paper Eq. 12-14):
 
     z     = beta' * [ (log pi(y_w|x_l) - log pi(y_l|x_l)) - (log pi_ref(y_w|x_s) - log pi_ref(y_l|x_s)) ]
     L_DPO = mean_i -log sigma(z_i)
