@@ -4,7 +4,7 @@ SoLoPO reports MMLU-Pro, IFEval, BBH, MATH (hard) and GPQA with "default leaderb
 temperature 0" and their plain average. Everything task-specific (prompts, few-shot, choice
 shuffling, answer extraction, metrics, group aggregation) comes from lm-eval's own installed
 ``leaderboard_*`` tasks; this module only picks the tasks, runs ``lm_eval.simple_evaluate`` and
-turns its results into our result/predictions pair (spec: data_and_eval_protocols.md section 7).
+turns its results into our result/predictions pair (EleutherAI/lm-evaluation-harness, `lm_eval/tasks/leaderboard`).
 
 Sources
 -------
