@@ -166,3 +166,22 @@ def test_the_tuning_choice_is_the_best_dev_score_per_family(tmp_path):
     assert res["chosen"]["sft_learning_rate"] == {"value": 2.0e-4, "probe": "sft_long", "dev_score": 22.0}  # tie: first
     assert res["chosen"]["learning_rate"]["value"] == 1.0e-4
     assert json.loads((tmp_path / "chosen.json").read_text())["dev_scores"] == scores
+
+
+def test_tuning_questions_are_never_test_questions(tmp_path):
+    """The dev draw drops every question whose text a test question has (the toy world repeats texts)."""
+    from solopo.artifacts import read_jsonl, write_jsonl
+    from solopo.data.toy_world import generate_records, hop_weights
+    from solopo.tune import TUNE_ID_OFFSET, TUNE_SEED_OFFSET, tune_questions
+
+    cfg = _tiny()
+    tm = cfg["tiny_model"]
+    pool = generate_records(40, cfg["seed"] + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"], id_offset=TUNE_ID_OFFSET)
+    test = tmp_path / "test.jsonl"
+    write_jsonl(test, pool[:5])  # the first five of the dev draw are test questions
+    tune_questions(str(tmp_path / "q.jsonl"), str(test), cfg, cfg["seed"], 10, str(tmp_path / "q.log"))
+    rows = read_jsonl(tmp_path / "q.jsonl")
+    assert len(rows) == 10 and not {r["question"] for r in rows} & {r["question"] for r in pool[:5]}
+    write_jsonl(test, pool)  # every question of the draw is a test question
+    with pytest.raises(ValueError, match=r"^report.tune.dev_questions: 10 questions unlike every test question"):
+        tune_questions(str(tmp_path / "q2.jsonl"), str(test), cfg, cfg["seed"], 10, str(tmp_path / "q2.log"))

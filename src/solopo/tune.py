@@ -43,18 +43,26 @@ def train_slice(train_slice_: dict, run: dict) -> dict:
     return out
 
 
-def tune_questions(out: str, cfg: dict, seed: int, n: int, log_path: str) -> None:
-    """The dev questions: `n` toy-world questions of their own draw (neither training nor test ones)."""
-    from solopo.artifacts import write_jsonl, write_manifest
+def tune_questions(out: str, test_questions: str, cfg: dict, seed: int, n: int, log_path: str) -> None:
+    """The dev questions: `n` toy-world questions of their own draw, none with the text of a test
+    question (`test_questions`: the file the test fixtures are built from; a small toy world repeats
+    question texts across draws)."""
+    from solopo.artifacts import read_jsonl, write_jsonl, write_manifest
     from solopo.data.toy_world import generate_records, hop_weights
     from solopo.pipeline import job
     from solopo.slices import Scoped
 
     with job(log_path, "tune_questions") as t0:
         tm = cfg["tiny_model"]
-        rows = generate_records(n, seed + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"], id_offset=TUNE_ID_OFFSET)
+        test = {r["question"] for r in read_jsonl(test_questions)}
+        pool = generate_records(4 * n, seed + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"], id_offset=TUNE_ID_OFFSET)
+        rows = [r for r in pool if r["question"] not in test][:n]
+        if len(rows) < n:
+            raise ValueError(f"report.tune.dev_questions: {n} questions unlike every test question are not in a draw of "
+                             f"{len(pool)} (the toy world is too small); allowed: at most {len(rows)}")
         recorded = cfg.plain if isinstance(cfg, Scoped) else {"tiny_model": dict(tm), "seed": seed}
-        write_manifest(out, recorded, [], t0, {"records": len(rows), "n": n})
+        write_manifest(out, recorded, [test_questions], t0, {"records": len(rows), "n": n,
+                                                             "dropped_as_test_questions": sum(r["question"] in test for r in pool)})
         write_jsonl(out, rows)
 
 

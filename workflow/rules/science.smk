@@ -69,6 +69,8 @@ if TUNE and config["data"]["source"] == "toy":
         trun=_alt(TUNE),
 
     rule tune_questions:
+        input:
+            test="results/data/musique_dev.jsonl",  # the test fixtures' questions: none of them is reused
         output:
             questions="results/tune/questions.jsonl",
             manifest=m("results/tune/questions.jsonl"),
@@ -82,7 +84,7 @@ if TUNE and config["data"]["source"] == "toy":
             ENVS["base"]
         run:
             cfg = scoped(params, "tune_questions")
-            stage("tune.tune_questions", output.questions, cfg, cfg["seed"], params.n, log[0])
+            stage("tune.tune_questions", output.questions, input.test, cfg, cfg["seed"], params.n, log[0])
 
     rule tune_bench:
         input:
