@@ -55,7 +55,8 @@ def hash_obj(obj) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file's bytes (hex), read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -70,7 +71,7 @@ _NOT_CONTENT = ("manifest.json", ".snakemake_timestamp")
 def content_files(folder: str | os.PathLike) -> dict[str, str]:
     """{relative path: sha256} of every file of a folder artifact (its content, weights included)."""
     p = Path(folder)
-    return {str(f.relative_to(p)): _sha256_file(f) for f in sorted(p.rglob("*"))
+    return {str(f.relative_to(p)): sha256_file(f) for f in sorted(p.rglob("*"))
             if f.is_file() and f.name not in _NOT_CONTENT}
 
 
@@ -90,10 +91,16 @@ def hash_path(path: str | os.PathLike) -> str:
         # an older manifest without a content digest: identified by the manifest itself
         return "m:" + hashlib.sha256((p / "manifest.json").read_bytes()).hexdigest()[:14]
     if p.is_file():
-        return _sha256_file(p)[:16]
+        return sha256_file(p)[:16]
+    return files_hash(p)
+
+
+def files_hash(folder: Path) -> str:
+    """A hash of a folder's file names and bytes, manifests left out: how a folder without a content
+    digest in its manifest is identified."""
     h = hashlib.sha256()
-    for f in sorted(f for f in p.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
-        h.update(str(f.relative_to(p)).encode())
+    for f in sorted(f for f in folder.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
+        h.update(str(f.relative_to(folder)).encode())
         with open(f, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 h.update(block)
@@ -122,7 +129,7 @@ def verify_folder(folder: str | os.PathLike) -> list[str]:
 
 def file_content(path: str | os.PathLike) -> dict:
     """The content record of a file artifact: its sha256 and size."""
-    return {"sha256": _sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
+    return {"sha256": sha256_file(Path(path)), "bytes": Path(path).stat().st_size}
 
 
 def verify_file(path: str | os.PathLike, manifest: dict, manifest_file: str | os.PathLike) -> list[str]:
@@ -134,7 +141,7 @@ def verify_file(path: str | os.PathLike, manifest: dict, manifest_file: str | os
     p = Path(path)
     if not p.is_file():
         return [f"{p}: missing (recorded in {manifest_file})"]
-    now = _sha256_file(p)
+    now = sha256_file(p)
     if now == content["sha256"]:
         return []
     return [(f"{p}: content changed since it was written (sha256 {now[:12]}, {manifest_file} records "

