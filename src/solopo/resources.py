@@ -204,12 +204,9 @@ def check(est: Estimate | None, budget: tuple[int, str] | None = None) -> None:
 def longest_prompt_tokens(model: str, prompts: list[str], trust_remote_code: bool = False) -> int:
     """Tokens of the longest prompt (by characters) once chat-formatted, as the sampler feeds it."""
     from solopo.generate.chat import format_chat
-    from solopo.runtime import MODEL_LOAD_LOCK
+    from solopo.generate.hf import load_tokenizer
 
-    with MODEL_LOAD_LOCK:  # a first transformers import in two threads at once raises ImportError
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+    tok = load_tokenizer(model, trust_remote_code)
     longest = max(prompts, key=len, default="")
     return len(tok(format_chat(tok, longest), add_special_tokens=False)["input_ids"])
 
@@ -240,15 +237,12 @@ def for_eval(bench: str, model_dir: str, b: dict, backend: str, out: str) -> Est
 
 def longest_response_tokens(model: str, rows: list[dict]) -> int:
     """Tokens of the longest chosen/rejected response (by characters) of a training set."""
-    from solopo.runtime import MODEL_LOAD_LOCK
+    from solopo.generate.hf import load_tokenizer
 
     texts = [str(r[k]) for r in rows for k in ("y_w", "y_l") if r.get(k)]
     if not texts:
         return 0
-    with MODEL_LOAD_LOCK:
-        from transformers import AutoTokenizer
-
-        tok = AutoTokenizer.from_pretrained(model)
+    tok = load_tokenizer(model)
     return len(tok(max(texts, key=len), add_special_tokens=False)["input_ids"])
 
 
