@@ -69,13 +69,16 @@ def check_samples(samples: list[dict], contexts: list[dict], samples_path, conte
         raise DataError(f"{samples_path}: {len(got)} sample sets for {len(want)} contexts in {contexts_path}; expected "
                         f"one per context" + (f" (missing ids {missing[:3]}...)" if missing else ""))
     man = manifest_of(samples_path) or {}
-    n = ((man.get("config") or {}).get("sampling") or {}).get("n")
+    sampling = (man.get("config") or {}).get("sampling") or {}
+    n = sampling.get("n")
+    if n is not None and sampling.get("reference_traces"):
+        n += 2  # the gold and the wrong-answer trace appended to each row's samples (solopo.pipeline.sample)
     counts = {len(r["responses"]) for r in samples}
     for i, r in enumerate(samples, 1):
         k = len(r["responses"])
         if (n is not None and k != n) or (n is None and len(counts) > 1):
             raise DataError(f"{samples_path}:{i}: {k} responses for id {r['id']!r}; expected "
-                            f"{n if n is not None else max(counts)} (sampling.n)")
+                            f"{n if n is not None else max(counts)} (sampling.n, + 2 with sampling.reference_traces)")
 
 
 def check_eval_items(bench: str, items: list[dict], data_dir, cfg: dict) -> None:
