@@ -3,8 +3,10 @@
 One row per key of config/config.yaml (the paper preset) and config/tiny.yaml (keys only the tiny
 preset has): the paper value, the tiny value, what the schema allows, and the meaning and source,
 which is the key's comment in the preset file (on its line, or the comment lines right above it).
-The files stay the one place a value and its reason are written; `tests/test_config_reference.py`
-fails when docs/config.md is not what this script writes, or when a key has no comment.
+The files stay the one place a value and its reason are written; `tests/test_repository.py`
+fails when docs/config.md is not what this script writes, or when a key has no comment. A mapping
+written on one line (`model: {hidden_size: 896, ...}`) is one row, documented by that line's comment;
+a list of mappings (`backbones`) shows each item's value in one cell, in list order.
 
     .venv/bin/python scripts/config_reference.py          # rewrite docs/config.md
     .venv/bin/python scripts/config_reference.py --check  # exit 1 if it is out of date
@@ -23,14 +25,26 @@ PRESETS = {"paper": ROOT / "config/config.yaml", "tiny": ROOT / "config/tiny.yam
 SCHEMA = ROOT / "src/solopo/schemas/config.schema.yaml"
 OUT = ROOT / "docs/config.md"
 KEY_LINE = re.compile(r"^(?P<indent>\s*)(?P<dash>- )?(?P<key>[A-Za-z_][\w]*):(?P<rest>.*)$")
+COMMENTED_OUT_KEY = re.compile(r"^[a-z_][a-z0-9_]*: \S")  # `# seeds: [42, 1]`: an example, not prose
 
 
 def key_comments(path: Path) -> dict[str, str]:
     """Dotted key path -> its comment: the inline one, else the comment lines directly above it.
 
-    List items of mappings (`backbones:`) are addressed as `backbones[].name`. A comment that runs on
-    in comment-only lines below a key (aligned continuation) is joined to it."""
+    List items of mappings (`backbones:`) are addressed as `backbones[].name`; the first item that
+    comments a key gives its meaning. A comment that runs on in comment-only lines below a key
+    (aligned continuation) is joined to it."""
+    return _scan(path)[0]
+
+
+def inline_mappings(path: Path) -> set[str]:
+    """Dotted paths of the mappings written on one line (`key: {a: 1, b: 2}`): each is one row."""
+    return _scan(path)[1]
+
+
+def _scan(path: Path) -> tuple[dict[str, str], set[str]]:
     comments: dict[str, str] = {}
+    inline_maps: set[str] = set()
     stack: list[tuple[int, str]] = []  # (indent, dotted path)
     pending: list[str] = []
     inline_at: tuple[str, int] | None = None  # (key, column of its inline `#`): continuation lines align there
@@ -41,6 +55,8 @@ def key_comments(path: Path) -> dict[str, str]:
             col, text = raw.index("#"), stripped.lstrip("#").strip()
             if inline_at and col == inline_at[1]:
                 comments[inline_at[0]] = f"{comments[inline_at[0]]} {text}"
+            elif COMMENTED_OUT_KEY.match(text):  # the comment above it describes that key, not the next one
+                pending, inline_at = [], None
             else:
                 pending.append(text)
                 inline_at = None
@@ -52,21 +68,28 @@ def key_comments(path: Path) -> dict[str, str]:
         if not stack and not comments and raw == raw.lstrip() and not seen_key:
             pending = []  # the file's header comment describes the preset, not its first key
         seen_key = True
-        indent = len(m["indent"]) + (2 if m["dash"] else 0)
+        indent = len(m["indent"])
+        if m["dash"]:  # a new list item: close the previous item, open this one one column in
+            while stack and stack[-1][0] > indent:
+                stack.pop()
+            stack.append((indent + 1, f"{stack[-1][1] if stack else ''}[]"))
+            indent += 2
         while stack and stack[-1][0] >= indent:
             stack.pop()
         parent = stack[-1][1] if stack else ""
-        if m["dash"]:
-            parent = f"{parent}[]"
         dotted = f"{parent}.{m['key']}" if parent else m["key"]
         stack.append((indent, dotted))
-        _, has_comment, inline = _split_comment(m["rest"])
+        value, has_comment, inline = _split_comment(m["rest"])
+        if value.startswith("{"):
+            inline_maps.add(dotted)
         text = " ".join(pending + ([inline] if inline else []))
-        if text:
-            comments[dotted] = text
         pending = []
-        inline_at = (dotted, raw.rindex("#", 0, len(raw) - len(inline))) if has_comment and inline else None
-    return comments
+        if text and dotted not in comments:
+            comments[dotted] = text
+            inline_at = (dotted, raw.rindex("#", 0, len(raw) - len(inline))) if has_comment and inline else None
+        else:
+            inline_at = None
+    return comments, inline_maps
 
 
 def _split_comment(rest: str) -> tuple[str, bool, str]:
@@ -80,26 +103,34 @@ def _split_comment(rest: str) -> tuple[str, bool, str]:
     return rest.strip(), False, ""
 
 
-def leaves(value, prefix: str = "") -> dict[str, object]:
-    """Dotted path -> value for every key; a list of mappings contributes `key[].field` rows."""
+def leaves(value, prefix: str = "", inline: frozenset[str] | set[str] = frozenset()) -> dict[str, object]:
+    """Dotted path -> value for every key; a list of mappings contributes `key[].field` rows whose
+    value is `PerItem` (one value per item, `_MISSING` where an item lacks the key). A mapping whose
+    path is in `inline` (written on one line) is one value, not a section."""
     out: dict[str, object] = {}
     if isinstance(value, dict):
         for k, v in value.items():
             path = f"{prefix}.{k}" if prefix else str(k)
-            if isinstance(v, dict) and v and all(isinstance(x, str) for x in v):
+            if isinstance(v, dict) and v and all(isinstance(x, str) for x in v) and path not in inline:
                 out[path] = _SECTION
-                out.update(leaves(v, path))
+                out.update(leaves(v, path, inline))
             elif isinstance(v, list) and v and all(isinstance(x, dict) for x in v):
                 out[path] = _SECTION
-                for item in v:
-                    for sub, subv in leaves(item, f"{path}[]").items():
-                        out.setdefault(sub, subv)
+                items = [leaves(item, f"{path}[]", inline) for item in v]
+                for sub in dict.fromkeys(s for item in items for s in item):
+                    got = [item.get(sub, _MISSING) for item in items]
+                    out[sub] = _SECTION if all(g is _SECTION or g is _MISSING for g in got) else PerItem(got)
             else:
                 out[path] = v
     return out
 
 
+class PerItem(tuple):
+    """The values of one key across the items of a list of mappings, in list order."""
+
+
 _SECTION = object()
+_MISSING = object()
 
 
 def allowed(schema: dict, path: str) -> str:
@@ -140,7 +171,11 @@ def _deref(root: dict, node: dict) -> dict:
 
 
 def show(value) -> str:
-    text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    if value is _SECTION:
+        return "(section)"
+    if isinstance(value, PerItem):
+        return " · ".join("—" if v is _MISSING else show(v) for v in value) if len(value) > 1 else show(value[0])
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
     text = text.removesuffix("\n...").removesuffix("...").strip()
     return f"`{text}`".replace("|", "\\|") if text else ""
 
@@ -150,14 +185,17 @@ def render() -> str:
     tiny = yaml.safe_load(PRESETS["tiny"].read_text())
     schema = yaml.safe_load(SCHEMA.read_text())
     comments = {**key_comments(PRESETS["tiny"]), **key_comments(PRESETS["paper"])}
-    pv, tv = leaves(paper), leaves(tiny)
-    keys = list(pv) + [k for k in tv if k not in pv]
+    inline = inline_mappings(PRESETS["paper"]) | inline_mappings(PRESETS["tiny"])
+    pv, tv = leaves(paper, inline=inline), leaves(tiny, inline=inline)
+    keys = merged_order(list(pv), list(tv))
     lines = ["# Configuration reference", "",
              "Generated by `scripts/config_reference.py` from `config/config.yaml` (the paper preset),",
              "`config/tiny.yaml` (the tiny preset, which `--configfile config/tiny.yaml` lays over the paper one)",
              "and the schema `src/solopo/schemas/config.schema.yaml`; edit those files, not this page. The meaning",
              "and source of a key is its comment in the preset file. *tiny* is blank where the tiny preset keeps",
-             "the paper value; `[INF]` marks a value the paper does not state (a reconstruction).", ""]
+             "the paper value; `[INF]` marks a value the paper does not state (a reconstruction). A key of",
+             "a list item (`backbones[].name`) shows each item's value in list order, separated by `·`;",
+             "`—` marks an item without the key.", ""]
     section = None
     for key in keys:
         top = key.split(".")[0].split("[")[0]
@@ -165,24 +203,39 @@ def render() -> str:
             section = top
             lines += ["", f"## `{top}`", "", "| key | paper | tiny | allowed | meaning and source |", "|---|---|---|---|---|"]
         p, t = pv.get(key, _MISSING), tv.get(key, _MISSING)
-        if p is _SECTION or t is _SECTION:
-            paper_cell, tiny_cell = "(section)", ""
+        paper_cell = "" if p is _MISSING else show(p)
+        if t is _MISSING:  # a list item replaces the paper's items whole: a key it lacks is absent, not kept
+            tiny_cell = "—" if "[]" in key and p is not _MISSING else ""
         else:
-            paper_cell = "" if p is _MISSING else show(p)
-            tiny_cell = "" if t is _MISSING or (p is not _MISSING and t == p) else show(t)
+            tiny_cell = "" if t is p or (p is not _MISSING and t == p) else show(t)
         meaning = comments.get(key, "").replace("|", "\\|")
         lines.append(f"| `{key}` | {paper_cell} | {tiny_cell} | {allowed(schema, key)} | {meaning} |")
     return "\n".join(lines).replace("\n\n\n", "\n\n") + "\n"
 
 
-_MISSING = object()
+def merged_order(paper: list[str], tiny: list[str]) -> list[str]:
+    """The paper preset's key order; a tiny-only key follows the key before it in tiny and that key's
+    subtree (at the new key's depth), so it lands in its own section, not in a second copy of it."""
+    out = list(paper)
+    for i, key in enumerate(tiny):
+        if key in out:
+            continue
+        if not i:
+            out.insert(0, key)
+            continue
+        depth, prev = len(key.split(".")), tiny[i - 1].split(".")
+        anchor = ".".join(prev[:depth]).removesuffix("[]")
+        inside = [j for j, k in enumerate(out) if k == anchor or k.startswith((anchor + ".", anchor + "[]"))]
+        out.insert(inside[-1] + 1, key)
+    return out
 
 
 def undocumented() -> list[str]:
     """Keys that have no comment in either preset file (the test requires none)."""
     comments = {**key_comments(PRESETS["tiny"]), **key_comments(PRESETS["paper"])}
-    keys = {**leaves(yaml.safe_load(PRESETS["tiny"].read_text())),
-            **leaves(yaml.safe_load(PRESETS["paper"].read_text()))}
+    inline = inline_mappings(PRESETS["paper"]) | inline_mappings(PRESETS["tiny"])
+    keys = {**leaves(yaml.safe_load(PRESETS["tiny"].read_text()), inline=inline),
+            **leaves(yaml.safe_load(PRESETS["paper"].read_text()), inline=inline)}
     return [k for k, v in keys.items() if k not in comments and v is not _SECTION]
 
 
