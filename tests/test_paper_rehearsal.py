@@ -89,3 +89,19 @@ def test_both_backbones_keep_every_released_setting_but_their_weights():
         assert r["build"] == "rehearsal" and r["model"] == f"results/models/{r['name']}"
         assert {k: v for k, v in r.items() if k not in ("model", "build", "methods", "lambdas")} == \
                {k: v for k, v in p.items() if k not in ("model", "methods", "lambdas")}
+
+
+def test_samples_with_reference_traces_hold_n_plus_two_responses(tmp_path):
+    import json
+
+    from solopo.artifacts import DataError
+    from solopo.validate import check_samples
+
+    path = tmp_path / "short.jsonl"
+    rows = [{"id": "q1", "responses": ["a", "b", "gold", "wrong"]}]
+    path.write_text(json.dumps(rows[0]) + "\n")
+    Path(f"{path}.manifest.json").write_text(json.dumps({"config": {"sampling": {"n": 2, "reference_traces": True}}}))
+    check_samples(rows, [{"id": "q1"}], path, "ctx")
+    Path(f"{path}.manifest.json").write_text(json.dumps({"config": {"sampling": {"n": 2}}}))
+    with pytest.raises(DataError, match="4 responses for id 'q1'; expected 2"):
+        check_samples(rows, [{"id": "q1"}], path, "ctx")
