@@ -88,7 +88,7 @@ BAD = [
     ('backbones.0', {'name': 'tiny', 'model': './no/such/model'},
      "backbones[0].model: local path './no/such/model' does not exist; allowed: an existing model folder or a hub id like Qwen/Qwen2.5-7B-Instruct"),
     ('backbones.0.build', 'gpt',
-     "backbones[0].build: 'gpt' is not valid; allowed: one of tiny_model"),
+     "backbones[0].build: 'gpt' is not valid; allowed: one of tiny_model, rehearsal"),
     ('backbones.0.trust_remote_code', 'yes',
      "backbones[0].trust_remote_code: 'yes' is not valid; allowed: boolean"),
     ('backbones.0.name', 'Tiny Model',
