@@ -1,6 +1,6 @@
 """The QA prompt used for data construction, RULER and LongBench v1 (SoLoPO Fig. 6).
 
-Fig. 6 itself is not in the paper's text. This reconstruction keeps RULER's QA template
+Fig. 6's exact wording could not be recovered from the paper. This reconstruction keeps RULER's QA template
 opening instruction and document format, states the instruction once (RULER repeats it;
 at the tiny preset's budgets the repetition would be a third of the short context) and replaces "only give me the
 answer" by a chain-of-thought request ending in SoLoPO's answer format, "The answer is: X"
