@@ -24,7 +24,7 @@ for real. A `make` target whose recipe would reach the hub or a cluster runs its
 snakemake lines with `-n`. The checkout is named `solopo`, as the README's clone: a block that
 starts with `cd solopo` is typed in the folder above it.
 
-Also the issue's acceptance checks: the tiny one-target command rebuilds exactly the deleted
+Also the acceptance checks: the tiny one-target command rebuilds exactly the deleted
 file; the paper preset gets past parsing and fails offline with the first download job's
 one-line hub message.
 """
