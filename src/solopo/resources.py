@@ -74,8 +74,13 @@ def model_shape(model_dir: str | Path) -> ModelShape | None:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
         return None
-    c = json.loads(path.read_text())
+    try:
+        c = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None  # the model load names the broken file; a prediction has nothing to go on
     c = c.get("text_config") or c
+    if not all(k in c for k in ("num_attention_heads", "hidden_size", "num_hidden_layers", "vocab_size")):
+        return None  # not a causal LM's config (or a placeholder): nothing to predict from
     heads = int(c["num_attention_heads"])
     hidden = int(c["hidden_size"])
     return ModelShape(layers=int(c["num_hidden_layers"]), hidden=hidden, heads=heads,
