@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from solopo import paths
 from solopo.artifacts import (
     DataError,
     artifact_gone,
@@ -229,23 +229,31 @@ class Expected:
         self.backbones = {b["name"]: b for b in config["backbones"]}
         self.benches = list(config["eval"]["benchmarks"])
         self._meta = None
+        # every template `solopo check` knows, with what a wildcard may match: any backbone, run or
+        # benchmark folder (a name no longer configured is an orphan, below), but an eval file splits
+        # at a configured benchmark's name
+        evals = {"bench": paths.alternation(k for k, v in self.cfg["eval"].items() if isinstance(v, dict)) or "(?!)"}
+        anything = {"bench": paths.ANY}
         self.patterns = [
-            (r"results/data/musique_(train|dev)\.jsonl", self.data),
-            (r"results/models/(?P<b>[^/]+)", self.tiny_model),
-            (r"results/contexts/(?P<b>[^/]+)/(short|long)\.jsonl", self.contexts),
-            (r"results/samples/(?P<b>[^/]+)/(short|long)\.jsonl", self.samples),
-            (r"results/pairs/(?P<b>[^/]+)/(pairs\.jsonl|pair_stats\.json)", self.pairs),
-            (r"results/datasets/(?P<b>[^/]+)/[^/]+\.jsonl", self.datasets),
-            (r"results/ref_logps/(?P<b>[^/]+)/[^/]+\.jsonl", self.ref_logps),
-            (r"results/train/(?P<run>[^/]+)/model", self.train),
-            (r"results/benchmarks/(?P<bench>[^/]+)", self.bench_data),
-            (r"results/benchmarks/(?P<b>[^/]+)/(?P<bench>[^/]+)", self.bench_data),
-            (r"results/eval/(?P<stem>[^/]+?)(\.json|\.predictions\.jsonl)", self.evaluate),
-            (r"results/bench/efficiency\.(json|png)", self.efficiency),
-            (r"results/report/lambda_sweep_(?P<sweep>[^/]+)\.png", self.lambda_plot),
-            (r"results/report/ruler_by_length_(?P<b>[^/]+)\.png", self.ruler_plot),
-            (r"results/report/(table3|table4|ablations|lambda_sweep)\.(md|csv|html)|results/report/summary\.csv",
-             self.report),
+            (paths.MUSIQUE, self.data, {}),
+            (paths.BUILT_MODEL, self.tiny_model, {}),
+            (paths.CONTEXTS, self.contexts, {}),
+            (paths.SAMPLES, self.samples, {}),
+            (paths.PAIRS, self.pairs, {}),
+            (paths.PAIR_STATS, self.pairs, {}),
+            (paths.DATASET, self.datasets, {}),
+            (paths.REF_LOGPS, self.ref_logps, {}),
+            (paths.TRAIN_MODEL, self.train, {}),
+            (paths.BENCH_DATA, self.bench_data, anything),
+            (paths.BENCH_DATA_TOKENIZED, self.bench_data, anything),
+            (paths.EVAL_JSON, self.evaluate, evals),
+            (paths.EVAL_PREDICTIONS, self.evaluate, evals),
+            (paths.EFFICIENCY_JSON, self.efficiency, {}),
+            (paths.EFFICIENCY_PNG, self.efficiency, {}),
+            (paths.LAMBDA_PLOT, self.lambda_plot, {}),
+            (paths.RULER_PLOT, self.ruler_plot, {}),
+            (paths.TABLE, self.report, {}),
+            (paths.SUMMARY, self.report, {}),
         ]
 
     # each returns the expected slice or raises Orphan
@@ -263,23 +271,23 @@ class Expected:
     def tiny_model(self, m):
         from solopo import slices
 
-        b = self._backbone(m["b"])
+        b = self._backbone(m["backbone"])
         if not b.get("build"):
-            raise Orphan(f"backbone {m['b']!r} is not built by the pipeline")
+            raise Orphan(f"backbone {m['backbone']!r} is not built by the pipeline")
         return slices.tiny_model(self.cfg)
 
     def _per_backbone(self, name, m):
         from solopo import slices
 
-        self._backbone(m["b"])
-        return getattr(slices, name)(self.cfg, m["b"])
+        self._backbone(m["backbone"])
+        return getattr(slices, name)(self.cfg, m["backbone"])
 
     def _per_seed(self, name, m):
         """Pairs, training sets, reference log-probs: under `<backbone>@s<seed>` for a further seed."""
         from solopo import slices
         from solopo.config import split_seed_tag, train_seeds
 
-        b, seed = split_seed_tag(m["b"])
+        b, seed = m["backbone"], split_seed_tag(m["seedtag"])[1]
         self._backbone(b)
         if seed is not None and seed not in train_seeds(self.cfg)[1:]:
             raise Orphan(f"seed {seed} is not a further seed of train.seeds")
@@ -314,7 +322,7 @@ class Expected:
         bench = m["bench"]
         if bench not in self.cfg["eval"] or not isinstance(self.cfg["eval"][bench], dict):
             raise Orphan(f"benchmark {bench!r} is not configured")
-        b = m.groupdict().get("b")
+        b = m.get("backbone")
         if b:
             self._backbone(b)
         return slices.bench_data(self.cfg, bench, b)
@@ -322,16 +330,12 @@ class Expected:
     def evaluate(self, m):
         from solopo import slices
 
-        stem = m["stem"]
-        for bench in sorted(self.cfg["eval"], key=len, reverse=True):
-            if stem.endswith("_" + bench) and isinstance(self.cfg["eval"][bench], dict):
-                run = stem[: -len(bench) - 1]
-                if run not in self.runs:
-                    raise Orphan(f"run {run!r} is not in the run table (method or lambda value removed)")
-                if bench not in self.benches:
-                    raise Orphan(f"benchmark {bench!r} is not in eval.benchmarks")
-                return slices.evaluate(self.cfg, self.runs[run], bench)
-        raise Orphan(f"{stem}: no configured benchmark matches")
+        run, bench = m["run"], m["bench"]
+        if run not in self.runs:
+            raise Orphan(f"run {run!r} is not in the run table (method or lambda value removed)")
+        if bench not in self.benches:
+            raise Orphan(f"benchmark {bench!r} is not in eval.benchmarks")
+        return slices.evaluate(self.cfg, self.runs[run], bench)
 
     def efficiency(self, m):
         from solopo.bench.efficiency import settings
@@ -364,8 +368,8 @@ class Expected:
     def ruler_plot(self, m):
         from solopo.report.tables import filter_meta, report_slice
 
-        self._backbone(m["b"])
-        return {"backbone": m["b"], **report_slice(filter_meta(self.meta(), m["b"]), {})}
+        self._backbone(m["backbone"])
+        return {"backbone": m["backbone"], **report_slice(filter_meta(self.meta(), m["backbone"]), {})}
 
     def by_keys(self, manifest_cfg: dict):
         """Fallback: the same top-level keys looked up in the merged config (top level, train, eval, data)."""
@@ -379,10 +383,14 @@ class Expected:
 
     def expected(self, rel: str):
         """(kind, slice) for a path relative to the workflow directory, (None, None) if unknown."""
-        for pat, fn in self.patterns:
-            hit = re.fullmatch(pat, rel)
-            if hit:
-                return fn.__name__, fn(hit)
+        for template, fn, regexes in self.patterns:
+            wildcards = paths.parse(template, rel, **regexes)
+            if wildcards is not None:
+                return fn.__name__, fn(wildcards)
+        for template in (paths.EVAL_JSON, paths.EVAL_PREDICTIONS):
+            wildcards = paths.parse(template, rel, bench=paths.ANY)
+            if wildcards is not None:  # an eval file of a benchmark that is no longer configured
+                raise Orphan(f"{wildcards['run']}_{wildcards['bench']}: no configured benchmark matches")
         return None, None
 
 
