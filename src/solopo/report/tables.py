@@ -32,6 +32,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from solopo import paths
 from solopo.artifacts import write_manifest, write_text
 from solopo.eval.leaderboard import (
     IFEVAL_HEADLINE,
@@ -503,23 +504,23 @@ RENDER = {"md": to_markdown, "csv": to_csv, "html": to_html}
 
 def output_paths(out_dir: str) -> dict[str, str]:
     """Every file `write_tables` writes: `{name}_{fmt}` (and `summary`) -> path."""
-    out = {f"{n}_{f}": str(Path(out_dir) / f"{n}.{f}") for n in TABLE_NAMES for f in FORMATS}
-    out["summary"] = str(Path(out_dir) / "summary.csv")
+    out = {f"{n}_{f}": paths.under(out_dir, paths.fill(paths.TABLE, table=n, fmt=f)) for n in TABLE_NAMES for f in FORMATS}
+    out["summary"] = paths.under(out_dir, paths.SUMMARY)
     return out
 
 
-def report_targets(config: dict, out_dir: str = "results/report") -> list[str]:
+def report_targets(config: dict, out_dir: str = paths.REPORT_DIR) -> list[str]:
     """Every file the report rules write for this config (tables, and one PNG per SoLo method and per backbone)."""
     meta = run_meta(config)
     out = list(output_paths(out_dir).values())
-    out += [f"{out_dir}/lambda_sweep_{s}.png" for s in sweeps(meta)]
+    out += [paths.under(out_dir, paths.fill(paths.LAMBDA_PLOT, sweep=s)) for s in sweeps(meta)]
     if "ruler" in config["eval"]["benchmarks"]:
-        out += [f"{out_dir}/ruler_by_length_{b['name']}.png" for b in config["backbones"]]
+        out += [paths.under(out_dir, paths.fill(paths.RULER_PLOT, backbone=b["name"])) for b in config["backbones"]]
     return out
 
 
 def eval_targets(runs, benchmarks) -> list[str]:
-    return [f"results/eval/{run}_{bench}.json" for run in runs for bench in benchmarks]
+    return [paths.fill(paths.EVAL_JSON, run=run, bench=bench) for run in runs for bench in benchmarks]
 
 
 def report_slice(meta: dict | None, results: dict) -> dict:
