@@ -1,2 +1,76 @@
-"""Benchmarks (one module each) and their shared metrics, truncation and I/O."""
-BENCHMARKS = ("longbench_v1", "ruler", "longbench_v2", "niah_plus", "leaderboard")
+"""Benchmarks (one module each) and their shared metrics, truncation and I/O.
+
+`BENCHES` is the one table of the suites: what the stages, the report and the workflow ask about a
+benchmark (its module's entry points, whether its inputs are built per backbone, ...) is read here.
+Importing this package stays cheap (the workflow imports it at parse time): a suite's module is
+imported only when one of its entry points is used.
+"""
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One suite. Its module `solopo.eval.<name>` provides `evaluate` (the scorer) and, for suites
+    with a data folder, `build_data` (rule bench_data) and `eval_items` (the items an evaluation reads).
+
+    label:           the report's column head for its headline score.
+    per_backbone:    its inputs are built with the backbone's tokenizer (token-exact lengths): one
+                     data folder per backbone.
+    item_scores:     its predictions carry per-item scores (the seeds page's paired bootstrap).
+    lengths:         its prompt sizes are `eval.<name>.lengths` (else `eval.<name>.max_length`).
+    has_data:        rule bench_data builds its folder (the leaderboard reads lm-eval's own tasks).
+    loads_model:     it loads the weights itself (lm-eval), not through solopo.generate.
+    env:             the conda env (workflow/envs) its evaluation runs in.
+    """
+
+    name: str
+    label: str
+    per_backbone: bool = False
+    item_scores: bool = False
+    lengths: bool = False
+    has_data: bool = True
+    loads_model: bool = False
+    env: str = "generate"
+
+    @property
+    def module(self) -> ModuleType:
+        return importlib.import_module(f"solopo.eval.{self.name}")
+
+    @property
+    def build_data(self) -> Callable:
+        return self.module.build_data
+
+    @property
+    def eval_items(self) -> Callable:
+        return self.module.eval_items
+
+    @property
+    def evaluate(self) -> Callable:
+        return self.module.evaluate
+
+    @property
+    def length_key(self) -> str:
+        """The config key holding its longest prompt (`eval.<name>.<key>`)."""
+        return "lengths" if self.lengths else "max_length"
+
+
+BENCHES: dict[str, Benchmark] = {b.name: b for b in (
+    Benchmark("longbench_v1", "LB1 Avg", item_scores=True),
+    Benchmark("ruler", "RULER Avg", per_backbone=True, item_scores=True, lengths=True),
+    Benchmark("longbench_v2", "LB2 Overall"),
+    Benchmark("niah_plus", "NIAH-Plus Avg", per_backbone=True, lengths=True),
+    Benchmark("leaderboard", "Leaderboard Avg", has_data=False, loads_model=True, env="leaderboard"),
+)}
+BENCHMARKS = tuple(BENCHES)
+
+
+def benchmark(name: str) -> Benchmark:
+    """The table's entry for `name`; a name not in it stops with the known ones."""
+    if name not in BENCHES:
+        raise ValueError(f"unknown benchmark {name!r}; expected one of {', '.join(BENCHMARKS)}")
+    return BENCHES[name]

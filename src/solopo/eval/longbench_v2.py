@@ -350,3 +350,14 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int | None = None) -> 
         },
     }
     return result, predictions
+
+
+# --------------------------------------------------------------------------- entry points (solopo.eval.BENCHES)
+def build_data(out: Path, records: list[dict], cfg: dict, seed: int, model: str | None = None,
+               sources_dir: str | None = None) -> dict:
+    """Rule bench_data: fixtures from held-out toy records, else the released files; no manifest extras."""
+    build_fixture(records, out, cfg, seed) if cfg.get("source", "fixture") == "fixture" else download(out, cfg)
+    return {}
+
+
+eval_items = load_items  # the items an evaluation reads (`limit` applied)

@@ -461,5 +461,29 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int = 0) -> tuple[dict
     return result, predictions
 
 
-__all__ = ["load_items", "limit_items", "validate_item", "build_items", "make_sample", "build_fixture", "evaluate", "score",
+
+# --------------------------------------------------------------------------- entry points (solopo.eval.BENCHES)
+def build_data(out: Path, records: list[dict], cfg: dict, seed: int, model: str | None = None,
+               sources_dir: str | None = None) -> dict:
+    """Rule bench_data: synthetic haystacks fitted to `model`'s tokenizer, else a copy of the
+    unpacked release (`data_dir`); no manifest extras."""
+    if cfg.get("source") == "synthetic":
+        from solopo.generate.hf import load_tokenizer
+
+        build_fixture(records, out, cfg, seed, load_tokenizer(model))
+        return {}
+    src = Path(cfg["data_dir"])
+    if not src.exists():
+        raise FileNotFoundError(f"eval.niah_plus.data_dir {src}: NIAH-Plus is distributed only as a Google-Drive "
+                                "archive (zuucan/NeedleInAHaystack-PLUS README); unpack it there")
+    for f in src.glob("*.jsonl"):
+        (Path(out) / f.name).write_bytes(f.read_bytes())
+    return {}
+
+
+def eval_items(data_dir, cfg: dict) -> list[dict]:
+    """The items an evaluation reads: the folder's items, `limit` applied."""
+    return limit_items(load_items(data_dir), cfg.get("limit"))
+
+__all__ = ["build_data", "eval_items", "load_items", "limit_items", "validate_item", "build_items", "make_sample", "build_fixture", "evaluate", "score",
            "user_prompt", "TASK_DESCRIPTIONS", "PAPER_LENGTHS", "PAPER_SINGLE_DEPTHS", "PAPER_MULTI_DEPTH_PAIRS"]

@@ -384,3 +384,39 @@ __all__ = [
     "token_stats",
     "validate_musique",
 ]
+
+
+# --------------------------------------------------------------------------- entry points (solopo.eval.BENCHES)
+def build_data(out, records: list[dict], cfg: dict, seed: int, model: str | None = None,
+               sources_dir: str | None = None) -> dict:
+    """Rule bench_data: `out/items.jsonl`, fitted to `model`'s tokenizer; returns the manifest extras
+    (how the questions were drawn, the measured token counts). `sources_dir`: the released source
+    files as fetched by rule download_ruler (on a cluster this job runs offline and only reads them)."""
+    from pathlib import Path
+
+    from solopo.artifacts import write_jsonl
+    from solopo.generate.hf import load_tokenizer
+
+    src_dir = Path(out) / "sources"
+    if cfg.get("source", "fixture") == "fixture":
+        sources = build_fixture(records, src_dir, cfg, seed)
+    elif sources_dir:  # fetched by rule download_ruler; read here, offline
+        sources = {k: Path(sources_dir) / f for k, f in SOURCE_FILES.items()}
+    else:
+        sources = download(src_dir, cfg)
+    extra: dict = {}
+    items, extra["selection"] = build_dataset(sources, load_tokenizer(model), cfg, seed)
+    write_jsonl(Path(out) / "items.jsonl", items)
+    extra["token_counts"] = token_stats(items)  # measured, in the dataset manifest
+    log.info("ruler token counts: %s", extra["token_counts"])
+    log.info("ruler questions: %s", extra["selection"])  # rule per set; MuSiQue's hop mix
+    return extra
+
+
+def eval_items(data_dir, cfg: dict) -> list[dict]:
+    """The items an evaluation reads (built per backbone by `build_data`)."""
+    from pathlib import Path
+
+    from solopo.artifacts import read_jsonl
+
+    return read_jsonl(Path(data_dir) / "items.jsonl")

@@ -90,6 +90,14 @@ class PolicyOutputs:
     long_chosen_full_nll: torch.Tensor | None = None  # LongPO: mean NLL over ALL tokens of (x_long, y_w), per sequence
 
 
+# The LongPO release's training command (DAMO-NLP-SG/LongPO README, train/train_longpo.py): the
+# LongPO run has its own optimiser and loss block (`train.longpo`) because SoLoPO kept LongPO's
+# defaults. The one place these defaults live: a config value overrides each key, and
+# LossConfig's LongPO fields default to the same numbers.
+LONGPO_DEFAULTS = {"optimizer": "rmsprop", "learning_rate": 5e-7, "lr_scheduler": "cosine", "warmup_ratio": 0.1,
+                   "weight_decay": 0.0, "beta": 0.01, "lambda": 0.01}
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Hyper-parameters of every loss (defaults: LLaMA-Factory `pref_beta`/`simpo_gamma`, ORPO lambda, LongPO paper).
@@ -110,8 +118,8 @@ class LossConfig:
     gamma: float = 0.5
     orpo_lambda: float = 0.1
     alpha: float = 1.0
-    longpo_lambda: float = 0.01
-    longpo_beta: float = 0.1
+    longpo_lambda: float = LONGPO_DEFAULTS["lambda"]
+    longpo_beta: float = LONGPO_DEFAULTS["beta"]
     label_smoothing: float = 0.0
     ra_stop_grad_short: bool = False
 
