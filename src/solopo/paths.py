@@ -135,6 +135,11 @@ def match(path: str, **regexes: str) -> tuple[str, dict[str, str]] | None:
     return None
 
 
+# the two files of one job (toy_world / fetch_musique)
+MUSIQUE_TRAIN = fill(MUSIQUE, split="train")
+MUSIQUE_DEV = fill(MUSIQUE, split="dev")
+
+
 def manifest(path: str) -> str:
     """The manifest written beside a file artifact (a folder holds its own `manifest.json`)."""
     return f"{path}.manifest.json"
