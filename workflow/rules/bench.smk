@@ -9,10 +9,10 @@
 
 rule efficiency:
     output:
-        json="results/bench/efficiency.json",
-        png="results/bench/efficiency.png",
-        json_manifest=m("results/bench/efficiency.json"),
-        png_manifest=m("results/bench/efficiency.png"),
+        json=paths.EFFICIENCY_JSON,
+        png=paths.EFFICIENCY_PNG,
+        json_manifest=m(paths.EFFICIENCY_JSON),
+        png_manifest=m(paths.EFFICIENCY_PNG),
     params:
         cfg=lambda wildcards: config["bench"]["efficiency"],
     threads: lambda wildcards: workflow.resource_settings.cores or 1

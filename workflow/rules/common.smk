@@ -2,7 +2,7 @@ import os
 import sys
 from pathlib import Path
 
-from solopo import slices
+from solopo import paths, slices
 from solopo.config import ConfigError, run_table, seed_tag, seeded_runs, split_seed_tag, train_seeds, validate_config
 from solopo.stage import dispatch, rule_context
 from solopo.eval.budget import long_context_plan
@@ -78,7 +78,7 @@ def _alt(values):
 
 wildcard_constraints:
     backbone=_alt(BACKBONES),
-    ctx="short|long",
+    ctx=paths.WILDCARD_RE["ctx"],
     dataset=_alt(DATASETS),
     run=_alt(RUNS),
     seedtag="|".join(re.escape(t) for t in SEED_TAGS[1:]) + "|",  # "" = the first seed
@@ -90,7 +90,7 @@ wildcard_constraints:
 # declared outputs, so a failed rerun cannot leave an old manifest beside a deleted artifact.
 def m(path):
     """The manifest written beside a file artifact."""
-    return f"{path}.manifest.json"
+    return paths.manifest(path)
 
 
 def model_path(backbone):
@@ -99,7 +99,7 @@ def model_path(backbone):
     b = BACKBONES[backbone]
     if b.get("build") or Path(b["model"]).is_dir():
         return b["model"]
-    return f"resources/models/{backbone}"
+    return paths.fill(paths.DOWNLOADED_MODEL, backbone=backbone)
 
 
 def model_of_job(job):
@@ -133,19 +133,19 @@ def run_of(wildcards):
 
 def run_model_dir(run):
     r = RUNS[run]
-    return model_path(r.backbone) if r.method == "base" else f"results/train/{run}/model"
+    return model_path(r.backbone) if r.method == "base" else paths.fill(paths.TRAIN_MODEL, run=run)
 
 
 def train_inputs(wildcards):
     r = run_of(wildcards)
     spec = get_loss(get_method(r.method).loss)
     dataset = get_method(r.method).dataset
-    pset = r.backbone + seed_tag(r.seed)  # the run's seed's pairs (solopo.config.seed_tag)
-    inputs = {"data": f"results/datasets/{pset}/{dataset}.jsonl", "model": model_input(r.backbone)}
+    pset = {"backbone": r.backbone, "seedtag": seed_tag(r.seed), "dataset": dataset}  # the run's seed's pairs
+    inputs = {"data": paths.fill(paths.DATASET, **pset), "model": model_input(r.backbone)}
     if spec.needs_ref:
-        inputs["ref"] = f"results/ref_logps/{pset}/{dataset}.jsonl"
+        inputs["ref"] = paths.fill(paths.REF_LOGPS, **pset)
     if config["train"].get("select_checkpoint", "final") == "longbench_v1":
-        inputs["bench"] = "results/benchmarks/longbench_v1"
+        inputs["bench"] = paths.fill(paths.BENCH_DATA, bench="longbench_v1")
     return inputs
 
 
@@ -158,8 +158,8 @@ def bench_data_dir(bench, backbone):
     if bench == "leaderboard":
         return []
     if bench in ("ruler", "niah_plus"):
-        return f"results/benchmarks/{backbone}/{bench}"
-    return f"results/benchmarks/{bench}"
+        return paths.fill(paths.BENCH_DATA_TOKENIZED, backbone=backbone, bench=bench)
+    return paths.fill(paths.BENCH_DATA, bench=bench)
 
 
 def eval_inputs(wildcards):
@@ -175,8 +175,8 @@ def train_runs():
 
 
 def get_final_output():
-    out = [f"results/pairs/{b}{t}/pair_stats.json" for b in BACKBONES for t in SEED_TAGS]
-    out += expand("results/eval/{run}_{bench}.json", run=list(RUNS), bench=config["eval"]["benchmarks"])
+    out = [paths.fill(paths.PAIR_STATS, backbone=b, seedtag=t) for b in BACKBONES for t in SEED_TAGS]
+    out += expand(paths.EVAL_JSON, run=list(RUNS), bench=config["eval"]["benchmarks"])
     out += REPORT_OUTPUTS
     if len(SEED_TAGS) > 1:
         out += SEEDS_PAGE  # science.smk: means over seeds, paired bootstraps
@@ -217,9 +217,9 @@ def run_evaluate(input, output, params, wildcards, log):
 
 def ruler_sources_input(bench):
     """RULER from the released sources reads the copy made by download_ruler; fixtures need none."""
-    return "resources/benchmarks/ruler_sources" if bench == "ruler" and config["eval"]["ruler"].get("source") == "hub" else []
+    return paths.RULER_SOURCES if bench == "ruler" and config["eval"]["ruler"].get("source") == "hub" else []
 
 
 def leaderboard_input(bench):
     """The leaderboard's hub datasets are fetched once on the submitting host (download_leaderboard)."""
-    return "resources/leaderboard/prefetched.json" if bench == "leaderboard" and config["eval"]["leaderboard"].get("source") == "hub" else []
+    return paths.LEADERBOARD_PREFETCHED if bench == "leaderboard" and config["eval"]["leaderboard"].get("source") == "hub" else []

@@ -2,10 +2,10 @@ if config["data"]["source"] == "toy":
 
     rule toy_world:
         output:
-            train="results/data/musique_train.jsonl",
-            dev="results/data/musique_dev.jsonl",
-            train_manifest=m("results/data/musique_train.jsonl"),
-            dev_manifest=m("results/data/musique_dev.jsonl"),
+            train=paths.MUSIQUE_TRAIN,
+            dev=paths.MUSIQUE_DEV,
+            train_manifest=m(paths.MUSIQUE_TRAIN),
+            dev_manifest=m(paths.MUSIQUE_DEV),
         log:
             "logs/data/toy_world.log",
         params:
@@ -23,10 +23,10 @@ else:
         input:
             **slices.musique_files(config),
         output:
-            train="results/data/musique_train.jsonl",
-            dev="results/data/musique_dev.jsonl",
-            train_manifest=m("results/data/musique_train.jsonl"),
-            dev_manifest=m("results/data/musique_dev.jsonl"),
+            train=paths.MUSIQUE_TRAIN,
+            dev=paths.MUSIQUE_DEV,
+            train_manifest=m(paths.MUSIQUE_TRAIN),
+            dev_manifest=m(paths.MUSIQUE_DEV),
         log:
             "logs/data/fetch_musique.log",
         params:
@@ -42,7 +42,7 @@ else:
 
 rule tiny_model:
     output:
-        directory("results/models/tiny"),
+        directory(paths.fill(paths.BUILT_MODEL, backbone="tiny")),
     log:
         "logs/models/tiny_model.log",
     params:
@@ -63,7 +63,7 @@ if REHEARSAL_BACKBONES:
         """The released backbone's tokenizer, chat template and config with small random weights
         (config/paper_rehearsal.yaml: the paper preset rehearsed on a CPU)."""
         output:
-            directory("results/models/{backbone}"),
+            directory(paths.BUILT_MODEL),
         wildcard_constraints:
             backbone="|".join(REHEARSAL_BACKBONES),
         log:
@@ -78,13 +78,13 @@ if REHEARSAL_BACKBONES:
 
 rule contexts:
     input:
-        musique="results/data/musique_train.jsonl",
+        musique=paths.MUSIQUE_TRAIN,
         model=lambda wc: model_input(wc.backbone),
     output:
-        short="results/contexts/{backbone}/short.jsonl",
-        long="results/contexts/{backbone}/long.jsonl",
-        short_manifest=m("results/contexts/{backbone}/short.jsonl"),
-        long_manifest=m("results/contexts/{backbone}/long.jsonl"),
+        short=paths.fill(paths.CONTEXTS, ctx="short"),
+        long=paths.fill(paths.CONTEXTS, ctx="long"),
+        short_manifest=m(paths.fill(paths.CONTEXTS, ctx="short")),
+        long_manifest=m(paths.fill(paths.CONTEXTS, ctx="long")),
     log:
         "logs/contexts/{backbone}.log",
     params:

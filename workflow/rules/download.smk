@@ -4,14 +4,14 @@
 # local copies. The other downloads of the pipeline are fetch_musique (data.smk) and, for hub
 # sources, bench_data (LongBench v1/v2; eval.smk); both are local rules too.
 
-NLTK_DIR = "resources/nltk_data"  # punkt_tab for IFEval (download_leaderboard)
+NLTK_DIR = paths.NLTK_DATA  # punkt_tab for IFEval (download_leaderboard)
 if Path(NLTK_DIR).is_dir():
     os.environ.setdefault("NLTK_DATA", str(Path(NLTK_DIR).resolve()))
 
 
 rule download_model:
     output:
-        directory("resources/models/{backbone}"),
+        directory(paths.DOWNLOADED_MODEL),
     log:
         "logs/download/model_{backbone}.log",
     params:
@@ -25,7 +25,7 @@ rule download_model:
 
 rule download_ruler:
     output:
-        directory("resources/benchmarks/ruler_sources"),
+        directory(paths.RULER_SOURCES),
     log:
         "logs/download/ruler_sources.log",
     localrule: True
@@ -37,7 +37,7 @@ rule download_ruler:
 
 rule download_leaderboard:
     output:
-        "resources/leaderboard/prefetched.json",
+        paths.LEADERBOARD_PREFETCHED,
     log:
         "logs/download/leaderboard.log",
     params:

@@ -1,8 +1,8 @@
 rule bench_data:
     input:
-        dev="results/data/musique_dev.jsonl",
+        dev=paths.MUSIQUE_DEV,
     output:
-        directory("results/benchmarks/{bench}"),
+        directory(paths.BENCH_DATA),
     log:
         "logs/benchmarks/{bench}.log",
     params:
@@ -17,11 +17,11 @@ rule bench_data:
 
 rule bench_data_tokenized:
     input:
-        dev="results/data/musique_dev.jsonl",
+        dev=paths.MUSIQUE_DEV,
         model=lambda wc: model_input(wc.backbone),
         sources=lambda wc: ruler_sources_input(wc.bench),
     output:
-        directory("results/benchmarks/{backbone}/{bench}"),
+        directory(paths.BENCH_DATA_TOKENIZED),
     log:
         "logs/benchmarks/{backbone}_{bench}.log",
     params:
@@ -38,10 +38,10 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        json="results/eval/{run}_{bench}.json",
-        manifest=m("results/eval/{run}_{bench}.json"),
-        predictions="results/eval/{run}_{bench}.predictions.jsonl",
-        predictions_manifest=m("results/eval/{run}_{bench}.predictions.jsonl"),
+        json=paths.EVAL_JSON,
+        manifest=m(paths.EVAL_JSON),
+        predictions=paths.EVAL_PREDICTIONS,
+        predictions_manifest=m(paths.EVAL_PREDICTIONS),
     log:
         "logs/eval/{run}_{bench}.log",
     params:

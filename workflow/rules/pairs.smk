@@ -1,14 +1,14 @@
 rule pairs:
     input:
-        samples_short="results/samples/{backbone}/short.jsonl",
-        samples_long="results/samples/{backbone}/long.jsonl",
-        ctx_short="results/contexts/{backbone}/short.jsonl",
-        ctx_long="results/contexts/{backbone}/long.jsonl",
+        samples_short=paths.fill(paths.SAMPLES, ctx="short"),
+        samples_long=paths.fill(paths.SAMPLES, ctx="long"),
+        ctx_short=paths.fill(paths.CONTEXTS, ctx="short"),
+        ctx_long=paths.fill(paths.CONTEXTS, ctx="long"),
     output:
-        pairs="results/pairs/{backbone}{seedtag}/pairs.jsonl",
-        stats="results/pairs/{backbone}{seedtag}/pair_stats.json",
-        pairs_manifest=m("results/pairs/{backbone}{seedtag}/pairs.jsonl"),
-        stats_manifest=m("results/pairs/{backbone}{seedtag}/pair_stats.json"),
+        pairs=paths.PAIRS,
+        stats=paths.PAIR_STATS,
+        pairs_manifest=m(paths.PAIRS),
+        stats_manifest=m(paths.PAIR_STATS),
     log:
         "logs/pairs/{backbone}{seedtag}.log",
     params:
@@ -24,10 +24,10 @@ rule pairs:
 
 rule datasets:
     input:
-        "results/pairs/{backbone}{seedtag}/pairs.jsonl",
+        paths.PAIRS,
     output:
-        **{d: f"results/datasets/{{backbone}}{{seedtag}}/{d}.jsonl" for d in DATASETS},
-        **{f"{d}_manifest": m(f"results/datasets/{{backbone}}{{seedtag}}/{d}.jsonl") for d in DATASETS},
+        **{d: paths.fill(paths.DATASET, dataset=d) for d in DATASETS},
+        **{f"{d}_manifest": m(paths.fill(paths.DATASET, dataset=d)) for d in DATASETS},
     log:
         "logs/datasets/{backbone}{seedtag}.log",
     params:

@@ -2,7 +2,7 @@ from solopo.report.tables import eval_targets, filter_meta, output_paths, report
 
 # Report: tables (paper layout, with the paper's own numbers below the run rows) and plots,
 # built from the eval JSONs alone. The HTML files and PNGs are the items of `snakemake --report`.
-REPORT_DIR = "results/report"
+REPORT_DIR = paths.REPORT_DIR
 REPORT_META = run_meta(config)
 SWEEPS = sweeps(REPORT_META)  # {default run name: (backbone, SoLo method)}: one lambda plot each
 BENCHES = config["eval"]["benchmarks"]
@@ -49,9 +49,9 @@ rule report_lambda_plot:
     input:
         lambda wc: eval_targets(filter_meta(REPORT_META, *SWEEPS[wc.sweep])["runs"], BENCHES),
     output:
-        report(f"{REPORT_DIR}/lambda_sweep_{{sweep}}.png", caption="../report/lambda_sweep_plot.rst",
+        report(paths.LAMBDA_PLOT, caption="../report/lambda_sweep_plot.rst",
                category="Plots", subcategory="Lambda sweep", labels={"SoLo method": "{sweep}", "figure": "score vs λ"}),
-        m(f"{REPORT_DIR}/lambda_sweep_{{sweep}}.png"),
+        m(paths.LAMBDA_PLOT),
     log:
         "logs/report/lambda_sweep_{sweep}.log",
     params:
@@ -66,9 +66,9 @@ rule report_ruler_plot:
     input:
         lambda wc: eval_targets(filter_meta(REPORT_META, wc.backbone)["runs"], ["ruler"]),
     output:
-        report(f"{REPORT_DIR}/ruler_by_length_{{backbone}}.png", caption="../report/ruler_plot.rst",
+        report(paths.RULER_PLOT, caption="../report/ruler_plot.rst",
                category="Plots", subcategory="RULER by length", labels={"backbone": "{backbone}", "figure": "score vs length"}),
-        m(f"{REPORT_DIR}/ruler_by_length_{{backbone}}.png"),
+        m(paths.RULER_PLOT),
     log:
         "logs/report/ruler_by_length_{backbone}.log",
     params:

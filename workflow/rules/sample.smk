@@ -1,11 +1,11 @@
 rule sample:
     input:
-        contexts="results/contexts/{backbone}/{ctx}.jsonl",
+        contexts=paths.CONTEXTS,
         model=lambda wc: model_input(wc.backbone),
-        records=["results/data/musique_train.jsonl"] if config["sampling"].get("reference_traces") else [],
+        records=[paths.MUSIQUE_TRAIN] if config["sampling"].get("reference_traces") else [],
     output:
-        samples="results/samples/{backbone}/{ctx}.jsonl",
-        manifest=m("results/samples/{backbone}/{ctx}.jsonl"),
+        samples=paths.SAMPLES,
+        manifest=m(paths.SAMPLES),
     log:
         "logs/sample/{backbone}_{ctx}.log",
     params:

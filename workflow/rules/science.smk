@@ -9,19 +9,18 @@ from solopo.tune import train_slice, tune_bench_slice, tune_runs
 #   snakemake toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
 SEEDS_META = seeds_meta(config)
 SEEDS_BENCHES = [b for b in SEED_BENCHES if b in config["eval"]["benchmarks"]]
-SEEDS_PAGE = [f"{REPORT_DIR}/seeds.md", f"{REPORT_DIR}/seeds.md.json"] + [
-    f"{REPORT_DIR}/seeds_{p}.png" for p in ("ruler_by_length", "lambda", "cost")
-]
+SEEDS_PAGE = [paths.SEEDS_MD, paths.SEEDS_JSON] + [paths.fill(paths.SEEDS_PLOT, plot=p) for p in paths.SEEDS_PLOTS]
 
 
-SEEDS_EVALS = expand("results/eval/{run}_{bench}.json", run=list(SEEDS_META), bench=SEEDS_BENCHES)
-SEEDS_MODELS = {r: f"results/train/{r}/model" for r in train_runs()}  # training cost: their manifests
+SEEDS_EVALS = expand(paths.EVAL_JSON, run=list(SEEDS_META), bench=SEEDS_BENCHES)
+SEEDS_PREDS = expand(paths.EVAL_PREDICTIONS, run=list(SEEDS_META), bench=SEEDS_BENCHES)
+SEEDS_MODELS = {r: paths.fill(paths.TRAIN_MODEL, run=r) for r in train_runs()}  # training cost: their manifests
 
 
 rule report_seeds:
     input:
         evals=SEEDS_EVALS,
-        preds=[e.replace(".json", ".predictions.jsonl") for e in SEEDS_EVALS],
+        preds=SEEDS_PREDS,
         models=list(SEEDS_MODELS.values()),
     output:
         md=SEEDS_PAGE[0],
@@ -63,17 +62,17 @@ if TUNE and config["data"]["source"] == "toy":
         }
         for name, r in TUNE.items()
     }
-    TUNE_BENCH = "results/tune/ruler"
+    TUNE_BENCH = paths.TUNE_BENCH
 
     wildcard_constraints:
         trun=_alt(TUNE),
 
     rule tune_questions:
         input:
-            test="results/data/musique_dev.jsonl",  # the test fixtures' questions: none of them is reused
+            test=paths.MUSIQUE_DEV,  # the test fixtures' questions: none of them is reused
         output:
-            questions="results/tune/questions.jsonl",
-            manifest=m("results/tune/questions.jsonl"),
+            questions=paths.TUNE_QUESTIONS,
+            manifest=m(paths.TUNE_QUESTIONS),
         log:
             "logs/tune/questions.log",
         params:
@@ -88,7 +87,7 @@ if TUNE and config["data"]["source"] == "toy":
 
     rule tune_bench:
         input:
-            dev="results/tune/questions.jsonl",
+            dev=paths.TUNE_QUESTIONS,
             model=model_input(PRIMARY),
         output:
             directory(TUNE_BENCH),
@@ -104,11 +103,11 @@ if TUNE and config["data"]["source"] == "toy":
 
     rule tune_train:
         input:
-            data=lambda wc: f"results/datasets/{PRIMARY}/{TUNE_SPEC[wc.trun]['dataset']}.jsonl",
-            ref=lambda wc: f"results/ref_logps/{PRIMARY}/{TUNE_SPEC[wc.trun]['dataset']}.jsonl" if TUNE_SPEC[wc.trun]["ref"] else [],
+            data=lambda wc: paths.fill(paths.DATASET, backbone=PRIMARY, seedtag="", dataset=TUNE_SPEC[wc.trun]["dataset"]),
+            ref=lambda wc: paths.fill(paths.REF_LOGPS, backbone=PRIMARY, seedtag="", dataset=TUNE_SPEC[wc.trun]["dataset"]) if TUNE_SPEC[wc.trun]["ref"] else [],
             model=model_input(PRIMARY),
         output:
-            model=directory("results/tune/train/{trun}/model"),
+            model=directory(paths.TUNE_MODEL),
         log:
             "logs/tune/train_{trun}.log",
         params:
@@ -125,12 +124,12 @@ if TUNE and config["data"]["source"] == "toy":
     rule tune_evaluate:
         input:
             data=TUNE_BENCH,
-            model="results/tune/train/{trun}/model",
+            model=paths.TUNE_MODEL,
         output:
-            json="results/tune/eval/{trun}_ruler.json",
-            manifest=m("results/tune/eval/{trun}_ruler.json"),
-            predictions="results/tune/eval/{trun}_ruler.predictions.jsonl",
-            predictions_manifest=m("results/tune/eval/{trun}_ruler.predictions.jsonl"),
+            json=paths.TUNE_EVAL_JSON,
+            manifest=m(paths.TUNE_EVAL_JSON),
+            predictions=paths.TUNE_EVAL_PREDICTIONS,
+            predictions_manifest=m(paths.TUNE_EVAL_PREDICTIONS),
         log:
             "logs/tune/eval_{trun}.log",
         params:
@@ -149,9 +148,9 @@ if TUNE and config["data"]["source"] == "toy":
 
     rule toy_science_tune:
         input:
-            expand("results/tune/eval/{trun}_ruler.json", trun=list(TUNE)),
+            expand(paths.TUNE_EVAL_JSON, trun=list(TUNE)),
         output:
-            "results/tune/chosen.json",
+            paths.TUNE_CHOSEN,
         log:
             "logs/tune/chosen.log",
         params:

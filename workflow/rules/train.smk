@@ -1,10 +1,10 @@
 rule ref_logps:
     input:
-        data="results/datasets/{backbone}{seedtag}/{dataset}.jsonl",
+        data=paths.DATASET,
         model=lambda wc: model_input(wc.backbone),
     output:
-        logps="results/ref_logps/{backbone}{seedtag}/{dataset}.jsonl",
-        manifest=m("results/ref_logps/{backbone}{seedtag}/{dataset}.jsonl"),
+        logps=paths.REF_LOGPS,
+        manifest=m(paths.REF_LOGPS),
     log:
         "logs/ref_logps/{backbone}{seedtag}_{dataset}.log",
     params:
@@ -22,7 +22,7 @@ rule train:
     input:
         unpack(train_inputs),
     output:
-        model=directory("results/train/{run}/model"),
+        model=directory(paths.TRAIN_MODEL),
     log:
         "logs/train/{run}.log",
     params:
