@@ -173,54 +173,54 @@ def _toy_args(folder: Path) -> tuple:
     return (str(folder / "train.jsonl"), str(folder / "dev.jsonl"), cfg, 42, str(folder / "toy_world.log"))
 
 
-def test_under_sdm_conda_a_rule_runs_python_m_solopo_stage_through_shell(tmp_path):
-    """With a conda env, dispatch hands shell() the env and the command; here the command really runs."""
-    calls = []
-
-    def shell(cmd, **kw):  # snakemake's shell() would wrap cmd in `conda activate <env>`
-        calls.append((cmd, kw))
-        env = dict(CLEAN_ENV, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-        subprocess.run(cmd, shell=True, check=True, env=env, cwd=tmp_path, timeout=300)
-
+def test_a_deployed_rule_gets_the_command_that_runs_python_m_solopo_stage(tmp_path, monkeypatch):
+    """With software deployed, prepare returns the command for the run block's shell() (which wraps it in the
+    env); here the command really runs. Without deployment the stage runs in-process and returns None."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SOLOPO_STAGE_SUBPROCESS", raising=False)
+    monkeypatch.delenv(stage.CLUSTER_FLAG, raising=False)
     (tmp_path / "env").mkdir()
     args = _toy_args(tmp_path / "env")
-    ctx = {stage.RULEFUNC_MARKER: True, "conda_env": "/conda/envs/base-1234", "container_img": None, "threads": 1,
-           "log": [args[-1]], "input": []}
-    stage.dispatch("pipeline.toy_world", args, {}, ctx, shell, ROOT / "src")
-    (cmd, kw), = calls
-    assert kw["conda_env"] == "/conda/envs/base-1234" and kw["threads"] == 1
-    assert cmd == f"PYTHONPATH={ROOT / 'src'} python -m solopo stage {tmp_path / 'env' / 'toy_world.log.call.yaml'}"
+    cmd = stage.prepare("pipeline.toy_world", args, {}, ROOT / "src", deployed=True)
+    call = stage.call_file_path("pipeline.toy_world", stage.call_text("pipeline.toy_world", args, {}))
+    assert cmd == f"PYTHONPATH={ROOT / 'src'} python -m solopo stage {tmp_path / call}"
+    assert not (tmp_path / "env" / "train.jsonl").exists()  # nothing ran yet: shell() runs it
+    env = dict(CLEAN_ENV, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    subprocess.run(cmd.format(), shell=True, check=True, env=env, cwd=tmp_path, timeout=300)
 
     (tmp_path / "here").mkdir()
     here = _toy_args(tmp_path / "here")
-    stage.dispatch("pipeline.toy_world", here, {}, {stage.RULEFUNC_MARKER: True, "conda_env": None}, shell, ROOT / "src")
-    assert len(calls) == 1, "without an env the stage runs in-process"
+    assert stage.prepare("pipeline.toy_world", here, {}, ROOT / "src", deployed=False) is None  # ran in-process
     for name in ("train.jsonl", "dev.jsonl"):
         assert (tmp_path / "env" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
 
 
-def test_rule_context_finds_the_rule_function_frame():
-    def rule_func(__is_snakemake_rule_func=True, conda_env="/e"):  # noqa: ARG001 (read through the frame)
-        return helper()
+def test_rules_reach_the_stage_through_shell_in_their_own_run_block():
+    """No frame inspection of Snakemake's run functions: each run block calls shell() itself on the command
+    the stage returns, so Snakemake's public shell() sees the job's env, threads and resources."""
+    import re as _re
 
-    def helper():
-        return stage.rule_context()
-
-    assert rule_func()["conda_env"] == "/e"
-    assert stage.rule_context() == {}
+    src = (ROOT / "src/solopo/stage.py").read_text()
+    assert "__is_snakemake_rule_func" not in src and "_getframe" not in src and "f_locals" not in src
+    for f in (ROOT / "workflow/rules").glob("*.smk"):
+        for block in _re.findall(r"\n(\s*)run:\n((?:\1    .*\n|\s*\n)+)", f.read_text()):
+            body = block[1]
+            if "stage(" in body or _re.search(r"run_(contexts|sample|train|evaluate)\(", body):
+                assert _re.search(r"if cmd := (stage|run_\w+)\(", body) and "shell(cmd)" in body, (f.name, body)
 
 
 @pytest.mark.slow
 def test_snakemake_runs_a_rule_through_python_m_solopo_stage(tmp_path):
-    """The env path end to end minus activation: snakemake's own run block, rule_context, shell()."""
+    """The env path end to end minus activation: snakemake's own run block, its shell(), the call file."""
     (tmp_path / "small.yaml").write_text("data: {toy: {train_questions: 6, dev_questions: 3}}\n")
     r = subprocess.run([str(Path(sys.executable).parent / "snakemake"), "results/data/musique_train.jsonl",
                         "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--cores", "1",
                         "--printshellcmds", "--configfile", str(ROOT / "config" / "tiny.yaml"), str(tmp_path / "small.yaml")],
                        capture_output=True, text=True, timeout=600, env=dict(CLEAN_ENV, SOLOPO_STAGE_SUBPROCESS="1"))
     assert r.returncode == 0, r.stderr[-3000:]
-    call = tmp_path / "logs" / "data" / "toy_world.log.call.yaml"
-    assert call.is_file(), "no call file: the job ran in-process, not as `python -m solopo stage`"
+    calls = list((tmp_path / "logs" / "stage_calls").glob("pipeline.toy_world-*.yaml"))
+    assert len(calls) == 1, "no call file: the job ran in-process, not as `python -m solopo stage`"
+    call = calls[0]
     spec = yaml.safe_load(call.read_text())
     assert spec["function"] == "pipeline.toy_world" and spec["args"][:2] == ["results/data/musique_train.jsonl",
                                                                             "results/data/musique_dev.jsonl"]

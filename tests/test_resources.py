@@ -58,16 +58,19 @@ def test_the_sampling_estimate_counts_every_sequence_in_flight(tiny_lm_dir):
         "responses held (64 prompts x n 8 x 40 tokens)": 64 * 8 * 40 * resources.OUTPUT_TOKEN_BYTES}
 
 
-def test_the_budget_is_mem_mb_in_a_cluster_job_else_the_machine(monkeypatch):
-    class Res(dict):
-        pass
+def test_the_budget_is_mem_mb_in_a_cluster_job_else_the_machine(monkeypatch, tmp_path):
+    from solopo import stage
 
     monkeypatch.delenv(resources.MEM_MB_VAR, raising=False)
     monkeypatch.delenv(resources.CLUSTER_FLAG, raising=False)
-    assert resources.cluster_mem_mb({"resources": Res(mem_mb=1000)}) is None  # Snakemake's local default: no limit
+    monkeypatch.chdir(tmp_path)
     assert resources.job_budget()[1] == "the machine's available memory"
+    # a cluster job's command hands its mem_mb over: shell() formats {resources.mem_mb} from the run block
+    cmd = stage.prepare("pipeline.toy_world", (), {}, stage_src(), deployed=False, own_process=True)
+    assert resources.MEM_MB_VAR not in cmd
     monkeypatch.setenv(resources.CLUSTER_FLAG, "1")
-    assert resources.cluster_mem_mb({"resources": Res(mem_mb=128000)}) == 128000
+    cmd = stage.prepare("pipeline.toy_world", (), {}, stage_src(), deployed=False, own_process=True)
+    assert cmd.startswith(f"{resources.MEM_MB_VAR}={{resources.mem_mb}} PYTHONPATH=")
     monkeypatch.setenv(resources.MEM_MB_VAR, "2048")
     assert resources.job_budget() == (2048 * 2**20, "its mem_mb resource, 2048")
     est = resources.Estimate("train results/train/x/model", ("train.optim.max_length",), {"weights": 3 * GIB})
@@ -160,3 +163,9 @@ def test_preflight_reads_training_and_evaluation_jobs(tiny_lm_dir, tmp_path):
     line = resources.preflight([ev], lambda j: tiny_lm_dir, local=False)
     assert line.startswith("evaluate results/eval/x_ruler.json: predicted memory ") and "lower eval.ruler.batch_size" in line
     assert resources.preflight([train, ev], lambda j: tiny_lm_dir, local=True) is None  # this machine has the memory
+
+
+def stage_src():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "src"

@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # How the job's mem_mb reaches it is the stage runner's business (solopo.stage); re-exported for callers.
-from solopo.stage import CLUSTER_FLAG, MEM_MB_VAR, cluster_mem_mb, rule_context  # noqa: F401
+from solopo.eval import BENCHES
+from solopo.stage import CLUSTER_FLAG, MEM_MB_VAR  # noqa: F401
 
 GIB = 2**30
 OUTPUT_TOKEN_BYTES = 8
@@ -126,7 +127,7 @@ def sampling_estimate(shape: ModelShape, prompts: int, prompt_tokens: int, s: di
 
 def eval_prompt_tokens(bench: str, b: dict) -> int:
     """The longest prompt an evaluation feeds the model, from its config (`eval.<bench>`)."""
-    if bench in ("ruler", "niah_plus"):
+    if BENCHES[bench].lengths:
         return max(int(x) for x in b["lengths"])
     return int(b["max_length"])
 
@@ -135,7 +136,7 @@ def eval_estimate(shape: ModelShape, bench: str, b: dict, device: str, backend: 
     """One benchmark's evaluation (`eval.<bench>` block), greedy, `batch_size` prompts of the longest
     configured length at a time (the predictions held are a few MB even for the paper's suites)."""
     new = int(b.get("max_new_tokens") or 0)
-    length_key = f"eval.{bench}.lengths" if bench in ("ruler", "niah_plus") else f"eval.{bench}.max_length"
+    length_key = f"eval.{bench}.{BENCHES[bench].length_key}"
     parts: dict[str, int] = {}
     if device == "cpu" and backend == "hf":
         parts |= _generation_parts(shape, int(b.get("batch_size", 8)), eval_prompt_tokens(bench, b), new, 4)
@@ -185,7 +186,9 @@ def machine_available_bytes() -> int:
 
 def job_budget() -> tuple[int, str]:
     """(bytes, where that figure comes from) for the running job."""
-    mem = os.environ.get(MEM_MB_VAR) or cluster_mem_mb(rule_context())
+    # a cluster job's mem_mb, handed over by the command its rule runs (solopo.stage.prepare): a job
+    # on a cluster node always runs as its own process; a local run has no such limit
+    mem = os.environ.get(MEM_MB_VAR)
     if mem:
         return int(mem) * 2**20, f"its mem_mb resource, {int(mem)}"
     return machine_available_bytes(), "the machine's available memory"
@@ -235,7 +238,7 @@ def for_sampling(rows: list[dict], model: str, s: dict, out: str, trust_remote_c
 
 def for_eval(bench: str, model_dir: str, b: dict, backend: str, out: str) -> Estimate | None:
     shape = model_shape(model_dir)
-    if shape is None or bench == "leaderboard":  # lm-eval batches the leaderboard itself
+    if shape is None or BENCHES[bench].loads_model:  # lm-eval batches the leaderboard itself
         return None
     return eval_estimate(shape, bench, b, device_for(backend), backend, f"evaluate {out}")
 
@@ -284,7 +287,7 @@ def job_estimate(rule: str, params, inputs, outputs, wildcards, model_dir: str, 
     if rule == "evaluate":
         shape = model_shape(model_dir)
         bench = wildcards.bench
-        if shape is None or bench == "leaderboard":
+        if shape is None or BENCHES[bench].loads_model:
             return None
         backend = params.cfg["eval"]["backend"]
         return eval_estimate(shape, bench, params.cfg["eval"][bench], device or device_for(backend), backend,

@@ -1,17 +1,24 @@
 """One pipeline stage as a Snakemake job: in this process, or inside the rule's software environment.
 
-Every rule's `run:` block is one `stage("pipeline.contexts", ...)` call (workflow/rules/common.smk),
-which lands here. Two ways to run it:
+Every rule's `run:` block is one `stage("pipeline.contexts", ...)` call (workflow/rules/common.smk)
+whose result, when there is one, goes to Snakemake's `shell()` in that same block:
 
-- **In-process** (no `--software-deployment-method`): the function is imported and called in the
-  Snakemake process. The tiny preset runs this way: one `.venv`, jobs are threads of one process,
-  torch and transformers load once. This is the path that has always run.
-- **In the rule's env** (`--sdm conda`, or `--sdm conda apptainer`): Snakemake activates a rule's
-  `conda:` env only for `shell()` commands, never for Python in a `run:` block. So the call is
-  written to `<log>.call.yaml` and run as `python -m solopo stage <log>.call.yaml` through `shell()`
-  inside the env, with `PYTHONPATH=<the workflow's src/>`: the job imports this package from the
-  workflow's own source tree and needs nothing from the submitting environment. The env files hold
-  only third-party pins (workflow/envs/*.yaml).
+    run:
+        if cmd := stage("pipeline.contexts", ...):
+            shell(cmd)
+
+Two ways to run a stage:
+
+- **In-process** (no software deployment, a local run): `prepare` imports the function, calls it in the
+  Snakemake process and returns None. The tiny preset runs this way: one `.venv`, jobs are threads of
+  one process, torch and transformers load once.
+- **As its own process**: Snakemake activates a rule's `conda:` env (or container) only for `shell()`
+  commands, never for Python in a `run:` block. So `prepare` writes the call to a file under
+  `logs/stage_calls/` and returns `python -m solopo stage <file>` with `PYTHONPATH=<the workflow's src/>`,
+  which the run block hands to `shell()`: called there, `shell()` wraps it in the job's env through
+  Snakemake's public interface (the run block's own locals), and formats `{resources.mem_mb}`. The job
+  imports this package from the workflow's own source tree and needs nothing from the submitting
+  environment; the env files hold only third-party pins (workflow/envs/*.yaml).
 
 `SOLOPO_STAGE_SUBPROCESS=1` takes the second path without an env: the same call file and command,
 run by this process's own Python. Tests use it to run the env path where no conda exists. A job on
@@ -27,49 +34,27 @@ arguments, so a value that cannot cross the process boundary fails the job inste
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import yaml
-
-# Snakemake marks the frame of a rule's run function with this local (snakemake.common).
-RULEFUNC_MARKER = "__is_snakemake_rule_func"
-# The run function's locals that snakemake's shell() reads to wrap a command in the job's env.
-SHELL_CONTEXT = ("conda_env", "conda_base_path", "container_img", "singularity_args", "env_modules",
-                 "shadow_dir", "threads", "resources", "jobid", "runtime_paths")
-
 
 # set by common.smk in a job that a cluster scheduler started: there `mem_mb` is what the job has
 CLUSTER_FLAG = "SOLOPO_MEM_FROM_RESOURCES"
 # the job's mem_mb handed to a stage run in the rule's own environment (read by solopo.resources)
 MEM_MB_VAR = "SOLOPO_MEM_MB"
+# where the calls of jobs run as their own process are written (relative to the working directory)
+CALLS_DIR = "logs/stage_calls"
 
 
 class StageError(RuntimeError):
     pass
-
-
-def cluster_mem_mb(rule_locals: dict) -> int | None:
-    """The `mem_mb` resource of the rule whose run-function locals are given, in a cluster job only."""
-    if os.environ.get(CLUSTER_FLAG) != "1":
-        return None
-    res = rule_locals.get("resources")
-    mem = res.get("mem_mb") if res is not None else None
-    return int(mem) if mem else None
-
-
-def rule_context(depth: int = 2) -> dict:
-    """The locals of the nearest enclosing rule run function (empty outside a Snakemake job)."""
-    f = sys._getframe(depth)
-    while f is not None:
-        if f.f_locals.get(RULEFUNC_MARKER):
-            return f.f_locals
-        f = f.f_back
-    return {}
 
 
 def resolve(func: str) -> Callable:
@@ -98,15 +83,21 @@ def plain(value: Any, where: str = "argument") -> Any:
     raise StageError(f"{where}: a {type(value).__name__} cannot be passed to a job in its own environment")
 
 
-def write_call(path: str | Path, func: str, args: tuple | list, kwargs: dict) -> Path:
+def call_text(func: str, args: tuple | list, kwargs: dict) -> str:
+    """The call as YAML, checked to load back equal to the caller's values."""
     spec = {"function": func, "args": plain(list(args), "args"), "kwargs": plain(dict(kwargs), "kwargs")}
     text = yaml.safe_dump(spec, sort_keys=False)
     back = yaml.safe_load(text)
     # against the caller's values, not the plain copy: a tuple that would arrive as a list fails here
     if back["args"] != list(args) or back["kwargs"] != dict(kwargs):
-        raise StageError(f"stage {func!r}: its arguments do not survive the round trip through {path} "
+        raise StageError(f"stage {func!r}: its arguments do not survive the round trip through its call file "
                          "(only str, int, float, bool, None, lists and dicts cross into a job's env)")
+    return text
+
+
+def write_call(path: str | Path, func: str, args: tuple | list, kwargs: dict) -> Path:
     path = Path(path)
+    text = call_text(func, args, kwargs)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
@@ -131,11 +122,6 @@ def run_call(path: str | Path) -> Any:
         raise SystemExit(runtime.STOP_EXIT_CODES.get(runtime.stop_reason(), 1)) from None
 
 
-def in_env(ctx: dict) -> bool:
-    """Whether Snakemake deploys software for this job (conda_env/container_img are None otherwise)."""
-    return bool(ctx.get("conda_env") or ctx.get("container_img"))
-
-
 def forced_subprocess() -> bool:
     return os.environ.get("SOLOPO_STAGE_SUBPROCESS") == "1"
 
@@ -145,27 +131,28 @@ def command(call_file: str | Path, src_dir: str | Path, python: str = "python") 
     return f"PYTHONPATH={shlex.quote(str(src_dir))} {shlex.quote(python)} -m solopo stage {shlex.quote(str(call_file))}"
 
 
-def dispatch(func: str, args: tuple, kwargs: dict, ctx: dict, shell: Callable, src_dir: str | Path,
-             own_process: bool = False) -> None:
-    """Run one stage for the rule whose run-function locals are `ctx` (see the module docstring);
-    `own_process`: as `python -m solopo stage` even without an env (jobs on cluster nodes)."""
-    env = in_env(ctx)
-    if not env and not forced_subprocess() and not own_process:
+def call_file_path(func: str, text: str, calls_dir: str | Path = CALLS_DIR) -> Path:
+    """Where a call is written: named by its function and content, so each job has its own file."""
+    return Path(calls_dir) / f"{func}-{hashlib.sha256(text.encode()).hexdigest()[:16]}.yaml"
+
+
+def prepare(func: str, args: tuple, kwargs: dict, src_dir: str | Path, *, deployed: bool,
+            own_process: bool = False) -> str | None:
+    """Run one stage (see the module docstring): in this process, returning None, or as its own process,
+    returning the command for the rule's `shell()`. `deployed`: Snakemake deploys the rule's software
+    (its env's `python` is first on PATH); `own_process`: a job on a cluster node, which must receive
+    SIGTERM itself (solopo.runtime) even without an env."""
+    if not deployed and not own_process and not forced_subprocess():
         resolve(func)(*args, **kwargs)
-        return
+        return None
     src = Path(src_dir)
     if not (src / "solopo" / "__init__.py").is_file():
         raise StageError(f"{src}: the workflow's source tree (src/solopo) is missing; jobs in their own "
                          "environment import solopo from there")
-    log = ctx.get("log") or []
-    if not log:
-        raise StageError(f"stage {func!r}: the rule has no log: file, which names its call file")
-    call_file = write_call(f"{log[0]}.call.yaml", func, args, kwargs)
-    # The names below are read by shell() from its caller's locals inside a run: block; passed
-    # explicitly because this function, not the run block, is the caller.
-    python = "python" if env else sys.executable
-    cmd = command(call_file.resolve(), src.resolve(), python)
-    mem = cluster_mem_mb(ctx)  # the job's memory for its up-front check (solopo.resources)
-    if mem:
-        cmd = f"{MEM_MB_VAR}={mem} {cmd}"
-    shell(cmd, **{k: ctx[k] for k in SHELL_CONTEXT if k in ctx})
+    text = call_text(func, args, kwargs)
+    call_file = write_call(call_file_path(func, text), func, args, kwargs)
+    cmd = command(call_file.resolve(), src.resolve(), "python" if deployed else sys.executable)
+    cmd = cmd.replace("{", "{{").replace("}", "}}")  # shell() formats the command with the run block's names
+    if os.environ.get(CLUSTER_FLAG) == "1":  # a cluster job: its mem_mb is what it has (solopo.resources)
+        cmd = f"{MEM_MB_VAR}={{resources.mem_mb}} {cmd}"
+    return cmd

@@ -21,4 +21,5 @@ rule efficiency:
     conda:
         ENVS["train"]
     run:
-        stage("bench.efficiency.run", params.cfg, output.json, output.png, log[0])
+        if cmd := stage("bench.efficiency.run", params.cfg, output.json, output.png, log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from solopo import paths, slices
 from solopo.config import ConfigError, run_table, seed_tag, seeded_runs, split_seed_tag, train_seeds, validate_config
-from solopo.stage import dispatch, rule_context
+from solopo.stage import prepare
 from solopo.eval.budget import long_context_plan
 from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
@@ -14,9 +14,9 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 if workflow.remote_exec:
     # A job on a cluster node (not a localrule): nodes are assumed offline, so every such job reads
     # only the local copies the download rules made (resources/) and never waits on the hub.
-    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"})
-    # the scheduler enforces the rule's mem_mb here: jobs check their predicted memory against it
-    os.environ["SOLOPO_MEM_FROM_RESOURCES"] = "1"  # solopo.resources.CLUSTER_FLAG
+    # The scheduler enforces the rule's mem_mb here: jobs check their predicted memory against it
+    # (SOLOPO_MEM_FROM_RESOURCES is solopo.stage.CLUSTER_FLAG).
+    os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "SOLOPO_MEM_FROM_RESOURCES": "1"})
 
 try:
     validate_config(config)
@@ -52,11 +52,16 @@ ENVS = {name: f"../envs/{name}.yaml" for name in ("base", "generate", "leaderboa
 SRC_DIR = Path(str(workflow.current_basedir)).resolve().parents[1] / "src"
 
 
+# Whether Snakemake deploys each rule's software (conda, apptainer): the workflow's deployment settings.
+DEPLOYED = bool(workflow.deployment_settings.deployment_method)
+
+
 def stage(func, *args, **kwargs):
-    """The body of every rule: solopo.<func>(*args, **kwargs), in-process, or in the rule's env under --sdm conda.
-    A job on a cluster node runs as its own process in any case, so that SIGTERM (scancel, preemption, the
-    time limit) reaches it and training saves a checkpoint before it exits (solopo.stage, solopo.runtime)."""
-    dispatch(func, args, kwargs, rule_context(), shell, SRC_DIR, own_process=workflow.remote_exec)
+    """The body of every rule: solopo.<func>(*args, **kwargs) run here (returns None), or the command that
+    runs it as its own process, for the rule's run block to hand to shell(): in the rule's env when
+    Snakemake deploys one, and always on a cluster node, so that SIGTERM (scancel, preemption, the time
+    limit) reaches the job and training saves a checkpoint before it exits (solopo.stage, solopo.runtime)."""
+    return prepare(func, args, kwargs, SRC_DIR, deployed=DEPLOYED, own_process=workflow.remote_exec)
 
 
 def eval_env(wildcards):
@@ -185,20 +190,26 @@ def get_final_output():
 
 def run_contexts(input, output, params, wildcards, log):
     cfg = scoped(params, "contexts")
-    stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, cfg,
+    return stage("pipeline.contexts", input.musique, model_path(wildcards.backbone), output.short, output.long, cfg,
           cfg["seed"], log[0], cfg["backbone"]["trust_remote_code"])
+
+
+def run_bench_data_tokenized(input, output, params, wildcards, log):
+    cfg = scoped(params, "bench_data")
+    return stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg,
+                 cfg["seed"], log[0], input.sources or None)
 
 
 def run_sample(input, output, params, wildcards, log):
     cfg = scoped(params, "sample")
-    stage("pipeline.sample", input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
+    return stage("pipeline.sample", input.contexts, model_path(wildcards.backbone), output.samples, cfg, cfg["seed"], log[0],
           {"trust_remote_code": cfg["backbone"]["trust_remote_code"]}, input.records[0] if input.records else None)
 
 
 def run_train(input, output, params, wildcards, log):
     r = RUNS[wildcards.run]
     cfg = slices.scoped(params.run, config, "train")
-    stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output.model, wildcards.run, r.method,
+    return stage("pipeline.train", input.data, input.get("ref"), model_path(r.backbone), output.model, wildcards.run, r.method,
           r.lam, cfg, cfg["seed"], log[0], input.get("bench"))
 
 
@@ -211,7 +222,7 @@ def eval_long_context(wildcards):
 def run_evaluate(input, output, params, wildcards, log):
     cfg = scoped(params, "evaluate")
     kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"], "long_context": dict(params.long_context)}
-    stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
+    return stage("pipeline.evaluate", wildcards.bench, run_model_dir(wildcards.run), input.get("data") or None, output.json,
           wildcards.run, cfg, cfg["seed"], log[0], kw)
 
 

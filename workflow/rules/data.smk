@@ -15,7 +15,8 @@ if config["data"]["source"] == "toy":
             ENVS["base"]
         run:
             cfg = scoped(params, "toy_world")
-            stage("pipeline.toy_world", output.train, output.dev, cfg, cfg["seed"], log[0])
+            if cmd := stage("pipeline.toy_world", output.train, output.dev, cfg, cfg["seed"], log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 else:
 
@@ -37,7 +38,8 @@ else:
         conda:
             ENVS["base"]
         run:
-            stage("pipeline.fetch_musique", output.train, output.dev, scoped(params, "fetch_musique"), log[0])
+            if cmd := stage("pipeline.fetch_musique", output.train, output.dev, scoped(params, "fetch_musique"), log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule tiny_model:
@@ -52,7 +54,8 @@ rule tiny_model:
     run:
         cfg = scoped(params, "tiny_model")
         tm = cfg["tiny_model"]
-        stage("pipeline.tiny_model", output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0])
+        if cmd := stage("pipeline.tiny_model", output[0], cfg, tm["seed"] if "seed" in tm else cfg["seed"], log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 REHEARSAL_BACKBONES = [b["name"] for b in config["backbones"] if b.get("build") == "rehearsal"]
@@ -73,7 +76,8 @@ if REHEARSAL_BACKBONES:
         conda:
             ENVS["train"]
         run:
-            stage("rehearsal.rehearsal_model", wildcards.backbone, output[0], params.seed, log[0])
+            if cmd := stage("rehearsal.rehearsal_model", wildcards.backbone, output[0], params.seed, log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule contexts:
@@ -92,4 +96,5 @@ rule contexts:
     conda:
         ENVS["base"]
     run:
-        run_contexts(input, output, params, wildcards, log)
+        if cmd := run_contexts(input, output, params, wildcards, log):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)

@@ -20,7 +20,8 @@ rule download_model:
     conda:
         ENVS["base"]
     run:
-        stage("download.model", params.repo, output[0], log[0])
+        if cmd := stage("download.model", params.repo, output[0], log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule download_ruler:
@@ -32,7 +33,8 @@ rule download_ruler:
     conda:
         ENVS["base"]
     run:
-        stage("download.ruler_sources", output[0], config["eval"]["ruler"], log[0])
+        if cmd := stage("download.ruler_sources", output[0], config["eval"]["ruler"], log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule download_leaderboard:
@@ -46,5 +48,6 @@ rule download_leaderboard:
     conda:
         ENVS["leaderboard"]
     run:
-        stage("download.leaderboard", config["eval"]["leaderboard"], output[0], NLTK_DIR, log[0])
+        if cmd := stage("download.leaderboard", config["eval"]["leaderboard"], output[0], NLTK_DIR, log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 

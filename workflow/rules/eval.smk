@@ -12,7 +12,8 @@ rule bench_data:
         ENVS["base"]
     run:
         cfg = scoped(params, "bench_data")
-        stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], cfg, cfg["seed"], log[0])
+        if cmd := stage("pipeline.bench_data", wildcards.bench, input.dev, None, output[0], cfg, cfg["seed"], log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule bench_data_tokenized:
@@ -29,9 +30,8 @@ rule bench_data_tokenized:
     conda:
         ENVS["base"]
     run:
-        cfg = scoped(params, "bench_data")
-        stage("pipeline.bench_data", wildcards.bench, input.dev, model_path(wildcards.backbone), output[0], cfg,
-              cfg["seed"], log[0], input.sources or None)
+        if cmd := run_bench_data_tokenized(input, output, params, wildcards, log):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule evaluate:
@@ -54,4 +54,5 @@ rule evaluate:
     conda:
         eval_env
     run:
-        run_evaluate(input, output, params, wildcards, log)
+        if cmd := run_evaluate(input, output, params, wildcards, log):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)

@@ -18,8 +18,9 @@ rule pairs:
         ENVS["base"]
     run:
         cfg = scoped(params, "pairs")
-        stage("pipeline.pairs", input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
-              output.pairs, output.stats, cfg, cfg["seed"], log[0])
+        if cmd := stage("pipeline.pairs", input.samples_short, input.samples_long, input.ctx_short, input.ctx_long,
+                        output.pairs, output.stats, cfg, cfg["seed"], log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule datasets:
@@ -36,4 +37,5 @@ rule datasets:
     conda:
         ENVS["base"]
     run:
-        stage("pipeline.datasets", input[0], {d: output[d] for d in DATASETS}, scoped(params, "datasets"), log[0])
+        if cmd := stage("pipeline.datasets", input[0], {d: output[d] for d in DATASETS}, scoped(params, "datasets"), log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)

@@ -42,7 +42,8 @@ rule report_tables:
     conda:
         ENVS["base"]
     run:
-        stage("report.tables.write_tables", list(input), REPORT_DIR, params.meta, log[0])
+        if cmd := stage("report.tables.write_tables", list(input), REPORT_DIR, params.meta, log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule report_lambda_plot:
@@ -59,7 +60,8 @@ rule report_lambda_plot:
     conda:
         ENVS["base"]
     run:
-        stage("report.plots.write_lambda_sweep", list(input), output[0], *SWEEPS[wildcards.sweep], params.meta, log[0])
+        if cmd := stage("report.plots.write_lambda_sweep", list(input), output[0], *SWEEPS[wildcards.sweep], params.meta, log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule report_ruler_plot:
@@ -76,4 +78,5 @@ rule report_ruler_plot:
     conda:
         ENVS["base"]
     run:
-        stage("report.plots.write_ruler_by_length", list(input), output[0], wildcards.backbone, params.meta, log[0])
+        if cmd := stage("report.plots.write_ruler_by_length", list(input), output[0], wildcards.backbone, params.meta, log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)

@@ -15,4 +15,5 @@ rule sample:
     conda:
         ENVS["generate"]
     run:
-        run_sample(input, output, params, wildcards, log)
+        if cmd := run_sample(input, output, params, wildcards, log):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)

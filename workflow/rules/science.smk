@@ -35,8 +35,9 @@ rule report_seeds:
     conda:
         ENVS["base"]
     run:
-        stage("report.science.write_seeds_page", list(input.evals), SEEDS_MODELS, output.md, params.meta,
-              params.settings, log[0])
+        if cmd := stage("report.science.write_seeds_page", list(input.evals), SEEDS_MODELS, output.md, params.meta,
+                        params.settings, log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 # The toy-science experiment's target: every (run, seed) evaluation and the seeds page.
@@ -83,7 +84,8 @@ if TUNE and config["data"]["source"] == "toy":
             ENVS["base"]
         run:
             cfg = scoped(params, "tune_questions")
-            stage("tune.tune_questions", output.questions, input.test, cfg, cfg["seed"], params.n, log[0])
+            if cmd := stage("tune.tune_questions", output.questions, input.test, cfg, cfg["seed"], params.n, log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
     rule tune_bench:
         input:
@@ -99,7 +101,8 @@ if TUNE and config["data"]["source"] == "toy":
             ENVS["base"]
         run:
             cfg = scoped(params, "bench_data")
-            stage("pipeline.bench_data", "ruler", input.dev, model_path(PRIMARY), output[0], cfg, cfg["seed"], log[0])
+            if cmd := stage("pipeline.bench_data", "ruler", input.dev, model_path(PRIMARY), output[0], cfg, cfg["seed"], log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
     rule tune_train:
         input:
@@ -119,7 +122,8 @@ if TUNE and config["data"]["source"] == "toy":
         conda:
             ENVS["train"]
         run:
-            stage("pipeline.train", *params.head, slices.scoped(params.run, config, "train"), params.run["seed"], log[0])
+            if cmd := stage("pipeline.train", *params.head, slices.scoped(params.run, config, "train"), params.run["seed"], log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
     rule tune_evaluate:
         input:
@@ -143,8 +147,9 @@ if TUNE and config["data"]["source"] == "toy":
         conda:
             ENVS["generate"]
         run:
-            stage("pipeline.evaluate", "ruler", input.model, input.data, output.json, wildcards.trun,
-                  scoped(params, "evaluate"), params.cfg["seed"], log[0], dict(params.kw))
+            if cmd := stage("pipeline.evaluate", "ruler", input.model, input.data, output.json, wildcards.trun,
+                            scoped(params, "evaluate"), params.cfg["seed"], log[0], dict(params.kw)):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
     rule toy_science_tune:
         input:
@@ -159,4 +164,5 @@ if TUNE and config["data"]["source"] == "toy":
         conda:
             ENVS["base"]
         run:
-            stage("tune.choose", list(input), output[0], params.runs, log[0])
+            if cmd := stage("tune.choose", list(input), output[0], params.runs, log[0]):
+                shell(cmd)  # in the rule's env / as its own process (solopo.stage)

@@ -14,8 +14,9 @@ rule ref_logps:
     conda:
         ENVS["train"]
     run:
-        stage("pipeline.ref_logps", input.data, model_path(wildcards.backbone), output.logps, scoped(params, "ref_logps"),
-              log[0])
+        if cmd := stage("pipeline.ref_logps", input.data, model_path(wildcards.backbone), output.logps, scoped(params, "ref_logps"),
+                        log[0]):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
 
 rule train:
@@ -32,4 +33,5 @@ rule train:
     conda:
         ENVS["train"]
     run:
-        run_train(input, output, params, wildcards, log)
+        if cmd := run_train(input, output, params, wildcards, log):
+            shell(cmd)  # in the rule's env / as its own process (solopo.stage)
