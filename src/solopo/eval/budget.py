@@ -18,6 +18,8 @@ loudly; NIAH-Plus shortens its haystack to fit instead, `niah_plus.fit_context`)
 """
 from __future__ import annotations
 
+from solopo.eval import BENCHES
+
 # Chat wrapper around a user message: Qwen2.5's default system turn and markers (~30 tokens),
 # Llama-3.1's system header with its dates (~30 tokens); rounded up.
 CHAT_ALLOWANCE = 64
@@ -27,7 +29,7 @@ INSTRUCTION_ALLOWANCE = 192
 
 def suite_tokens(bench: str, cfg: dict) -> int | None:
     """Upper bound of prompt + generation tokens of one suite's inputs, or None (not ours to budget)."""
-    if bench in ("ruler", "niah_plus") and not cfg.get("lengths"):
+    if bench in BENCHES and BENCHES[bench].lengths and not cfg.get("lengths"):
         return None  # the schema reports the missing key
     if bench == "ruler":
         return max(int(x) for x in cfg["lengths"])
