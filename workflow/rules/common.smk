@@ -6,7 +6,7 @@ from solopo import paths, slices
 from solopo.config import ConfigError, run_table, seed_tag, seeded_runs, split_seed_tag, train_seeds, validate_config
 from solopo.stage import prepare
 from solopo.eval.budget import long_context_plan
-from solopo.eval import BENCHMARKS
+from solopo.eval import BENCHES, BENCHMARKS
 from solopo.pairs import DATASETS
 from solopo.train.losses import get_loss, get_method
 
@@ -65,7 +65,7 @@ def stage(func, *args, **kwargs):
 
 
 def eval_env(wildcards):
-    return ENVS["leaderboard" if wildcards.bench == "leaderboard" else "generate"]
+    return ENVS[BENCHES[wildcards.bench].env]
 
 
 # every (run, seed): a further seed of train.seeds adds `<run>@s<seed>` per trained run (solopo.config)
@@ -160,9 +160,9 @@ def train_params(wildcards):
 
 
 def bench_data_dir(bench, backbone):
-    if bench == "leaderboard":
+    if not BENCHES[bench].has_data:
         return []
-    if bench in ("ruler", "niah_plus"):
+    if BENCHES[bench].per_backbone:  # built with the backbone's tokenizer
         return paths.fill(paths.BENCH_DATA_TOKENIZED, backbone=backbone, bench=bench)
     return paths.fill(paths.BENCH_DATA, bench=bench)
 
