@@ -52,7 +52,7 @@ def tiny_run(tiny_model, tmp_path_factory):
 def test_write_local_tasks(tmp_path):
     names = lb.write_local_tasks(lb.FIXTURE_DIR, tmp_path)
     assert names == [lb.LOCAL_TASK_GROUPS[s] for s in lb.SUBSETS]
-    installed = Path(lb._leaderboard_dir())
+    installed = Path(lb.installed_task_dir())
     files = {p.stem: yaml.safe_load(p.read_text()) for p in tmp_path.glob("*.yaml")}
 
     mp = files["local_leaderboard_mmlu_pro"]
@@ -91,7 +91,7 @@ def test_write_local_tasks(tmp_path):
 
 def test_fixtures_match_task_choices():
     """BBH targets must be among each installed subtask's doc_to_choice; MMLU-Pro letters consistent."""
-    installed = Path(lb._leaderboard_dir())
+    installed = Path(lb.installed_task_dir())
     for p in (lb.FIXTURE_DIR / "bbh").glob("*.jsonl"):
         text = (installed / "bbh_mc" / f"{p.stem}.yaml").read_text()
         choices = yaml.safe_load(text.split("fewshot_config:")[0])["doc_to_choice"]

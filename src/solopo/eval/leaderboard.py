@@ -75,12 +75,33 @@ Config keys (paper preset / tiny preset)
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
 
-import yaml
+from solopo.eval.leaderboard_scores import (  # noqa: F401 - re-exported: the names callers and tests use
+    IFEVAL_CHOICES,
+    IFEVAL_HEADLINE,
+    IFEVAL_LEADERBOARD,
+    IFEVAL_METRICS,
+    IFEVAL_SECOND,
+    MATH_HEADLINE,
+    MATH_METRICS,
+    MATH_SECOND,
+    SUBSET_METRIC,
+    aggregate,
+    flatten_samples,
+    jsonable,
+)
+from solopo.eval.leaderboard_tasks import (  # noqa: F401 - re-exported
+    FIXTURE_DIR,
+    LOCAL_PREFIX,
+    LOCAL_TASK_GROUPS,
+    SUBSETS,
+    TASK_GROUPS,
+    installed_task_dir,
+    write_local_tasks,
+)
 
 
 def _thread_safe_math_verify() -> None:
@@ -112,44 +133,9 @@ def _thread_safe_math_verify() -> None:
 
 _thread_safe_math_verify()
 
-SUBSETS = ("mmlu_pro", "ifeval", "bbh", "math", "gpqa")
-
-# Paper preset: lm-eval's installed task / group names.
-TASK_GROUPS: dict[str, str] = {
-    "mmlu_pro": "leaderboard_mmlu_pro",
-    "ifeval": "leaderboard_ifeval",
-    "bbh": "leaderboard_bbh",
-    "math": "leaderboard_math_hard",
-    "gpqa": "leaderboard_gpqa",
-}
-LOCAL_PREFIX = "local_"
-# Fixture preset: the same names with a prefix, so they never clash with the installed tasks.
-LOCAL_TASK_GROUPS: dict[str, str] = {k: LOCAL_PREFIX + v for k, v in TASK_GROUPS.items()}
-
-# Which raw metric is each subset's score.
-SUBSET_METRIC: dict[str, str] = {
-    "mmlu_pro": "acc",
-    "bbh": "acc_norm",
-    "math": "exact_match_original",
-    "gpqa": "acc_norm",
-    "ifeval": "inst_level_strict_acc",
-}
-IFEVAL_METRICS = ("prompt_level_strict_acc", "inst_level_strict_acc",
-                  "prompt_level_loose_acc", "inst_level_loose_acc")
-# The Open LLM Leaderboard's IFEval figure: mean of prompt- and instruction-level strict accuracy.
-IFEVAL_LEADERBOARD = "leaderboard_strict_mean"
-IFEVAL_CHOICES = IFEVAL_METRICS + (IFEVAL_LEADERBOARD,)
-# MATH-hard: math-verify (lm-eval >= 0.4.9) and the original Minerva normalisation + sympy.
-MATH_METRICS = ("exact_match", "exact_match_original")
-# Table 4's figures (see the module docstring): the headline is what SoLoPO could have computed,
-# the second the other scorer of the same outputs.
-MATH_HEADLINE, MATH_SECOND = "exact_match_original", "exact_match"
-IFEVAL_HEADLINE, IFEVAL_SECOND = "inst_level_strict_acc", "inst_level_loose_acc"
 # IFEval instruction ids whose checkers need nltk punkt (lm_eval/tasks/ifeval/instructions.py).
 PUNKT_INSTRUCTIONS = frozenset({"length_constraints:number_sentences",
                                 "change_case:capital_word_frequency"})
-
-FIXTURE_DIR = Path(__file__).parent / "fixtures" / "leaderboard"
 
 PAPER_DEFAULTS: dict[str, Any] = {
     "tasks": list(SUBSETS),
@@ -171,93 +157,6 @@ PAPER_DEFAULTS: dict[str, Any] = {
     "ifeval_metric": IFEVAL_HEADLINE,
     "math_metric": MATH_HEADLINE,
 }
-
-
-def _leaderboard_dir() -> Path:
-    import lm_eval
-
-    return Path(lm_eval.__file__).parent / "tasks" / "leaderboard"
-
-
-# --------------------------------------------------------------------------- local task YAMLs
-
-def _dump(path: Path, cfg: dict) -> None:
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
-
-
-def _group_yaml(installed: Path, name: str, tasks: list[str]) -> dict:
-    """The installed group YAML with only its name and task list replaced."""
-    cfg = yaml.safe_load(installed.read_text())
-    cfg["group"] = name
-    cfg["task"] = tasks
-    return cfg
-
-
-def write_local_tasks(fixture_dir: Path | str, out_dir: Path | str) -> list[str]:
-    """Write local lm-eval task YAMLs for the fixtures found in ``fixture_dir`` into ``out_dir``.
-
-    Layout read: ``mmlu_pro/{test,validation}.jsonl``, ``ifeval/train.jsonl``,
-    ``bbh/<subtask>.jsonl``, ``math/<subtask>.jsonl`` (subtask as in ``math_<subtask>.yaml``),
-    ``gpqa/{main,diamond,extended}.jsonl``. Returns the top-level task/group names written (in
-    SUBSETS order), i.e. the values of LOCAL_TASK_GROUPS whose fixtures exist.
-    """
-    fx = Path(fixture_dir).resolve()
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    lb = _leaderboard_dir()
-    names: list[str] = []
-
-    def task_yaml(include: Path, task: str, data_files: dict[str, Path], **splits) -> dict:
-        if not include.is_file():
-            raise FileNotFoundError(f"installed lm-eval task YAML not found: {include}")
-        cfg = {"include": str(include), "task": task, "dataset_path": "json", "dataset_name": None,
-               "dataset_kwargs": {"data_files": {k: str(v) for k, v in data_files.items()}}}
-        cfg.update(splits)
-        return cfg
-
-    # MMLU-Pro: test split + validation split (few-shot source, sampler first_n).
-    if (fx / "mmlu_pro" / "test.jsonl").is_file():
-        files = {"test": fx / "mmlu_pro" / "test.jsonl"}
-        if (fx / "mmlu_pro" / "validation.jsonl").is_file():
-            files["validation"] = fx / "mmlu_pro" / "validation.jsonl"
-        name = LOCAL_TASK_GROUPS["mmlu_pro"]
-        _dump(out / f"{name}.yaml", task_yaml(lb / "mmlu_pro" / "mmlu_pro.yaml", name, files,
-                                              test_split="test", fewshot_split="validation"))
-        names.append(name)
-
-    # IFEval: the hub dataset's only split is "train".
-    if (fx / "ifeval" / "train.jsonl").is_file():
-        name = LOCAL_TASK_GROUPS["ifeval"]
-        _dump(out / f"{name}.yaml", task_yaml(lb / "ifeval" / "ifeval.yaml", name,
-                                              {"train": fx / "ifeval" / "train.jsonl"},
-                                              test_split="train"))
-        names.append(name)
-
-    def grouped(key: str, task: str, include: str, group: str, split: str, **splits) -> None:
-        """One task per fixture file `<key>/<subtask>.jsonl` (`task` and `include` formatted with the
-        subtask, its data under `split`) and the group of those tasks."""
-        subs = sorted(p.stem for p in (fx / key).glob("*.jsonl")) if (fx / key).is_dir() else []
-        if not subs:
-            return
-        tasks = []
-        for s in subs:
-            t = f"{LOCAL_PREFIX}{task.format(s)}"
-            _dump(out / f"{t}.yaml", task_yaml(lb / include.format(s), t, {split: fx / key / f"{s}.jsonl"}, **splits))
-            tasks.append(t)
-        name = LOCAL_TASK_GROUPS[key]
-        _dump(out / f"{name}.yaml", _group_yaml(lb / group, name, tasks))
-        names.append(name)
-
-    # BBH: one task per subtask file (few-shot samples are hard-coded in the installed YAMLs).
-    grouped("bbh", "leaderboard_bbh_{}", "bbh_mc/{}.yaml", "bbh_mc/_leaderboard_bbh.yaml", "test", test_split="test")
-    # MATH hard: per-type files; process_docs keeps Level 5; Minerva few-shot samples are in utils.
-    grouped("math", "leaderboard_math_{}_hard", "math/math_{}.yaml", "math/_leaderboard_math.yaml", "test",
-            test_split="test", training_split=None)
-    # GPQA: the hub dataset has only "train", used as validation split (test_split null).
-    grouped("gpqa", "leaderboard_gpqa_{}", "gpqa/gpqa_{}_zeroshot.yaml", "gpqa/_leaderboard_gpqa.yaml", "train",
-            training_split="train", validation_split="train", test_split=None)
-
-    return names
 
 
 # --------------------------------------------------------------------------- IFEval / punkt
@@ -311,137 +210,6 @@ def ifeval_skip_reason(source: str, fixture_dir: Path | None) -> str | None:
     return ("nltk punkt_tab unavailable offline (nltk.data.find('tokenizers/punkt_tab') failed); "
             "lm-eval's IFEval checkers for length_constraints:number_sentences and "
             "change_case:capital_word_frequency would raise LookupError. Stage punkt_tab and set NLTK_DATA.")
-
-
-# --------------------------------------------------------------------------- aggregation
-
-def _jsonable(obj: Any) -> Any:
-    """Recursively convert to JSON-serialisable values (unknown objects become their str())."""
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
-        try:
-            return _jsonable(obj.item())
-        except Exception:  # noqa: BLE001
-            pass
-    return str(obj)
-
-
-def _metric(res: dict, task: str, metric: str) -> float:
-    entry = res.get(task)
-    if entry is None:
-        raise KeyError(f"lm-eval results have no entry for {task!r}")
-    for key in (f"{metric},none", metric):
-        if key in entry and isinstance(entry[key], (int, float)) and not isinstance(entry[key], bool):
-            return float(entry[key])
-    raise KeyError(f"lm-eval results for {task!r} have no numeric {metric!r} (keys {sorted(entry)})")
-
-
-def _n_samples(out: dict, name: str) -> int:
-    """Samples evaluated for a task, or summed over a group's leaf subtasks."""
-    ns = out.get("n-samples", {})
-    if name in ns:
-        return int(ns[name].get("effective", ns[name].get("original", 0)))
-    subs = out.get("group_subtasks", {}).get(name)
-    if subs:
-        return sum(_n_samples(out, s) for s in subs)
-    return 0
-
-
-def _group_metric(out: dict, task: str, metric: str) -> float | None:
-    """`metric` of a task, or the size-weighted mean over a group's subtasks when the group row lacks it
-    (lm-eval's MATH group aggregates exact_match only); None when no subtask has it."""
-    res = out["results"]
-    try:
-        return _metric(res, task, metric)
-    except KeyError:
-        pass
-    rows = []
-    for sub in out.get("group_subtasks", {}).get(task) or []:
-        try:
-            rows.append((_n_samples(out, sub), _metric(res, sub, metric)))
-        except KeyError:
-            return None
-    total = sum(n for n, _ in rows)
-    return sum(n * v for n, v in rows) / total if rows and total else None
-
-
-def aggregate(out: dict, task_names: dict[str, str], ifeval_metric: str = IFEVAL_HEADLINE,
-              skipped: dict[str, str] | None = None, math_metric: str = MATH_HEADLINE) -> dict:
-    """Turn an lm-eval ``simple_evaluate`` output into our result dict (no samples).
-
-    ``task_names`` maps the subsets that were run to their lm-eval task/group names.
-    Group rows (BBH, MATH, GPQA) already hold lm-eval's size-weighted aggregate.
-    """
-    res = out["results"]
-    subsets: dict[str, float] = {}
-    ifeval_metrics: dict[str, float] = {}
-    math_metrics: dict[str, float] = {}
-    for sub in SUBSETS:
-        if sub not in task_names:
-            continue
-        task = task_names[sub]
-        if sub == "ifeval":
-            for m in IFEVAL_METRICS:
-                ifeval_metrics[m] = 100.0 * _metric(res, task, m)
-            ifeval_metrics[IFEVAL_LEADERBOARD] = (ifeval_metrics["prompt_level_strict_acc"]
-                                                  + ifeval_metrics["inst_level_strict_acc"]) / 2
-            if ifeval_metric not in ifeval_metrics:
-                raise ValueError(f"ifeval_metric must be one of {IFEVAL_CHOICES}, got {ifeval_metric!r}")
-            subsets[sub] = ifeval_metrics[ifeval_metric]
-        elif sub == "math":
-            for m in MATH_METRICS:
-                v = _group_metric(out, task, m)
-                if v is not None:
-                    math_metrics[m] = 100.0 * v
-            if math_metric not in MATH_METRICS:
-                raise ValueError(f"math_metric must be one of {MATH_METRICS}, got {math_metric!r}")
-            if math_metric not in math_metrics:
-                raise KeyError(f"lm-eval results for {task!r} have no numeric {math_metric!r}")
-            subsets[sub] = math_metrics[math_metric]
-        else:
-            subsets[sub] = 100.0 * _metric(res, task, SUBSET_METRIC[sub])
-    score = sum(subsets.values()) / len(subsets) if subsets else None
-    raw = {k: out[k] for k in ("results", "groups", "group_subtasks", "n-samples", "n-shot",
-                               "versions", "higher_is_better", "configs", "config") if k in out}
-    return {
-        "benchmark": "leaderboard",
-        "score": score,
-        "avg_over": list(subsets),
-        "subsets": subsets,
-        "ifeval_metrics": ifeval_metrics,
-        "ifeval_metric": ifeval_metric,
-        "math_metrics": math_metrics,
-        "math_metric": math_metric,
-        # which scorer each reported figure is (Table 4 prints the headline and the second figure of each)
-        "metric_names": {"ifeval": ifeval_metric, "math": math_metric,
-                         "ifeval_variant": IFEVAL_SECOND if ifeval_metric != IFEVAL_SECOND else IFEVAL_HEADLINE,
-                         "math_variant": MATH_SECOND if math_metric != MATH_SECOND else MATH_HEADLINE},
-        "n": {sub: _n_samples(out, task_names[sub]) for sub in subsets},
-        "task_names": dict(task_names),
-        "raw": _jsonable(raw),
-        "skipped": dict(skipped or {}),
-    }
-
-
-def flatten_samples(out: dict) -> list[dict]:
-    """lm-eval per-sample logs -> one flat record per (task, doc)."""
-    rows = []
-    for task, samples in (out.get("samples") or {}).items():
-        for s in samples:
-            metrics = {m: s[m] for m in s.get("metrics", []) if m in s}
-            resp = s.get("filtered_resps")
-            if isinstance(resp, list) and len(resp) == 1 and isinstance(resp[0], str):
-                resp = resp[0]  # generate_until: the one filtered string
-            rows.append(_jsonable({"task": task, "doc_id": s.get("doc_id"), "target": s.get("target"),
-                                   "response": resp, "filter": s.get("filter"), "metrics": metrics}))
-    return rows
 
 
 # --------------------------------------------------------------------------- entry point
@@ -527,7 +295,7 @@ def evaluate(model_path: str, cfg: dict, work_dir: Path, device: str = "cpu") ->
     if out is None:  # non-zero rank in a distributed run
         raise RuntimeError("lm_eval.simple_evaluate returned None (not rank 0?)")
     result = aggregate(out, names, c["ifeval_metric"], skipped, c["math_metric"])
-    result["settings"] = _jsonable({
+    result["settings"] = jsonable({
         "apply_chat_template": c["apply_chat_template"],
         "fewshot_as_multiturn": c["fewshot_as_multiturn"],
         "system_instruction": c["system_instruction"],
