@@ -5,7 +5,7 @@ from solopo.report.tables import eval_targets, filter_meta, output_paths, report
 REPORT_DIR = paths.REPORT_DIR
 REPORT_META = run_meta(config)
 SWEEPS = sweeps(REPORT_META)  # {default run name: (backbone, SoLo method)}: one lambda plot each
-BENCHES = config["eval"]["benchmarks"]
+REPORT_BENCHES = config["eval"]["benchmarks"]  # not BENCHES: common.smk's benchmark table
 REPORT_OUTPUTS = report_targets(config, REPORT_DIR)  # every report file: for rule all (get_final_output)
 _TABLES = output_paths(REPORT_DIR)
 _TABLE_ITEMS = {
@@ -22,7 +22,7 @@ wildcard_constraints:
 
 rule report_tables:
     input:
-        eval_targets(DEFAULT_RUNS, BENCHES),  # the first seed's runs (more seeds: science.smk's page)
+        eval_targets(DEFAULT_RUNS, REPORT_BENCHES),  # the first seed's runs (more seeds: science.smk's page)
     output:
         **{f"{name}_html": report(_TABLES[f"{name}_html"], caption=f"../report/{name}.rst", category="Tables",
                                   labels={"table": label, "content": content})
@@ -48,7 +48,7 @@ rule report_tables:
 
 rule report_lambda_plot:
     input:
-        lambda wc: eval_targets(filter_meta(REPORT_META, *SWEEPS[wc.sweep])["runs"], BENCHES),
+        lambda wc: eval_targets(filter_meta(REPORT_META, *SWEEPS[wc.sweep])["runs"], REPORT_BENCHES),
     output:
         report(paths.LAMBDA_PLOT, caption="../report/lambda_sweep_plot.rst",
                category="Plots", subcategory="Lambda sweep", labels={"SoLo method": "{sweep}", "figure": "score vs λ"}),
