@@ -100,18 +100,6 @@ def check_eval_items(bench: str, items: list[dict], data_dir, cfg: dict) -> None
                                 "configured set (eval.ruler.sets)")
 
 
-# Per benchmark folder: the item files an evaluation reads, the fields each item needs with a
-# non-empty value (an empty question or gold list would be scored as if it were data), and the
-# fields that must be present but may be empty (RULER's answer prefix is "" for the CoT prompt).
-BENCH_ITEMS = {
-    "ruler": ("items.jsonl", ("input", "outputs", "set", "target_length", "index"), ("answer_prefix",)),
-    "longbench_v1": ("*.jsonl", ("_id", "dataset", "context", "input", "answers"), ()),
-    "longbench_v2": ("data.json", ("_id", "context", "question", "choice_A", "choice_B", "choice_C", "choice_D",
-                                   "answer"), ()),
-    "niah_plus": ("**/*.jsonl", ("id", "dataset", "context", "input", "answers"), ()),
-}
-
-
 def _empty(value) -> bool:
     if isinstance(value, str):
         return not value.strip()
@@ -141,13 +129,17 @@ def check_benchmark_folder(bench: str, data_dir) -> None:
     recorded (every folder the workflow builds has one; a folder given by hand without a manifest
     has nothing to compare with), and every item has the fields the evaluation reads (the error
     names file and line)."""
-    if bench not in BENCH_ITEMS or data_dir is None:
+    from solopo.eval import BENCHES
+
+    spec = BENCHES.get(bench)
+    if spec is None or not spec.has_data or data_dir is None:
         return
     folder = Path(data_dir)
     problems = verify_folder(folder)
     if problems:
         raise DataError(f"{problems[0]}; the benchmark data changed after it was written: delete {folder} and rerun snakemake")
-    pattern, nonempty, present = BENCH_ITEMS[bench]
+    # the item files and fields of each suite: solopo.eval.BENCHES
+    pattern, nonempty, present = spec.item_files, spec.item_fields, spec.item_present
     files = sorted(f for f in folder.glob(pattern) if f.is_file())
     if not files:
         raise DataError(f"{folder}: no {pattern} item file; expected the {bench} items there")

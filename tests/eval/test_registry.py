@@ -59,3 +59,9 @@ def test_longpo_config_value_wins():
     # the other runs never read train.longpo (their slices leave it out): the defaults, whatever it holds
     cfg["train"]["longpo"] = {"beta": 0.05}
     assert pipeline.loss_config(cfg, "dpo_short", 0.0).longpo_beta == LONGPO_DEFAULTS["beta"]
+
+
+def test_every_data_folder_names_its_item_files_and_fields():
+    """validate.check_benchmark_folder reads these: a suite without them would go unchecked."""
+    for spec in BENCHES.values():
+        assert bool(spec.item_files and spec.item_fields) == spec.has_data, spec.name

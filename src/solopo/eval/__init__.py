@@ -26,6 +26,11 @@ class Benchmark:
     has_data:        rule bench_data builds its folder (the leaderboard reads lm-eval's own tasks).
     loads_model:     it loads the weights itself (lm-eval), not through solopo.generate.
     env:             the conda env (workflow/envs) its evaluation runs in.
+    item_files:      the glob (in its data folder) of the item files an evaluation reads.
+    item_fields:     the fields every item needs with a non-empty value (an empty question or gold
+                     list would be scored as if it were data).
+    item_present:    fields that must be present but may be empty (RULER's answer prefix is "" for
+                     the CoT prompt).
     """
 
     name: str
@@ -36,6 +41,9 @@ class Benchmark:
     has_data: bool = True
     loads_model: bool = False
     env: str = "generate"
+    item_files: str = ""
+    item_fields: tuple[str, ...] = ()
+    item_present: tuple[str, ...] = ()
 
     @property
     def module(self) -> ModuleType:
@@ -60,10 +68,16 @@ class Benchmark:
 
 
 BENCHES: dict[str, Benchmark] = {b.name: b for b in (
-    Benchmark("longbench_v1", "LB1 Avg", item_scores=True),
-    Benchmark("ruler", "RULER Avg", per_backbone=True, item_scores=True, lengths=True),
-    Benchmark("longbench_v2", "LB2 Overall"),
-    Benchmark("niah_plus", "NIAH-Plus Avg", per_backbone=True, lengths=True),
+    Benchmark("longbench_v1", "LB1 Avg", item_scores=True,
+              item_files="*.jsonl", item_fields=("_id", "dataset", "context", "input", "answers")),
+    Benchmark("ruler", "RULER Avg", per_backbone=True, item_scores=True, lengths=True,
+              item_files="items.jsonl", item_fields=("input", "outputs", "set", "target_length", "index"),
+              item_present=("answer_prefix",)),
+    Benchmark("longbench_v2", "LB2 Overall",
+              item_files="data.json", item_fields=("_id", "context", "question", "choice_A", "choice_B", "choice_C",
+                                                   "choice_D", "answer")),
+    Benchmark("niah_plus", "NIAH-Plus Avg", per_backbone=True, lengths=True,
+              item_files="**/*.jsonl", item_fields=("id", "dataset", "context", "input", "answers")),
     Benchmark("leaderboard", "Leaderboard Avg", has_data=False, loads_model=True, env="leaderboard"),
 )}
 BENCHMARKS = tuple(BENCHES)
