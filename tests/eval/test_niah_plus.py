@@ -205,7 +205,7 @@ class _MergingTokenizer:
 
     def __call__(self, text, **kw):
         enc = self.tok(text, **kw)
-        if niah_plus.SEP not in text and not kw.get("return_offsets_mapping"):
+        if "\n" in text and niah_plus.SEP not in text and not kw.get("return_offsets_mapping"):  # one document
             enc["input_ids"] = enc["input_ids"] * 2
         return enc
 
