@@ -65,3 +65,24 @@ def test_every_data_folder_names_its_item_files_and_fields():
     """validate.check_benchmark_folder reads these: a suite without them would go unchecked."""
     for spec in BENCHES.values():
         assert bool(spec.item_files and spec.item_fields) == spec.has_data, spec.name
+
+
+def test_seed_page_suites_are_the_ones_with_item_scores():
+    from solopo.report.science import SEED_BENCHES, item_scores
+
+    assert set(SEED_BENCHES) == {n for n, b in BENCHES.items() if b.item_scores}
+    with pytest.raises(ValueError, match="longbench_v2: no per-item scores for the seeds page"):
+        item_scores("longbench_v2", {}, [])
+
+
+def test_ruler_item_scores_follow_the_primary_metric():
+    """An evaluation scored on the whole output (eval.ruler.primary: whole_output, the value the result
+    records) is paired on that metric, not on the extracted answer."""
+    from solopo.report.science import item_scores
+
+    preds = [{"target_length": 256, "set": "squad", "index": 3, "correct_extracted": False, "correct_whole_output": True}]
+    key = "ruler|256|squad|3"
+    assert item_scores("ruler", {"settings": {"primary": "whole_output"}}, preds) == {key: 100.0}
+    assert item_scores("ruler", {"settings": {"primary": "extracted"}}, preds) == {key: 0.0}
+    lb = [{"dataset": "hotpotqa", "id": "x", "score": 42.5}]
+    assert item_scores("longbench_v1", {}, lb) == {"lbv1|all|hotpotqa|x": 42.5}

@@ -352,3 +352,8 @@ def build_data(out: Path, records: list[dict], cfg: dict, seed: int, model: str 
 
 
 eval_items = load_items  # the items an evaluation reads (`limit` applied)
+
+
+def item_scores(result: dict, preds: list[dict]) -> dict[str, float]:
+    """{item key: score} for the seeds page's paired bootstrap: each item's F1, keyed `lbv1|all|<dataset>|<id>`."""
+    return {f"lbv1|all|{p['dataset']}|{p['id']}": float(p["score"]) for p in preds}

@@ -420,3 +420,11 @@ def eval_items(data_dir, cfg: dict) -> list[dict]:
     from solopo.artifacts import read_jsonl
 
     return read_jsonl(Path(data_dir) / "items.jsonl")
+
+
+def item_scores(result: dict, preds: list[dict]) -> dict[str, float]:
+    """{item key: score} for the seeds page's paired bootstrap: 0/100 per item by the evaluation's
+    primary metric (its result's settings.primary), keyed `ruler|<length>|<set>|<index>`."""
+    whole = (result.get("settings") or {}).get("primary") == "whole_output"
+    field = "correct_whole_output" if whole else "correct_extracted"
+    return {f"ruler|{p['target_length']}|{p['set']}|{p['index']}": 100.0 * bool(p[field]) for p in preds}

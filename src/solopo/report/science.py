@@ -316,18 +316,19 @@ def write_report(records, out_md: str | Path, settings: dict, baselines: list[st
 # Records from the pipeline's artifacts (rule report_seeds)
 # --------------------------------------------------------------------------------------------------
 
-SEED_BENCHES = ("ruler", "longbench_v1")  # the suites with per-item scores the paired bootstrap needs
+# The suites with per-item scores the paired bootstrap needs (solopo.eval.BENCHES, `item_scores`),
+# in the page's column order.
+SEED_BENCHES = ("ruler", "longbench_v1")
 
 
 def item_scores(bench: str, result: dict, preds: list[dict]) -> dict[str, float]:
-    """{item key: score} of one evaluation: RULER 0/100 per item by its primary metric (the eval JSON's
-    settings.primary), keyed `ruler|<length>|<set>|<index>`; LongBench v1 the item's F1, `lbv1|all|<dataset>|<id>`."""
-    if bench == "ruler":
-        field = "correct_whole_output" if (result.get("settings") or {}).get("primary") == "whole" else "correct_extracted"
-        return {f"ruler|{p['target_length']}|{p['set']}|{p['index']}": 100.0 * bool(p[field]) for p in preds}
-    if bench == "longbench_v1":
-        return {f"lbv1|all|{p['dataset']}|{p['id']}": float(p["score"]) for p in preds}
-    raise ValueError(f"{bench}: no per-item scores for the seeds page; allowed: {', '.join(SEED_BENCHES)}")
+    """{item key: score} of one evaluation, from its suite's `item_scores` entry point (RULER: 0/100 per
+    item by its primary metric; LongBench v1: the item's F1)."""
+    from solopo.eval import BENCHES
+
+    if bench not in SEED_BENCHES or not BENCHES[bench].item_scores:
+        raise ValueError(f"{bench}: no per-item scores for the seeds page; allowed: {', '.join(SEED_BENCHES)}")
+    return BENCHES[bench].module.item_scores(result, preds)
 
 
 def _read_eval(path: str) -> dict:
