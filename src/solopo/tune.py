@@ -49,7 +49,7 @@ def tune_questions(out: str, test_questions: str, cfg: dict, seed: int, n: int, 
     question texts across draws)."""
     from solopo.artifacts import read_jsonl, write_jsonl, write_manifest
     from solopo.data.toy_world import generate_records, hop_weights
-    from solopo.pipeline import job
+    from solopo.jobs import job
     from solopo.slices import Scoped
 
     with job(log_path, "tune_questions") as t0:
@@ -71,7 +71,7 @@ def choose(evals: list[str], out: str, runs: dict[str, dict], log_path: str | No
     import contextlib
 
     from solopo.artifacts import write_json
-    from solopo.pipeline import job
+    from solopo.jobs import job
 
     with job(log_path, "toy_science_tune") if log_path else contextlib.nullcontext():
         return _choose(evals, out, runs, write_json)

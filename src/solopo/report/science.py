@@ -417,7 +417,7 @@ def write_seeds_page(evals: list[str], models: dict[str, str], out_md: str, meta
     """The body of rule report_seeds: records from the DAG's artifacts, statistics, page and plots."""
     import logging
 
-    from solopo.pipeline import job
+    from solopo.jobs import job
 
     with job(log_path, "report_seeds") if log_path else _nullcontext():
         if not evals:
