@@ -105,3 +105,54 @@ def test_samples_with_reference_traces_hold_n_plus_two_responses(tmp_path):
     Path(f"{path}.manifest.json").write_text(json.dumps({"config": {"sampling": {"n": 2}}}))
     with pytest.raises(DataError, match="4 responses for id 'q1'; expected 2"):
         check_samples(rows, [{"id": "q1"}], path, "ctx")
+
+
+# --------------------------------------------------------------------------- the reduced rehearsal (slow)
+REDUCED = """
+backbones:
+  - {name: qwen25_7b, model: results/models/qwen25_7b, build: rehearsal, trust_remote_code: false,
+     context_window: 32768, long_context: {rope_scaling: {type: yarn, factor: 4.0,
+     original_max_position_embeddings: 32768}, context_window: 131072}}
+eval:
+  ruler: {lengths: [4096]}
+  niah_plus: {lengths: [1000, 128000], single_depths: [50], multi_depth_pairs: [[0, 100]]}
+"""
+
+
+@pytest.mark.slow
+def test_reduced_rehearsal_builds_the_papers_lengths_with_the_released_tokenizer(tmp_path):
+    """The paper preset's data side on one backbone with Qwen2.5's released tokenizer: the backbone folder,
+    1K/8K training contexts, RULER at its shortest length, NIAH-Plus at 1K and its longest (128K) haystack,
+    LongBench v1/v2 fixtures longer than their truncation (31,500 / 120,000 tokens). Sampling, training and
+    evaluation at these lengths run in `make paper-rehearsal` (hours on 2 cores, docs/paper_rehearsal.md)."""
+    import json
+    import subprocess
+
+    from solopo.generate.hf import load_tokenizer
+    from tests.reduced_pipeline import ENV, SNAKEMAKE
+
+    (tmp_path / "reduced.yaml").write_text(REDUCED)
+    targets = ["results/contexts/qwen25_7b/long.jsonl", "results/benchmarks/qwen25_7b/ruler",
+               "results/benchmarks/qwen25_7b/niah_plus", "results/benchmarks/longbench_v1", "results/benchmarks/longbench_v2"]
+    out = subprocess.run([SNAKEMAKE, *targets, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+                          "--profile", str(ROOT / "profiles/local"), "--configfile", str(ROOT / "config/config.yaml"),
+                          str(ROOT / "config/paper_rehearsal.yaml"), str(tmp_path / "reduced.yaml")],
+                         capture_output=True, text=True, timeout=1800, env=ENV)
+    assert out.returncode == 0, (out.stdout + out.stderr)[-3000:]
+    res = tmp_path / "results"
+    tok = load_tokenizer(str(res / "models/qwen25_7b"))
+    assert tok("Hello world", add_special_tokens=False)["input_ids"] == [9707, 1879]  # Qwen2.5's released ids
+    stats = json.loads((res / "contexts/qwen25_7b/long.jsonl.manifest.json").read_text())["stats"]
+    assert 0.95 * 1024 <= stats["short_mean_tokens"] <= 1024 and 0.95 * 8192 <= stats["long_mean_tokens"] <= 8192
+    counts = json.loads((res / "benchmarks/qwen25_7b/ruler/manifest.json").read_text())["token_counts"]
+    assert {k.rsplit("_", 1)[1] for k in counts} == {"4096"}
+    assert all(0.9 * 4096 <= c["max_prompt_plus_reserve"] <= 4096 and c["reserve"] == 1024 for c in counts.values())
+    niah = [json.loads(line) for f in sorted((res / "benchmarks/qwen25_7b/niah_plus").glob("*.jsonl"))
+            for line in f.read_text().splitlines()]
+    longest = [r for r in niah if r["context_length"] == 128000]
+    assert longest and all(0.95 * 128000 <= r["measured_length"] <= 128000 for r in longest)
+    ntok = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    v1 = [json.loads(line) for f in (res / "benchmarks/longbench_v1").glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert v1 and all(ntok(r["context"]) > 31500 for r in v1)  # the middle truncation is exercised
+    v2 = json.loads((res / "benchmarks/longbench_v2/data.json").read_text())
+    assert v2 and all(ntok(r["context"]) > 120000 for r in v2)
