@@ -6,7 +6,9 @@ from solopo import paths, slices
 from solopo.config import ConfigError, run_table, seed_tag, seeded_runs, split_seed_tag, train_seeds, validate_config
 from solopo.stage import prepare
 from solopo.eval.budget import long_context_plan
-from solopo.eval import BENCHES, BENCHMARKS
+# the benchmark table under a name no rule file reuses (the rule files share one namespace)
+from solopo.eval import BENCHES as BENCHMARK_TABLE
+from solopo.eval import BENCHMARKS
 from solopo.pairs import DATASETS
 from solopo.train.losses import get_loss, get_method
 
@@ -65,7 +67,7 @@ def stage(func, *args, **kwargs):
 
 
 def eval_env(wildcards):
-    return ENVS[BENCHES[wildcards.bench].env]
+    return ENVS[BENCHMARK_TABLE[wildcards.bench].env]
 
 
 # every (run, seed): a further seed of train.seeds adds `<run>@s<seed>` per trained run (solopo.config)
@@ -160,9 +162,9 @@ def train_params(wildcards):
 
 
 def bench_data_dir(bench, backbone):
-    if not BENCHES[bench].has_data:
+    if not BENCHMARK_TABLE[bench].has_data:
         return []
-    if BENCHES[bench].per_backbone:  # built with the backbone's tokenizer
+    if BENCHMARK_TABLE[bench].per_backbone:  # built with the backbone's tokenizer
         return paths.fill(paths.BENCH_DATA_TOKENIZED, backbone=backbone, bench=bench)
     return paths.fill(paths.BENCH_DATA, bench=bench)
 
