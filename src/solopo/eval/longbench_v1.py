@@ -42,7 +42,7 @@ import random
 import zipfile
 from pathlib import Path
 
-from solopo.artifacts import iter_jsonl, DataError, atomic_path
+from solopo.artifacts import DataError, atomic_path, iter_jsonl
 from solopo.data.contexts import padded_paragraphs
 from solopo.data.prompts import qa_prompt
 from solopo.eval.metrics import extract_answer, qa_f1_score

@@ -44,7 +44,7 @@ import random
 import re
 from pathlib import Path
 
-from solopo.artifacts import iter_jsonl, DataError
+from solopo.artifacts import DataError, iter_jsonl
 from solopo.data.prompts import format_document, qa_prompt
 from solopo.eval.metrics import extract_answer, ruler_postprocess, sub_em
 from solopo.generate import GenerationConfig
@@ -491,5 +491,6 @@ def eval_items(data_dir, cfg: dict) -> list[dict]:
     """The items an evaluation reads: the folder's items, `limit` applied."""
     return limit_items(load_items(data_dir), cfg.get("limit"))
 
-__all__ = ["build_data", "eval_items", "load_items", "limit_items", "validate_item", "build_items", "make_sample", "build_fixture", "evaluate", "score",
-           "user_prompt", "TASK_DESCRIPTIONS", "PAPER_LENGTHS", "PAPER_SINGLE_DEPTHS", "PAPER_MULTI_DEPTH_PAIRS"]
+__all__ = ["build_data", "eval_items", "load_items", "limit_items", "validate_item", "build_items", "make_sample",
+           "build_fixture", "evaluate", "score", "user_prompt", "TASK_DESCRIPTIONS", "PAPER_LENGTHS", "PAPER_SINGLE_DEPTHS",
+           "PAPER_MULTI_DEPTH_PAIRS"]

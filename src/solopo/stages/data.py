@@ -64,7 +64,7 @@ def contexts(musique_train: str, model: str, out_short: str, out_long: str, cfg:
             recs = recs[: d["num_questions"]]
         validate.check_long_tokens(model, d["long_tokens"], trust_remote_code)
         tok = load_tokenizer(model, trust_remote_code)
-        count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])
+        count = lambda s: len(tok(s, add_special_tokens=False)["input_ids"])  # noqa: E731
         out, stats = build_contexts(recs, pool, count, {"short": d["short_tokens"], "long": d["long_tokens"]},
                                     seed, d.get("use_aliases", True), d.get("skip_unfittable", False),
                                     progress=progress_bar(len(recs), "contexts", log_path))

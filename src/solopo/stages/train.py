@@ -69,7 +69,7 @@ def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict,
     checkpoints = complete_checkpoints(ckpt_dir)
     if not checkpoints:
         return {"scores": {}, "selected": "final (no checkpoints: set train.optim.save_steps)"}
-    score = lambda m: longbench_v1.evaluate(HFBackend(None, model=m, tokenizer=tok), items, bcfg, seed=seed)[0]["avg"] or 0.0
+    score = lambda m: longbench_v1.evaluate(HFBackend(None, model=m, tokenizer=tok), items, bcfg, seed=seed)[0]["avg"] or 0.0  # noqa: E731
     result = select_checkpoint(model, checkpoints, score)
     model.save_pretrained(model_dir, safe_serialization=True)
     write_json(Path(model_dir) / "checkpoint_selection.json", result)
