@@ -298,3 +298,15 @@ def test_sigterm_to_every_process_stops_all_ranks_at_one_step_with_a_checkpoint(
     diff = _max_diff(_weights(model), _weights(tmp_path / "ref/results/train/r/model"))
     print(f"SIGTERM after step 1: all ranks stopped after step {step}; resumed vs uninterrupted max |diff| {diff:.2e}")
     assert diff <= ATOL
+
+
+def test_an_empty_micro_batch_runs_a_short_stand_in_row():
+    """A ragged last batch leaves some micro-batches empty; each runs a stand-in row with weight 0 that is
+    short whatever the real rows' lengths (a copy of a 9K-token row cost a full forward and backward)."""
+    from solopo.train.distributed import stand_in_row
+
+    row = {"id": "q1", "x": "doc " * 5000, "x_long": "doc " * 9000, "y_w": "yes . The answer is: A",
+           "y_l": "no . The answer is: B", "extra": 1}
+    s = stand_in_row(row)
+    assert set(s) == set(row) and s["id"] == "q1" and s["extra"] == 1
+    assert len(s["x"] + s["x_long"] + s["y_w"] + s["y_l"]) < 10 and s["y_w"] != s["y_l"]
