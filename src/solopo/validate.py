@@ -86,18 +86,12 @@ def check_eval_items(bench: str, items: list[dict], data_dir, cfg: dict) -> None
     would silently drop out of an average."""
     if not items:
         raise DataError(f"{data_dir}: 0 {bench} items; expected at least 1 (check eval.{bench} and the benchmark data)")
-    if bench == "longbench_v1":
-        from solopo.eval.longbench_v1 import datasets_of
+    from solopo.eval import BENCHES
 
-        for name in datasets_of(cfg):
-            if not any(it.get("dataset") == name for it in items):
-                raise DataError(f"{Path(data_dir) / (name + '.jsonl')}: 0 items; expected at least 1 (an empty subset "
-                                "would be left out of the S-Doc/M-Doc average)")
-    if bench == "ruler":
-        for name in cfg.get("sets") or []:
-            if not any(it.get("set") == name for it in items):
-                raise DataError(f"{Path(data_dir) / 'items.jsonl'}: 0 items of set {name!r}; expected at least 1 per "
-                                "configured set (eval.ruler.sets)")
+    # a suite with parts of its own (LongBench v1's subsets, RULER's sets) checks each has items
+    check_parts = getattr(BENCHES[bench].module, "check_items", None) if bench in BENCHES else None
+    if check_parts is not None:
+        check_parts(items, data_dir, cfg)
 
 
 def _empty(value) -> bool:

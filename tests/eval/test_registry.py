@@ -86,3 +86,17 @@ def test_ruler_item_scores_follow_the_primary_metric():
     assert item_scores("ruler", {"settings": {"primary": "extracted"}}, preds) == {key: 0.0}
     lb = [{"dataset": "hotpotqa", "id": "x", "score": 42.5}]
     assert item_scores("longbench_v1", {}, lb) == {"lbv1|all|hotpotqa|x": 42.5}
+
+
+def test_each_configured_part_needs_items(tmp_path):
+    """validate.check_eval_items asks the suite's own `check_items`: a RULER set or LongBench v1 subset
+    with no items stops with the file named (it would silently leave the average)."""
+    from solopo.artifacts import DataError
+    from solopo.validate import check_eval_items
+
+    items = [{"set": "squad"}]
+    check_eval_items("ruler", items, tmp_path, {"sets": ["squad"]})
+    with pytest.raises(DataError, match=r"items.jsonl: 0 items of set 'hotpotqa'"):
+        check_eval_items("ruler", items, tmp_path, {"sets": ["squad", "hotpotqa"]})
+    with pytest.raises(DataError, match=r"qasper.jsonl: 0 items"):
+        check_eval_items("longbench_v1", [{"dataset": "narrativeqa"}], tmp_path, {"datasets": ["narrativeqa", "qasper"]})

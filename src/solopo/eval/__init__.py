@@ -16,7 +16,9 @@ from types import ModuleType
 @dataclass(frozen=True)
 class Benchmark:
     """One suite. Its module `solopo.eval.<name>` provides `evaluate` (the scorer) and, for suites
-    with a data folder, `build_data` (rule bench_data) and `eval_items` (the items an evaluation reads).
+    with a data folder, `build_data` (rule bench_data) and `eval_items` (the items an evaluation reads);
+    optionally `check_items` (each of its parts, e.g. RULER's sets, has items) and, with `item_scores`,
+    `item_scores` (per-item scores for the seeds page).
 
     label:           the report's column head for its headline score.
     per_backbone:    its inputs are built with the backbone's tokenizer (token-exact lengths): one

@@ -357,3 +357,11 @@ eval_items = load_items  # the items an evaluation reads (`limit` applied)
 def item_scores(result: dict, preds: list[dict]) -> dict[str, float]:
     """{item key: score} for the seeds page's paired bootstrap: each item's F1, keyed `lbv1|all|<dataset>|<id>`."""
     return {f"lbv1|all|{p['dataset']}|{p['id']}": float(p["score"]) for p in preds}
+
+
+def check_items(items: list[dict], data_dir, cfg: dict) -> None:
+    """Every configured dataset has items: an empty subset would be left out of the S-Doc/M-Doc average."""
+    for name in datasets_of(cfg):
+        if not any(it.get("dataset") == name for it in items):
+            raise DataError(f"{Path(data_dir) / (name + '.jsonl')}: 0 items; expected at least 1 (an empty subset "
+                            "would be left out of the S-Doc/M-Doc average)")

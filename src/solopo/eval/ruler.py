@@ -428,3 +428,13 @@ def item_scores(result: dict, preds: list[dict]) -> dict[str, float]:
     whole = (result.get("settings") or {}).get("primary") == "whole_output"
     field = "correct_whole_output" if whole else "correct_extracted"
     return {f"ruler|{p['target_length']}|{p['set']}|{p['index']}": 100.0 * bool(p[field]) for p in preds}
+
+
+def check_items(items: list[dict], data_dir, cfg: dict) -> None:
+    """Every configured set has items: an empty set would silently drop out of the average."""
+    from pathlib import Path
+
+    for name in cfg.get("sets") or []:
+        if not any(it.get("set") == name for it in items):
+            raise DataError(f"{Path(data_dir) / 'items.jsonl'}: 0 items of set {name!r}; expected at least 1 per "
+                            "configured set (eval.ruler.sets)")
