@@ -74,7 +74,7 @@ def test_records_come_from_the_eval_predictions_and_the_train_manifest(tmp_path)
     (model / "manifest.json").write_text(json.dumps({"stats": {"train_seconds": 3.5, "steps": 4, "tokens": 900,
                                                                "final_loss": 0.7, "examples": 16}}))
     evals = [_write_eval(tmp_path, "solo_orpo@s1", "ruler", ruler), _write_eval(tmp_path, "solo_orpo@s1", "longbench_v1", lbv1),
-             _write_eval(tmp_path, "base", "ruler", ruler, primary="whole")]
+             _write_eval(tmp_path, "base", "ruler", ruler, primary="whole_output")]
     meta = {"solo_orpo@s1": {"run": "solo_orpo", "seed": 1, "method": "solo_orpo", "lambda": 1.0, "default": True},
             "base": {"run": "base", "seed": None, "method": "base", "lambda": None, "default": True}}
     recs = sci.dag_records(evals, {"solo_orpo@s1": str(model)}, meta)
