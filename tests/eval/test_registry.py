@@ -35,6 +35,7 @@ def test_entry_points_exist(name):
                                                                        "sources_dir"]
         assert list(inspect.signature(spec.eval_items).parameters)[1:] == ["cfg"]  # (the folder, eval.<name>)
     assert spec.loads_model == (not spec.has_data)  # only lm-eval reads its own tasks and loads the model
+    assert callable(getattr(spec.module, "item_scores", None)) == spec.item_scores  # the seeds page's entry point
 
 
 def test_unknown_benchmark_is_one_clear_line():
