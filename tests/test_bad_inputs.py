@@ -160,7 +160,7 @@ def test_samples_must_cover_every_context_with_n_responses(tmp_path):
     rows = [json.loads(x) for x in s.read_text().splitlines()]
     rows[2]["responses"] = rows[2]["responses"][:1]
     write_jsonl(s, rows)
-    with pytest.raises(DataError, match=r"smp_short.jsonl:3: 1 responses for id 'q2'; expected 3 \(sampling.n\)"):
+    with pytest.raises(DataError, match=r"smp_short.jsonl:3: 1 responses for id 'q2'; expected 3 \(sampling.n, \+ 2 with sampling.reference_traces\)"):
         _run_pairs(paths, tmp_path / "b")
 
 
