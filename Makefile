@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation vllm-check
+.PHONY: paper-rehearsal tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation vllm-check
 
 env:
 	@./scripts/bootstrap.sh
@@ -22,7 +22,7 @@ tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 # tests/conftest.py groups each file into one unit, heaviest first. PYTEST_WORKERS= runs serially.
 PYTEST_WORKERS ?= -n 2
 
-test: env envs-check  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
+test: env envs-check lint  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
 	.venv/bin/python -m pytest -q -m "slow or not slow" $(PYTEST_WORKERS) tests
 
 test-fast: env
@@ -42,8 +42,12 @@ dryrun-paper: env  ## the paper preset's DAG, no cluster needed
 report: env  ## snakemake --report: one offline HTML file with the tables and plots
 	$(SNAKEMAKE) --profile profiles/local --configfile config/tiny.yaml --report results/report/report.html
 
+# Zero findings: ruff (pyflakes, pycodestyle, isort; pyproject.toml) over the Python, `snakemake --lint` over the
+# workflow on both presets. Part of `make test`.
 lint: env
+	.venv/bin/ruff check src tests scripts
 	$(SNAKEMAKE) --lint --configfile config/tiny.yaml
+	$(SNAKEMAKE) --lint
 
 # Mutation score of the core modules (mutmut, not part of `make test`: ~1 mutant/s per module on one
 # core). Writes docs/mutation.md; MODULES="metrics pairs" limits the run; SURVIVORS=1 reruns only the
@@ -69,6 +73,12 @@ vllm-check: env
 
 # Toy-science experiment (not in the test command): a preset of the same DAG, one training and
 # evaluation job per (run, seed); the page is results/report/seeds.md (docs/toy_science.md)
+# The paper preset rehearsed on this CPU (config/paper_rehearsal.yaml: the released tokenizers, configs and
+# chat templates with small random weights, the paper's lengths; docs/paper_rehearsal.md). Training runs on
+# 2 CPU ranks with the paper's ZeRO-3 + offload. Not part of `make test` (hours on 2 cores, see the doc).
+paper-rehearsal: env
+	DS_ACCELERATOR=cpu SOLOPO_TRAIN_PROCESSES=2 $(SNAKEMAKE) all --profile profiles/local --configfile config/config.yaml config/paper_rehearsal.yaml
+
 toy-science: env
 	$(SNAKEMAKE) toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml
 

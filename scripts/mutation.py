@@ -75,8 +75,11 @@ EQUIVALENT: dict[str, str] = {
     "solopo.train.forward.x__collate__mutmut_6": "equivalent: torch.full infers int64 from the integer pad id",
     "solopo.train.forward.x__collate__mutmut_9": "equivalent: torch.full infers int64 from the integer pad id",
     "solopo.train.forward.x_sequence_logps__mutmut_23": "equivalent: the response mask is 2-D, so sum(+1) is sum(-1)",
-    "solopo.train.forward.x_sequence_logps__mutmut_25": "equivalent: the NLL slot is read only when full_nll is asked for, and then it is set",
-    "solopo.train.forward.x_sequence_logps__mutmut_1": "equivalent: with full_nll=True by default the summed log-probs come from the full log-softmax path, equal to the response-only one (test_oracles checks both paths)",
+    "solopo.train.forward.x_sequence_logps__mutmut_25":
+        "equivalent: the NLL slot is read only when full_nll is asked for, and then it is set",
+    "solopo.train.forward.x_sequence_logps__mutmut_1":
+        "equivalent: with full_nll=True by default the summed log-probs come from the full log-softmax path, "
+        "equal to the response-only one (test_oracles checks both paths)",
     "solopo.train.forward.x_compute_reference_logps__mutmut_1": "equivalent: the default chunk size only changes how rows are batched",
     "solopo.train.forward.x__truncate_documents__mutmut_4": "equivalent for a chat text that holds the prompt once (every template here)",
     "solopo.data.contexts.x_build_contexts__mutmut_16": _DRAW_BOUND,

@@ -47,7 +47,9 @@ def test_good_samples_pass_and_the_statistics_carry_the_counts(tmp_path):
 
 def test_token_salad_is_refused_by_the_answer_format_floor(tmp_path):
     """Was: sampling.temperature 100 gave 41 pairs of token salad (answer-format rate 0.0), exit 0."""
-    salad = lambda i: ["qz Paris vr ,, kk", "xx yy zz", "Oslo mm . ;", "zz Paris zz"]
+    def salad(i):
+        return ["qz Paris vr ,, kk", "xx yy zz", "Oslo mm . ;", "zz Paris zz"]
+
     with pytest.raises(DataError) as e:
         _pairs(tmp_path, _inputs(tmp_path, salad))
     msg = str(e.value)

@@ -52,7 +52,8 @@ def test_the_sampling_estimate_counts_every_sequence_in_flight(tiny_lm_dir):
     s = {"backend": "hf", "n": 8, "max_new_tokens": 40, "batch_size": 16}
     small = resources.sampling_estimate(shape, 64, 400, s, "cpu", "x")
     big = resources.sampling_estimate(shape, 64, 400, dict(s, n=256), "cpu", "x")
-    kv = lambda e: next(v for k, v in e.parts.items() if k.startswith("KV cache"))
+    def kv(e):
+        return next(v for k, v in e.parts.items() if k.startswith("KV cache"))
     assert kv(small) == 16 * 8 * 440 * shape.kv_bytes_per_token(4) and kv(big) == 32 * kv(small)
     assert resources.sampling_estimate(shape, 64, 400, s, "cuda", "x").parts == {
         "responses held (64 prompts x n 8 x 40 tokens)": 64 * 8 * 40 * resources.OUTPUT_TOKEN_BYTES}

@@ -69,7 +69,8 @@ def _check(workdir, lambdas):
     cfg = workdir / "check.yaml"
     cfg.write_text(REDUCED % lambdas)
     out = subprocess.run([str(BIN / "solopo"), "check", "--configfile", str(ROOT / "config/tiny.yaml"), str(cfg),
-                          "-d", str(workdir), "--base-config", str(ROOT / "config/config.yaml"), "--json"], capture_output=True, text=True, timeout=300)
+                          "-d", str(workdir), "--base-config", str(ROOT / "config/config.yaml"), "--json"],
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode in (0, 1), out.stderr
     return {f["path"]: f for f in json.loads(out.stdout)}
 

@@ -99,7 +99,6 @@ def train_tiny_model(out_dir: str | Path, cfg: dict, seed: int, progress=None) -
     """Build, pre-train and save the tiny model. Returns training statistics."""
     import torch
 
-    from solopo.generate.chat import format_chat
 
     t0 = time.time()
     # Nothing else computes while the tiny model pre-trains (every model-dependent job waits

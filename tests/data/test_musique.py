@@ -7,8 +7,8 @@ the manifest. Each benchmark loader names the file and the line (JSONL) or item 
 The messages asserted here are the ones quoted in docs/bad_inputs.md.
 """
 import copy
-import os
 import json
+import os
 import re
 import subprocess
 import sys

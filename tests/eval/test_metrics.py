@@ -1,4 +1,5 @@
-"""Shared scorers (solopo.eval.metrics): table-driven cases from LongBench `metrics.py`, RULER's `string_match_part` and the answer extraction."""
+"""Shared scorers (solopo.eval.metrics): table-driven cases from LongBench `metrics.py`, RULER's
+`string_match_part` and the answer extraction."""
 import pytest
 
 from solopo.eval.metrics import extract_answer, normalize_answer, qa_f1_score, string_match_part, sub_em

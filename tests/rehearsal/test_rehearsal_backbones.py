@@ -285,5 +285,6 @@ def test_pipeline_loader_and_hf_backend_generate(tmp_path):
     prompt = format_chat(tok, "What is the capital of France?")
     ids = encode_prompts(tok, [prompt])[0]
     assert ids[:2] == [128000, 128006] and ids.count(128000) == 1
-    texts = HFBackend(None, model=model, tokenizer=tok).generate([prompt], GenerationConfig(max_new_tokens=4, temperature=0.85, n=2, seed=3))
+    texts = HFBackend(None, model=model, tokenizer=tok).generate(
+        [prompt], GenerationConfig(max_new_tokens=4, temperature=0.85, n=2, seed=3))
     assert len(texts) == 1 and len(texts[0]) == 2 and all(isinstance(t, str) for t in texts[0])

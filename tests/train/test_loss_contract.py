@@ -8,8 +8,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from solopo.train.losses import (LOSSES, METHODS, LossConfig, PolicyOutputs, SeqLogps, get_loss, get_method,
-                                 sigmoid_pref_loss, solo_loss)
+from solopo.train.losses import (
+    LOSSES,
+    METHODS,
+    LossConfig,
+    PolicyOutputs,
+    SeqLogps,
+    get_loss,
+    get_method,
+    sigmoid_pref_loss,
+    solo_loss,
+)
 
 
 def _full(tie: bool = False) -> PolicyOutputs:

@@ -98,8 +98,8 @@ def ref_reward(fam: str, logp: float, n: int, cfg=CFG) -> float:
 
 
 def ref_ra(fam: str, which: str, b=B, cfg=CFG) -> float:
-    s, l, n = (b["c"], b["lc"], b["c_n"]) if which == "chosen" else (b["r"], b["lr"], b["r_n"])
-    return mean([abs(ref_reward(fam, s[i], n[i], cfg) - ref_reward(fam, l[i], n[i], cfg)) for i in range(2)])
+    short, long_, n = (b["c"], b["lc"], b["c_n"]) if which == "chosen" else (b["r"], b["lr"], b["r_n"])
+    return mean([abs(ref_reward(fam, short[i], n[i], cfg) - ref_reward(fam, long_[i], n[i], cfg)) for i in range(2)])
 
 
 def ref_loss(name: str, b=B, cfg=CFG) -> float:

@@ -86,9 +86,9 @@ def test_train_log_records_the_ra_mechanism_per_step_and_the_switch_reaches_it(t
 
 
 def test_keep_checkpoints_keeps_weights_for_checkpoint_selection(tiny_lm_dir, tmp_path):
+    from solopo.train.checkpoints import latest_checkpoint
     from solopo.train.losses import LossConfig
     from solopo.train.selection import checkpoint_state
-    from solopo.train.checkpoints import latest_checkpoint
     from solopo.train.trainer import TrainConfig, train
 
     rows = [{"id": f"q{i}", "x": f"Q {i} ?", "x_long": f"L . Q {i} ?", "y_w": f"yes {i}", "y_l": "no"} for i in range(8)]

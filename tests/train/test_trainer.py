@@ -1,6 +1,6 @@
 """The trainer: two-stage forward = one-at-a-time gradients; SIGKILL-style resume; safe loading."""
-import torch
 import pytest
+import torch
 
 from solopo.generate.hf import load_model_and_tokenizer
 from solopo.train.losses import LossConfig, get_loss

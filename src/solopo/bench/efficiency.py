@@ -40,8 +40,15 @@ import time
 from pathlib import Path
 
 from solopo.bench.efficiency_plot import plot, table
-from solopo.bench.flops import (FLOP_MODEL, attention_ratio, flop_params, ratio_attention_only, ratio_linear_attention,
-                                speedup_attention_only, token_ratio)
+from solopo.bench.flops import (
+    FLOP_MODEL,
+    attention_ratio,
+    flop_params,
+    ratio_attention_only,
+    ratio_linear_attention,
+    speedup_attention_only,
+    token_ratio,
+)
 from solopo.bench.max_length import max_trainable_length
 from solopo.bench.memory import job_spec, run_in_subprocess
 from solopo.bench.step import METHODS, MODEL_DEFAULTS, build_model, resolve_runtime
@@ -78,6 +85,10 @@ __all__ = ["DEFAULTS", "FLOP_MODEL", "build_model", "flop_params", "main", "max_
            "profile_step", "ratio_attention_only", "ratio_linear_attention", "run", "settings",
            "speedup_attention_only", "table", "time_steps"]
 
+
+# how peak memory was measured, by `memory: subprocess` (True) or in-process (False), for the markdown
+MEMORY_HOW = {True: "a fresh subprocess per (method, length)",
+              False: "in-process, VmHWM reset before each step; allocator caching can hide part of it"}
 
 def settings(config: dict | None) -> dict:
     """`DEFAULTS` overridden by `config` (the ``bench.efficiency`` block), checked."""
@@ -252,7 +263,7 @@ def measure(config: dict | None = None) -> dict:
     max_length = _max_length(s, peaks, model, gpu) if s["max_length"] and s["max_length"].get("cap_mb") else None
     if not gpu:
         notes.append("CPU peak memory = peak RSS increase of one step over the process with the model loaded "
-                     f"({'a fresh subprocess per (method, length)' if s['memory'] == 'subprocess' else 'in-process, VmHWM reset before each step; allocator caching can hide part of it'}).")
+                     f"({MEMORY_HOW[s['memory'] == 'subprocess']}).")
     notes.append("memory: with O(n)-memory attention (SDPA / FlashAttention) the activations grow with the tokens "
                  "held at the peak, and SoLo holds the short pair's graph through the long backward, so "
                  "SoLo/vanilla memory -> (2(S+R) + (L+R)) / (2(L+R)) (mem_ratio_pred_tokens): 0.5 only as L grows "

@@ -93,7 +93,6 @@ class HFBackend:
 
     def generate(self, prompts: list[str], cfg: GenerationConfig, progress=None) -> list[list[str]]:
         import torch
-
         from transformers import GenerationConfig as HFGenerationConfig
 
         tok = self.tokenizer

@@ -136,7 +136,8 @@ def build_tokenizer_json(hub_id: str, cache: Path | None = None) -> str:
     t = rel["tokenizer"]
     ranks = load_ranks(rel["ranks"], cache)
     b2u = bytes_to_unicode()
-    enc = lambda b: "".join(b2u[x] for x in b)
+    def enc(b: bytes) -> str:
+        return "".join(b2u[x] for x in b)
     vocab = {enc(tok): rank for tok, rank in ranks.items()}
     merges = [(enc(a), enc(b)) for a, b in merges_from_ranks(ranks, t["all_merges"])]
     tok = Tokenizer(BPE(vocab=vocab, merges=merges, dropout=None, unk_token=None, continuing_subword_prefix="",

@@ -46,11 +46,10 @@ from pathlib import Path
 
 import torch
 
+from solopo.train.checkpoints import INTERRUPTED, drop_interrupted, latest_checkpoint, prune_checkpoints, stop_requested, stopped
+from solopo.train.forward import policy_outputs
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
-from solopo.train.checkpoints import (INTERRUPTED, drop_interrupted, latest_checkpoint, prune_checkpoints,
-                                      stop_requested, stopped)
-from solopo.train.forward import policy_outputs
 from solopo.train.setup import TrainConfig, method_loss, prepare_optimisation
 
 log = logging.getLogger(__name__)

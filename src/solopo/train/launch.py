@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import sys
-
 from pathlib import Path
 
 from solopo.artifacts import read_jsonl

@@ -34,12 +34,19 @@ from pathlib import Path
 
 import torch
 
-from solopo.train.checkpoints import (INTERRUPTED, claim_checkpoint_dir, drop_interrupted,  # noqa: F401
-                                      latest_checkpoint, prune_checkpoints, stop_requested, stopped)
+from solopo.train.checkpoints import (  # noqa: F401
+    INTERRUPTED,
+    claim_checkpoint_dir,
+    drop_interrupted,
+    latest_checkpoint,
+    prune_checkpoints,
+    stop_requested,
+    stopped,
+)
+
 # The forward pass lives in solopo.train.forward, the set-up both loops share in solopo.train.setup;
 # their names are re-exported here for the loops' callers.
-from solopo.train.forward import (SEQUENCE_FIELDS, collate, compute_reference_logps, policy_outputs,  # noqa: F401
-                                  sequence_logps, tokenize_pair)
+from solopo.train.forward import SEQUENCE_FIELDS, collate, compute_reference_logps, policy_outputs, sequence_logps, tokenize_pair  # noqa: F401
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
 from solopo.train.setup import TrainConfig, make_optimizer, method_loss, prepare_optimisation  # noqa: F401
