@@ -332,10 +332,12 @@ def test_evaluation_killed_then_rerun_equals_uninterrupted(tmp_path, tiny_lm_dir
 
 # --------------------------------------------------------------------------- through Snakemake
 
+# a 4-step backbone answers in no format yet: the quality floors are off, this is about interruptions
 SMALL = """
 tiny_model: {steps: 4}
 data: {toy: {train_questions: 16, dev_questions: 12}}
 sampling: {shard_size: 2}
+pairs: {min_answer_format_rate: 0, min_pair_yield: 0}
 train: {methods: [sft_short], lambdas: {}}
 eval: {benchmarks: [longbench_v1], longbench_v1: {fixture_items: 2}}
 """
