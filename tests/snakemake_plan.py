@@ -36,20 +36,24 @@ def _settings():
     return t
 
 
-def _workflow(api, workdir: Path, config: dict):
+def _workflow(api, workdir: Path, config: dict | None, deployment=None):
     t = _settings()
-    # the whole config as `--config` would pass it (over config/config.yaml): no YAML file to parse per plan
-    return api.workflow(t.ResourceSettings(cores=2), t.ConfigSettings(config=copy.deepcopy(config)),
-                        snakefile=ROOT / "Snakefile", workdir=Path(workdir))
+    # the whole config as `--config` would pass it (over config/config.yaml): no YAML file to parse per plan;
+    # None: config/config.yaml alone (the paper preset)
+    settings = t.ConfigSettings(config=copy.deepcopy(config)) if config is not None else t.ConfigSettings()
+    extra = {"deployment_settings": deployment} if deployment is not None else {}
+    return api.workflow(t.ResourceSettings(cores=2), settings, snakefile=ROOT / "Snakefile", workdir=Path(workdir),
+                        **extra)
 
 
-def plan(workdir: Path, config: dict, targets=("all",)) -> dict[str, Job]:
-    """The jobs `snakemake -n <targets>` would run in `workdir` with `config`, keyed by first output."""
+@contextlib.contextmanager
+def planned_workflow(workdir: Path, config: dict | None, targets=("all",), deployment=None):
+    """Snakemake's workflow with its DAG built as `snakemake -n <targets>` builds it (envs not created)."""
     from snakemake.api import SnakemakeApi
 
     t = _settings()
     with SnakemakeApi(t.OutputSettings(quiet={t.Quietness.ALL})) as api:
-        wf = _workflow(api, workdir, config)
+        wf = _workflow(api, workdir, config, deployment)
         wf.dag(t.DAGSettings(targets=frozenset(targets)))
         w = wf._workflow
         # what DAGApi.execute_workflow + Workflow.execute do before scheduling (snakemake 9)
@@ -60,6 +64,12 @@ def plan(workdir: Path, config: dict, targets=("all",)) -> dict[str, Job]:
         w._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True, nolock=True)
         w._build_dag()
         w.async_run(w.dag.postprocess(update_needrun=False, check_initial=True))
+        yield w
+
+
+def plan(workdir: Path, config: dict, targets=("all",)) -> dict[str, Job]:
+    """The jobs `snakemake -n <targets>` would run in `workdir` with `config`, keyed by first output."""
+    with planned_workflow(workdir, config, targets) as w:
         out = {}
         for j in w.dag.needrun_jobs():
             if not j.output:

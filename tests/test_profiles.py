@@ -118,24 +118,14 @@ EXPECTED_ENV = {  # rule -> env file (README "Running the paper preset"); evalua
 def test_paper_dry_run_through_the_profile_gives_every_job_its_conda_env(monkeypatch, tmp_path):
     """`snakemake --profile slurm all -n` on the paper preset, planned by Snakemake's API with the deployment
     settings the shipped profile parses to: every job that runs code has its rule's conda env."""
-    from snakemake.api import SnakemakeApi
     from snakemake.settings import types as t
+
+    from tests.snakemake_plan import planned_workflow
 
     methods = _deployment(monkeypatch, None)
     deployment = t.DeploymentSettings(deployment_method=frozenset(t.DeploymentMethod.parse_choice(m)
                                                                    for m in methods))
-    with SnakemakeApi(t.OutputSettings(quiet={t.Quietness.ALL})) as api:
-        wf = api.workflow(t.ResourceSettings(cores=2), t.ConfigSettings(), snakefile=ROOT / "Snakefile",
-                          workdir=tmp_path, deployment_settings=deployment)
-        wf.dag(t.DAGSettings(targets=frozenset(["all"])))
-        w = wf._workflow  # what DAGApi.execute_workflow does before scheduling, minus creating the envs
-        w.execution_settings = t.ExecutionSettings(lock=False)
-        w.remote_execution_settings = t.RemoteExecutionSettings()
-        w.scheduling_settings = t.SchedulingSettings()
-        w.group_settings = t.GroupSettings()
-        w._prepare_dag(forceall=False, ignore_incomplete=False, lock_warn_only=True, nolock=True)
-        w._build_dag()
-        w.async_run(w.dag.postprocess(update_needrun=False, check_initial=True))
+    with planned_workflow(tmp_path, None, deployment=deployment) as w:
         envs: dict[str, set[str]] = {}
         for job in w.dag.needrun_jobs():
             if job.rule.name == "all":
