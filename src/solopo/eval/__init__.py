@@ -7,9 +7,11 @@ imported only when one of its entry points is used.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 
@@ -53,11 +55,17 @@ class Benchmark:
 
     @property
     def build_data(self) -> Callable:
-        return self.module.build_data
+        """The module's `build_data`; a suite with only `build_fixture` and `download` (LongBench v1/v2) gets
+        `fixture_or_download` over them."""
+        module = self.module
+        if hasattr(module, "build_data"):
+            return module.build_data
+        return functools.partial(fixture_or_download, module)
 
     @property
     def eval_items(self) -> Callable:
-        return self.module.eval_items
+        """The items an evaluation reads (`limit` applied): the module's `eval_items`, else its `load_items`."""
+        return getattr(self.module, "eval_items", None) or self.module.load_items
 
     @property
     def evaluate(self) -> Callable:
@@ -83,6 +91,17 @@ BENCHES: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("leaderboard", "Leaderboard Avg", has_data=False, loads_model=True, env="leaderboard"),
 )}
 BENCHMARKS = tuple(BENCHES)
+
+
+def fixture_or_download(module: ModuleType, out: Path, records: list[dict], cfg: dict, seed: int,
+                        model: str | None = None, sources_dir: str | None = None) -> dict:
+    """Rule bench_data for a suite whose items need no tokenizer: fixtures from held-out toy records
+    (`source: fixture`), else the released files; no manifest extras."""
+    if cfg.get("source", "fixture") == "fixture":
+        module.build_fixture(records, out, cfg, seed)
+    else:
+        module.download(out, cfg)
+    return {}
 
 
 def benchmark(name: str) -> Benchmark:

@@ -220,14 +220,11 @@ def _resolve_cfg(cfg: dict) -> dict:
     unknown = set(c["tasks"]) - set(SUBSETS)
     if unknown:
         raise ValueError(f"unknown leaderboard subsets {sorted(unknown)}; known: {SUBSETS}")
-    if c["source"] not in ("hub", "fixture"):
-        raise ValueError(f"source must be hub or fixture, got {c['source']!r}")
-    if c["backend"] not in ("hf", "vllm"):
-        raise ValueError(f"backend must be hf or vllm, got {c['backend']!r}")
-    if c["ifeval_metric"] not in IFEVAL_CHOICES:
-        raise ValueError(f"ifeval_metric must be one of {IFEVAL_CHOICES}, got {c['ifeval_metric']!r}")
-    if c["math_metric"] not in MATH_METRICS:
-        raise ValueError(f"math_metric must be one of {MATH_METRICS}, got {c['math_metric']!r}")
+    allowed = {"source": ("hub", "fixture"), "backend": ("hf", "vllm"), "ifeval_metric": IFEVAL_CHOICES,
+               "math_metric": MATH_METRICS}
+    for key, choices in allowed.items():
+        if c[key] not in choices:
+            raise ValueError(f"{key} must be one of {tuple(choices)}, got {c[key]!r}")
     return c
 
 

@@ -344,16 +344,6 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int | None = None) -> 
 
 
 # --------------------------------------------------------------------------- entry points (solopo.eval.BENCHES)
-def build_data(out: Path, records: list[dict], cfg: dict, seed: int, model: str | None = None,
-               sources_dir: str | None = None) -> dict:
-    """Rule bench_data: fixtures from held-out toy records, else the released files; no manifest extras."""
-    build_fixture(records, out, cfg, seed) if cfg.get("source", "fixture") == "fixture" else download(out, cfg)
-    return {}
-
-
-eval_items = load_items  # the items an evaluation reads (`limit` applied)
-
-
 def item_scores(result: dict, preds: list[dict]) -> dict[str, float]:
     """{item key: score} for the seeds page's paired bootstrap: each item's F1, keyed `lbv1|all|<dataset>|<id>`."""
     return {f"lbv1|all|{p['dataset']}|{p['id']}": float(p["score"]) for p in preds}

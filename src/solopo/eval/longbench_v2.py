@@ -153,12 +153,9 @@ def _check_item(item, where: str) -> dict:
             raise DataError(f"{where}: missing field {field!r}")
         if not isinstance(item[field], str):
             raise DataError(f"{where}: field {field!r} should be str, got {type(item[field]).__name__}")
-    if item["answer"] not in LETTERS:
-        raise DataError(f"{where}: field 'answer' is {item['answer']!r}, expected one of A, B, C, D")
-    if item["difficulty"] not in DIFFICULTIES:
-        raise DataError(f"{where}: field 'difficulty' is {item['difficulty']!r}, expected easy or hard")
-    if item["length"] not in LENGTHS:
-        raise DataError(f"{where}: field 'length' is {item['length']!r}, expected short, medium or long")
+    for field, choices in (("answer", LETTERS), ("difficulty", DIFFICULTIES), ("length", LENGTHS)):
+        if item[field] not in choices:
+            raise DataError(f"{where}: field {field!r} is {item[field]!r}, expected one of {', '.join(choices)}")
     return item
 
 
@@ -350,14 +347,3 @@ def evaluate(backend, items: list[dict], cfg: dict, seed: int | None = None) -> 
         },
     }
     return result, predictions
-
-
-# --------------------------------------------------------------------------- entry points (solopo.eval.BENCHES)
-def build_data(out: Path, records: list[dict], cfg: dict, seed: int, model: str | None = None,
-               sources_dir: str | None = None) -> dict:
-    """Rule bench_data: fixtures from held-out toy records, else the released files; no manifest extras."""
-    build_fixture(records, out, cfg, seed) if cfg.get("source", "fixture") == "fixture" else download(out, cfg)
-    return {}
-
-
-eval_items = load_items  # the items an evaluation reads (`limit` applied)
