@@ -9,7 +9,7 @@ import yaml
 
 from solopo import pipeline
 from solopo.config import ConfigError, validate_config
-from solopo.train.trainer import TrainConfig, make_optimizer
+from solopo.train.setup import TrainConfig, make_optimizer
 from tests.test_config import _merged
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -78,7 +78,7 @@ def test_backends_receive_the_training_token_ids_with_one_bos(monkeypatch):
     from solopo.generate.chat import format_chat
     from solopo.generate.hf import HFBackend
     from solopo.generate.vllm import VLLMBackend
-    from solopo.train.trainer import tokenize_pair
+    from solopo.train.forward import tokenize_pair
     from tests.eval.helpers import tiny_qwen2
 
     user = "Answer the question. Which river flows through Tarnby?"

@@ -35,7 +35,7 @@ def test_pair_selection_is_seeded_random_and_stratified_by_hop_count():
 def test_over_long_prompt_is_cut_inside_the_documents_not_the_template_or_question():
     from solopo.data.prompts import format_context, qa_prompt
     from solopo.generate.chat import format_chat
-    from solopo.train.trainer import tokenize_pair
+    from solopo.train.forward import tokenize_pair
     from tests.eval.helpers import tiny_tokenizer
 
     docs = [f"Town{k} lies on river {k}. It has {k} bridges and a market." for k in range(40)]

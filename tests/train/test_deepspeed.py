@@ -10,7 +10,8 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import json, sys
     from solopo.train.losses import LossConfig
-    from solopo.train.trainer import TrainConfig, train
+    from solopo.train.setup import TrainConfig
+    from solopo.train.trainer import train
     rows = [{"id": f"q{i}", "x": f"Question {i} ?", "x_long": f"Long documents . Question {i} ?",
              "y_w": f"yes {i} . The answer is: A", "y_l": "no . The answer is: B"} for i in range(8)]
     cfg = TrainConfig(learning_rate=1e-3, batch_size=4, micro_batch_size=2, max_length=128, save_steps=1, dtype="float32")

@@ -101,7 +101,15 @@ def single_process(tiny_lm_dir, tmp_path_factory) -> dict[str, torch.Tensor]:
     tcfg.report_to, tcfg.save_steps = "none", 0
     train(tiny_lm_dir, _rows(), "solo_orpo", pipeline.loss_config(cfg, "solo_orpo", 1.0), tcfg, SEED,
           out / "model", out / "ck")
+    _SINGLE_LOG[:] = [json.loads(x) for x in (out / "model" / "train_log.jsonl").read_text().splitlines()]
     return _weights(out / "model")
+
+
+_SINGLE_LOG: list[dict] = []  # the single-process run's train log (the fixture above fills it)
+
+
+def _lengths(log: list[dict]) -> list[tuple[float, float]]:
+    return [(r["tokens/po"], r["tokens/long"]) for r in log]
 
 
 _RUNS: dict[str, Path] = {}
@@ -150,10 +158,14 @@ def test_two_ranks_equal_single_process_on_a_ragged_last_batch(stage, tiny_lm_di
     log = (work / "logs/train/r.log").read_text()
     for step in (1, 2, 3):
         assert f"step {step}/3 loss " in log and "tokens/s" in log
+    assert f"DeepSpeed {stage}: ZeRO stage {stage[-1]}, optimizer offload none, parameter offload none" in log
     assert list((model_dir / "tensorboard").glob("events.out.tfevents.*"))
     card = (model_dir / "README.md").read_text()
     assert "solo_orpo" in card and stats["world_size"] == 2 and f"`{stage}`, 2 process(es)" in card
     assert [p.name for p in (work / "results/checkpoints/r").glob("step-*")] == ["step-3"]  # keep_checkpoints: 1
+    # the logged sequence lengths are the global batch's (summed over ranks, the stand-in row not counted)
+    two_rank = [json.loads(x) for x in (model_dir / "train_log.jsonl").read_text().splitlines()]
+    assert _lengths(two_rank) == _lengths(_SINGLE_LOG) and all(0 < po < long for po, long in _lengths(two_rank))
     loaded = AutoModelForCausalLM.from_pretrained(model_dir).state_dict()
     assert max(float((loaded[k] - v).abs().max()) for k, v in got.items()) == 0
 

@@ -89,7 +89,8 @@ def test_keep_checkpoints_keeps_weights_for_checkpoint_selection(tiny_lm_dir, tm
     from solopo.train.checkpoints import latest_checkpoint
     from solopo.train.losses import LossConfig
     from solopo.train.selection import checkpoint_state
-    from solopo.train.trainer import TrainConfig, train
+    from solopo.train.setup import TrainConfig
+    from solopo.train.trainer import train
 
     rows = [{"id": f"q{i}", "x": f"Q {i} ?", "x_long": f"L . Q {i} ?", "y_w": f"yes {i}", "y_l": "no"} for i in range(8)]
     cfg = TrainConfig(learning_rate=1e-3, batch_size=2, micro_batch_size=2, save_steps=1, max_length=64, dtype="float32",

@@ -17,7 +17,8 @@ import torch
 from solopo.generate.hf import load_model_and_tokenizer
 from solopo.train.forward import compute_reference_logps, policy_outputs, tokenize_pair
 from solopo.train.losses import LOSSES, LossConfig, PolicyOutputs, SeqLogps, get_loss
-from solopo.train.trainer import TrainConfig, train
+from solopo.train.setup import TrainConfig
+from solopo.train.trainer import train
 
 # long prompts differ from the short ones by extra documents *before* the question, as in the
 # pipeline; responses of different lengths so that padding and per-row counts matter

@@ -6,7 +6,8 @@ import torch
 from solopo.generate.hf import load_model_and_tokenizer
 from solopo.train.losses import LossConfig
 from solopo.train.selection import checkpoint_state, select_checkpoint
-from solopo.train.trainer import TrainConfig, train
+from solopo.train.setup import TrainConfig
+from solopo.train.trainer import train
 
 
 def test_best_checkpoint_is_loaded(tiny_lm_dir, tmp_path):

@@ -16,8 +16,10 @@ import torch
 import yaml
 
 from solopo import runtime
+from solopo.train.checkpoints import INTERRUPTED
 from solopo.train.losses import LossConfig
-from solopo.train.trainer import INTERRUPTED, TrainConfig, train
+from solopo.train.setup import TrainConfig
+from solopo.train.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
 

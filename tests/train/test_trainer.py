@@ -1,10 +1,14 @@
 """The trainer: two-stage forward = one-at-a-time gradients; SIGKILL-style resume; safe loading."""
+import json
+
 import pytest
 import torch
 
 from solopo.generate.hf import load_model_and_tokenizer
+from solopo.train.forward import policy_outputs
 from solopo.train.losses import LossConfig, get_loss
-from solopo.train.trainer import TrainConfig, policy_outputs, train
+from solopo.train.setup import TrainConfig
+from solopo.train.trainer import train
 
 
 def _rows(n=6):
@@ -88,3 +92,23 @@ def test_pickle_checkpoint_is_refused_by_the_trainers_loader(tiny_lm_dir, tmp_pa
 def test_reference_needed_for_dpo(tiny_lm_dir, tmp_path):
     with pytest.raises(ValueError, match="reference log-probs"):
         train(tiny_lm_dir, _rows(2), "dpo_short", LossConfig(), TrainConfig(), 0, tmp_path / "o", tmp_path / "c")
+
+
+def test_train_log_gives_the_mean_sequence_lengths_the_model_saw(tiny_lm_dir, tmp_path):
+    from solopo.generate.hf import load_tokenizer
+    from solopo.train.forward import tokenize_pair
+
+    rows = _rows(2)
+    cfg = TrainConfig(learning_rate=1e-3, batch_size=2, micro_batch_size=1, save_steps=0, max_length=128, dtype="float32")
+    train(tiny_lm_dir, rows, "solo_orpo", LossConfig(alpha=1.0), cfg, 5, tmp_path / "a", tmp_path / "ck")
+    (record,) = [json.loads(x) for x in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    tok = load_tokenizer(tiny_lm_dir)
+
+    def mean(prompt: str, responses: tuple[str, ...]) -> float:
+        lengths = [len(tokenize_pair(tok, r[prompt], r[y], 128)[0]) for r in rows for y in responses]
+        return round(sum(lengths) / len(lengths), 1)
+
+    # SoLo-ORPO runs both responses on x_short and the chosen one on x_long (the RA term's default side)
+    assert get_loss("solo_orpo").needs == ("chosen", "rejected", "long_chosen")
+    assert record["tokens/po"] == mean("x", ("y_w", "y_l")) and record["tokens/long"] == mean("x_long", ("y_w",))
+    assert record["tokens/long"] > record["tokens/po"]

@@ -13,6 +13,7 @@ from solopo.artifacts import (
     write_manifest,
 )
 from solopo.eval import benchmark
+from solopo.generate.measure import MeasuredBackend
 from solopo.jobs import job, log, recorded_slice
 from solopo.stages.resume import eval_key
 
@@ -69,7 +70,7 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
     spec = benchmark(bench)
     with job(log_path, f"eval {run} {bench}") as t0:
         bcfg = dict(cfg["eval"][bench])
-        partial = None
+        partial = measured = None
         artifacts.check_model_folder(model_dir)  # lm-eval and vLLM load the weights themselves
         if spec.loads_model:
             result, preds = _lm_eval(model_dir, bcfg)
@@ -85,9 +86,10 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
             # finished generations survive an interrupted job; its rerun reuses them (solopo.partial)
             from solopo.partial import ResumableBackend
 
-            backend = partial = ResumableBackend(backend, out_json + ".partial",
-                                                 eval_key(model_dir, cfg["eval"]["backend"], kw, bench, bcfg, seed))
-            result, preds = spec.evaluate(backend, items, bcfg, seed=seed)
+            partial = ResumableBackend(backend, out_json + ".partial",
+                                       eval_key(model_dir, cfg["eval"]["backend"], kw, bench, bcfg, seed))
+            measured = MeasuredBackend(partial)  # the manifest's measured prompt tokens and window
+            result, preds = spec.evaluate(measured, items, bcfg, seed=seed)
         result["run"] = run
         if not spec.loads_model and backend_kwargs.get("long_context"):
             result.setdefault("settings", {})["context"] = backend_kwargs["long_context"]
@@ -97,7 +99,12 @@ def evaluate(bench: str, model_dir: str, data_dir: str | None, out_json: str, ru
         recorded = recorded_slice(cfg, {bench: bcfg, "backend": cfg["eval"]["backend"], "seed": seed})
         write_manifest(pred_path, recorded, inputs, t0)
         write_jsonl(pred_path, preds)
-        write_manifest(out_json, recorded, inputs, t0, {"predictions": pred_path})
+        extra = {"predictions": pred_path}
+        if measured is not None:
+            extra["prompts"] = measured.summary(items)
+            log.info("%s %s: prompts of %s tokens (window %s)", run, bench,
+                     "/".join(f"{c['min']}-{c['max']}" for c in extra["prompts"]["calls"]), extra["prompts"]["window"])
+        write_manifest(out_json, recorded, inputs, t0, extra)
         write_json(out_json, result)
         if partial is not None:
             partial.finish()

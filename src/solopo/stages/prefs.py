@@ -106,7 +106,7 @@ def datasets(pairs_path: str, outputs: dict[str, str], cfg: dict, log_path: str)
 
 def ref_logps(dataset_path: str, model: str, out: str, cfg: dict, log_path: str) -> None:
     from solopo.generate.hf import load_model_and_tokenizer
-    from solopo.train.trainer import compute_reference_logps
+    from solopo.train.forward import compute_reference_logps
 
     with job(log_path, "ref_logps") as t0:
         rows = validate.read_rows(dataset_path, (), "rows")

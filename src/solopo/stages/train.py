@@ -35,7 +35,7 @@ def loss_config(cfg: dict, method: str, lam: float | None):
 
 
 def train_config(cfg: dict, method: str):
-    from solopo.train.trainer import TrainConfig
+    from solopo.train.setup import TrainConfig
 
     o = cfg["train"]["optim"]
     tc = TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
@@ -79,8 +79,8 @@ def select_by_longbench_v1(model_dir, ckpt_dir: Path, bench_dir: str, cfg: dict,
 def train(dataset_path: str, ref_path: str | None, model: str, out_dir: str, run: str, method: str, lam: float | None,
           cfg: dict, seed: int, log_path: str, bench_dir: str | None = None) -> None:
     from solopo.pairs import check_distinct
+    from solopo.train.checkpoints import claim_checkpoint_dir
     from solopo.train.model_card import write_model_card
-    from solopo.train.trainer import claim_checkpoint_dir
     from solopo.train.trainer import train as train_loop
 
     with job(log_path, f"train {run}") as t0:

@@ -47,7 +47,7 @@ from pathlib import Path
 import torch
 
 from solopo.train.checkpoints import INTERRUPTED, drop_interrupted, latest_checkpoint, prune_checkpoints, stop_requested, stopped
-from solopo.train.forward import policy_outputs
+from solopo.train.forward import LENGTH_SUMS, add_lengths, mean_lengths, policy_outputs
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
 from solopo.train.setup import TrainConfig, method_loss, prepare_optimisation
@@ -205,8 +205,11 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
         for _ in range(start):
             sched.step()
         log.info("resuming %s (DeepSpeed %s) from %s (step %d of %d)", method, ds_name, latest, start, total_steps)
-    log.info("DeepSpeed %s: world size %d, %d micro-batch(es) of <= %d rows per rank per step, %d steps",
-             ds_name, world, accum, cfg.micro_batch_size, total_steps)
+    zero = ds.get("zero_optimization", {})
+    log.info("DeepSpeed %s: ZeRO stage %s, optimizer offload %s, parameter offload %s; world size %d, %d micro-batch(es) "
+             "of <= %d rows per rank per step, %d steps", ds_name, zero.get("stage"),
+             zero.get("offload_optimizer", {}).get("device", "none"), zero.get("offload_param", {}).get("device", "none"),
+             world, accum, cfg.micro_batch_size, total_steps)
     monitor = StepLogger(cfg.report_to, log_dir, total_steps, start, run_name,
                          {"method": method, "deepspeed": ds_name, "world_size": world, **vars(cfg)},
                          enabled=acc.is_main_process)
@@ -216,6 +219,7 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
         t_step = time.time()
         batch = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         sums: dict[str, float] = {}
+        lengths: dict[str, float] = {}
         tokens = 0
         for j, mb in enumerate(rank_micro_batches(batch, world, rank, cfg.micro_batch_size, accum)):
             # an empty micro-batch runs a short stand-in row with weight 0: this rank still joins every collective
@@ -227,19 +231,22 @@ def train_deepspeed(model_path: str, rows: list[dict], method: str, loss_cfg: Lo
             engine.backward(loss * (len(mb) * accum * world / len(batch)))
             engine.step()  # an optimizer step only at the boundary (clipping, AdamW, zero_grad)
             tokens += po.n_tokens if mb else 0
+            if mb:  # a stand-in row is no training data
+                add_lengths(lengths, po)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(mb)
         keys = keys or sorted(sums)
         # the last entry: this rank's stop request, summed with the others' in the same reduction
-        totals = torch.tensor([sums[k] for k in keys] + [tokens, float(stop_requested())], dtype=torch.float64,
-                              device=acc.device)
+        totals = torch.tensor([sums[k] for k in keys] + [lengths.get(k, 0) for k in LENGTH_SUMS]
+                              + [tokens, float(stop_requested())], dtype=torch.float64, device=acc.device)
         totals = acc.reduce(totals, "sum").tolist()  # over ranks: the global batch
         stop = totals.pop() > 0
+        lengths = dict(zip(LENGTH_SUMS, totals[len(keys):len(keys) + len(LENGTH_SUMS)]))
         sched.step()
         gnorm = engine.get_global_grad_norm()
         record = {"step": step + 1, "lr": sched.get_last_lr()[0],
                   **({"grad_norm": round(float(gnorm), 6)} if gnorm is not None else {}),
-                  **{k: round(totals[i] / len(batch), 6) for i, k in enumerate(keys)}}
+                  **{k: round(totals[i] / len(batch), 6) for i, k in enumerate(keys)}, **mean_lengths(lengths)}
         history.append(record)
         seconds = time.time() - t_step
         monitor.log(record, totals[-1] / max(seconds, 1e-9), seconds)

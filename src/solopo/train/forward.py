@@ -121,13 +121,15 @@ def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_len
     """Run the two-stage forward for one micro-batch and pack the loss inputs."""
     out = PolicyOutputs()
     out.n_tokens = 0  # tokens through the model (prompt + response, no padding), for tokens/s
-    stages = [[n for n in ("chosen", "rejected") if n in needs], [n for n in ("long_chosen", "long_rejected") if n in needs]]
-    for stage in stages:
+    stages = {"po": [n for n in ("chosen", "rejected") if n in needs],
+              "long": [n for n in ("long_chosen", "long_rejected") if n in needs]}
+    for stage_name, stage in stages.items():
         if not stage:
             continue
         seqs = [tokenize_pair(tok, r[SEQUENCE_FIELDS[n][0]], r[SEQUENCE_FIELDS[n][1]], max_length) for n in stage for r in rows]
         want_nll = full_nll and stage[0] == "long_chosen"
-        out.n_tokens += sum(len(s) for s, _ in seqs)
+        out.seq_tokens[stage_name] = [len(s) for s, _ in seqs]
+        out.n_tokens += sum(out.seq_tokens[stage_name])
         sums, counts, nll = sequence_logps(model, collate(seqs, tok.pad_token_id, device), want_nll)
         for k, name in enumerate(stage):
             sl = slice(k * len(rows), (k + 1) * len(rows))
@@ -138,6 +140,24 @@ def policy_outputs(model, tok, rows: list[dict], needs: tuple[str, ...], max_len
         out.ref_chosen = torch.tensor([r["ref_chosen"] for r in ref], device=device)
         out.ref_rejected = torch.tensor([r["ref_rejected"] for r in ref], device=device)
     return out
+
+
+# The per-step length sums, in the order the DeepSpeed loop reduces them over ranks.
+LENGTH_SUMS = ("po_tokens", "po_sequences", "long_tokens", "long_sequences")
+
+
+def add_lengths(sums: dict[str, float], po: PolicyOutputs) -> None:
+    """Add one micro-batch's sequence lengths to a step's `LENGTH_SUMS`."""
+    for stage, lengths in po.seq_tokens.items():
+        sums[f"{stage}_tokens"] = sums.get(f"{stage}_tokens", 0) + sum(lengths)
+        sums[f"{stage}_sequences"] = sums.get(f"{stage}_sequences", 0) + len(lengths)
+
+
+def mean_lengths(sums: dict[str, float]) -> dict[str, float]:
+    """The train log's `tokens/po` and `tokens/long`: mean tokens per sequence (prompt + response) of the
+    step's PO-prompt pairs and long copies, as the model saw them (after `train.optim.max_length`)."""
+    return {f"tokens/{stage}": round(sums[f"{stage}_tokens"] / sums[f"{stage}_sequences"], 1)
+            for stage in ("po", "long") if sums.get(f"{stage}_sequences")}
 
 
 def compute_reference_logps(model, tok, rows: list[dict], max_length: int, batch_size: int = 8,

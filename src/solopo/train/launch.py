@@ -18,7 +18,8 @@ from pathlib import Path
 
 from solopo.artifacts import read_jsonl
 from solopo.train.losses import LossConfig
-from solopo.train.trainer import TrainConfig, train
+from solopo.train.setup import TrainConfig
+from solopo.train.trainer import train
 
 log = logging.getLogger(__name__)
 

@@ -88,6 +88,8 @@ class PolicyOutputs:
     ref_chosen: torch.Tensor | None = None  # reference summed logps of y_w on x_po (DPO); on x_short (LongPO)
     ref_rejected: torch.Tensor | None = None
     long_chosen_full_nll: torch.Tensor | None = None  # LongPO: mean NLL over ALL tokens of (x_long, y_w), per sequence
+    # tokens of each sequence run (prompt + response), per forward stage: "po" (the pair on x_po), "long"
+    seq_tokens: dict[str, list[int]] = field(default_factory=dict)
 
 
 # The LongPO release's training command (DAMO-NLP-SG/LongPO README, train/train_longpo.py): the

@@ -34,22 +34,18 @@ from pathlib import Path
 
 import torch
 
-from solopo.train.checkpoints import (  # noqa: F401
+from solopo.train.checkpoints import (
     INTERRUPTED,
-    claim_checkpoint_dir,
     drop_interrupted,
     latest_checkpoint,
     prune_checkpoints,
     stop_requested,
     stopped,
 )
-
-# The forward pass lives in solopo.train.forward, the set-up both loops share in solopo.train.setup;
-# their names are re-exported here for the loops' callers.
-from solopo.train.forward import SEQUENCE_FIELDS, collate, compute_reference_logps, policy_outputs, sequence_logps, tokenize_pair  # noqa: F401
+from solopo.train.forward import add_lengths, mean_lengths, policy_outputs
 from solopo.train.losses import LossConfig
 from solopo.train.monitor import StepLogger
-from solopo.train.setup import TrainConfig, make_optimizer, method_loss, prepare_optimisation  # noqa: F401
+from solopo.train.setup import TrainConfig, method_loss, prepare_optimisation
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +125,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
         t_step, tokens = time.time(), 0
         batch_idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
         sums: dict[str, float] = {}
+        lengths: dict[str, float] = {}
         for m in range(0, len(batch_idx), cfg.micro_batch_size):
             mb = batch_idx[m : m + cfg.micro_batch_size]
             mrows = [rows[i] for i in mb]
@@ -137,6 +134,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
             loss, metrics = spec.fn(po, loss_cfg)
             (loss * len(mb) / len(batch_idx)).backward()
             tokens += po.n_tokens
+            add_lengths(lengths, po)
             for k, v in metrics.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(mb) / len(batch_idx)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -144,7 +142,7 @@ def train(model_path: str, rows: list[dict], method: str, loss_cfg: LossConfig, 
         sched.step()
         opt.zero_grad(set_to_none=True)
         record = {"step": step + 1, "lr": sched.get_last_lr()[0], "grad_norm": round(float(gnorm), 6),
-                  **{k: round(v, 6) for k, v in sums.items()}}
+                  **{k: round(v, 6) for k, v in sums.items()}, **mean_lengths(lengths)}
         history.append(record)
         seconds = time.time() - t_step
         monitor.log(record, tokens / max(seconds, 1e-9), seconds)
