@@ -16,11 +16,11 @@ env:
 tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 	$(SNAKEMAKE) all --profile profiles/local --configfile config/tiny.yaml
 
-# Two pytest-xdist workers, one per core: most tests run one torch thread and several wait on
-# subprocesses (SLURM, DeepSpeed ranks, Snakemake), so one worker left a core idle (the pytest part:
-# 16 min 24 s serial for the previous 590 tests, 12 min 0 s on two workers for 644; 2026-12-01).
+# Three pytest-xdist workers on two cores: most tests run one torch thread, and the heaviest wait on
+# subprocesses and schedulers (the SLURM status checks, DeepSpeed ranks, Snakemake), so with two
+# workers the cores were busy 72 % of the time (`time -v`: 143 % CPU over 15 min 41 s, 2026-12-03).
 # tests/conftest.py groups each file into one unit, heaviest first. PYTEST_WORKERS= runs serially.
-PYTEST_WORKERS ?= -n 2
+PYTEST_WORKERS ?= -n 3
 
 test: env envs-check lint  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
 	.venv/bin/python -m pytest -q -m "slow or not slow" $(PYTEST_WORKERS) tests

@@ -10,7 +10,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 # switch deployment off through the profile's own switch. tests/test_envs.py checks the shipped default.
 os.environ["SOLOPO_SDM"] = "none"
 
-# `make test` runs the suite on both cores with pytest-xdist (`-n 2`). The scheduler below makes
+# `make test` runs the suite with three pytest-xdist workers on the two cores (`-n 3`, Makefile). The scheduler below makes
 # each test file one work unit, so a module-scoped fixture (a SLURM cluster, a DeepSpeed run, a
 # trained model) is built once, and puts the files that share the session-scoped `reduced_tree` in
 # one unit, so the reduced pipeline runs once. (xdist's own `--dist loadgroup` cannot do this under
@@ -18,10 +18,11 @@ os.environ["SOLOPO_SDM"] = "none"
 # (seconds measured on the loaded 2-core machine, below) so the two workers end together; unlisted
 # files are short and follow in collection order.
 REDUCED_TREE_FILES = ("tests/test_determinism.py", "tests/test_readme_commands.py")
-HEAVY_FIRST = {  # work unit -> seconds (`--durations`, one worker, the machine shared with another job)
-    "tests/test_pipeline_e2e.py": 244, "tests/test_slurm.py": 231, "reduced_tree": 223, "tests/test_envs.py": 118,
-    "tests/train/test_multiprocess.py": 80, "tests/test_interruptions.py": 79, "tests/test_sweep.py": 61,
-    "tests/data/test_musique.py": 48, "tests/test_staleness.py": 43, "tests/bench/test_gpu_check.py": 40,
+HEAVY_FIRST = {  # work unit -> seconds (`--durations`, two workers, 2026-12-03)
+    "tests/test_slurm.py": 398, "tests/test_pipeline_e2e.py": 345, "tests/train/test_multiprocess.py": 176,
+    "reduced_tree": 152, "tests/test_envs.py": 101, "tests/test_interruptions.py": 91, "tests/test_sweep.py": 61,
+    "tests/test_staleness.py": 57, "tests/bench/test_gpu_check.py": 55, "tests/data/test_musique.py": 49,
+    "tests/report/test_toy_science.py": 42, "tests/bench/test_efficiency.py": 26, "tests/test_paper_rehearsal.py": 24,
 }
 
 

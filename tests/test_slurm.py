@@ -162,6 +162,9 @@ eval:
   ruler: {num_samples: 2}
 """
 TARGETS = ["results/pairs/tiny/pair_stats.json", "results/report/summary.csv"]
+# The shipped profile, with its first status check 2 s (not 10 s) after a submission or a finished job:
+# the tiny jobs take seconds, and the profile's cluster-sized interval would be most of the test's wall time.
+CLUSTER_PROFILE = ["--profile", str(PROFILE), "--slurm-init-seconds-before-status-checks", "2"]
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +202,7 @@ def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
     shutil.copytree(local_dir / "results/models/tiny", slurm_dir / "results/models/tiny")
     t0 = time.time()
     # The local reference run of the same target runs alongside: the cluster run mostly waits.
-    cluster = _snakemake(slurm_dir, ["--profile", str(PROFILE)], env)
+    cluster = _snakemake(slurm_dir, CLUSTER_PROFILE, env)
     local = _snakemake(local_dir, local_profile, ENV)
     try:
         for p in (cluster, local):
@@ -314,7 +317,7 @@ def test_scancel_mid_training_saves_a_checkpoint_and_the_retry_resumes_from_it(s
     shutil.copytree(job, ref)
     env = {**ENV, **slurm_cluster.env, "SOLOPO_SLURM_CPU_PARTITION": CPU_PARTITION,
            "SOLOPO_SLURM_GPU_PARTITION": GPU_PARTITION}
-    cluster = _train_job(job, ["--profile", str(PROFILE)], env)
+    cluster = _train_job(job, CLUSTER_PROFILE, env)
     reference = _train_job(ref, ["--profile", str(ROOT / "profiles/local")], ENV)
     train_log = job / f"logs/train/{CANCEL_RUN}.log"
     try:

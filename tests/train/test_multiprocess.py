@@ -257,11 +257,11 @@ def test_sigterm_to_every_process_stops_all_ranks_at_one_step_with_a_checkpoint(
     from solopo.stage import write_call
 
     cfg = _cfg("zero2")
-    cfg["train"]["optim"].update(batch_size=2, micro_batch_size=1, save_steps=1000)  # 200 steps, no periodic save
+    cfg["train"]["optim"].update(batch_size=2, micro_batch_size=1, save_steps=1000)  # 40 steps, no periodic save
 
     def start(work: Path) -> subprocess.Popen:
         work.mkdir(parents=True)
-        (work / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(400)))
+        (work / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rows(80)))
         call = write_call(work / "r.log.call.yaml", "pipeline.train", ["rows.jsonl", None, tiny_lm_dir,
                           "results/train/r/model", "r", "solo_orpo", 1.0, cfg, SEED, "logs/train/r.log"], {})
         return subprocess.Popen([sys.executable, "-m", "solopo", "stage", str(call)], cwd=work, env=_env(),
@@ -292,12 +292,12 @@ def test_sigterm_to_every_process_stops_all_ranks_at_one_step_with_a_checkpoint(
         os.kill(pid, signal.SIGKILL)
     assert proc.returncode == 143 and left == [], (proc.returncode, left, err[-3000:], log.read_text()[-3000:])
     last = err.strip().splitlines()[-1]
-    hit = re.fullmatch(r"interrupted \((?:SIGTERM|stop request)\) after step (\d+) of 200: saved checkpoint "
+    hit = re.fullmatch(r"interrupted \((?:SIGTERM|stop request)\) after step (\d+) of 40: saved checkpoint "
                        r"results/checkpoints/r/step-\1; the rerun resumes from it", last)
     assert hit, err[-3000:]
     step = int(hit.group(1))
     ck = work / f"results/checkpoints/r/step-{step}"
-    assert 1 <= step < 150 and (ck / "INTERRUPTED").exists() and (ck / "state").is_dir(), step
+    assert 1 <= step < 30 and (ck / "INTERRUPTED").exists() and (ck / "state").is_dir(), step
     assert [p.name for p in (work / "results/checkpoints/r").glob("step-*")] == [f"step-{step}"]
     assert not (work / "results/train/r/model").exists()
 
@@ -306,7 +306,7 @@ def test_sigterm_to_every_process_stops_all_ranks_at_one_step_with_a_checkpoint(
     assert rerun.wait(timeout=600) == 0, rerun.communicate()[1][-3000:]
     model = work / "results/train/r/model"
     stats = json.loads((model / "manifest.json").read_text())["stats"]
-    assert stats["resumed_from_step"] == step and stats["checkpoints"] == ["step-200"], stats
+    assert stats["resumed_from_step"] == step and stats["checkpoints"] == ["step-40"], stats
     diff = _max_diff(_weights(model), _weights(tmp_path / "ref/results/train/r/model"))
     print(f"SIGTERM after step 1: all ranks stopped after step {step}; resumed vs uninterrupted max |diff| {diff:.2e}")
     assert diff <= ATOL
