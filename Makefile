@@ -16,20 +16,22 @@ env:
 tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 	$(SNAKEMAKE) all --profile profiles/local --configfile config/tiny.yaml
 
-# Three pytest-xdist workers on two cores: most tests run one torch thread, and the heaviest wait on
-# subprocesses and schedulers (the SLURM status checks, DeepSpeed ranks, Snakemake), so with two
-# workers the cores were busy 72 % of the time (`time -v`: 143 % CPU over 15 min 41 s, 2026-12-03).
-# tests/conftest.py groups each file into one unit, heaviest first. PYTEST_WORKERS= runs serially.
-PYTEST_WORKERS ?= -n 3
+# Two pytest-xdist workers, one per core: the test command's time is its CPU work (three workers
+# made it slower: the tiny end-to-end run's pre-training, the longest single job, got 2/3 of a core;
+# 16 min 45 s against 15 min 41 s on two, 2026-12-03). tests/conftest.py groups each file into one
+# unit, heaviest first. PYTEST_WORKERS= runs serially.
+PYTEST_WORKERS ?= -n 2
 
-test: env envs-check lint  ## the test suite (includes the tiny end-to-end run, marked slow), after envs-check
+# The suite includes the tiny end-to-end run (marked slow) and what `make lint` and `make envs-check`
+# check (tests/test_lint.py), so those run beside the other tests, not before them.
+test: env  ## the test suite
 	.venv/bin/python -m pytest -q -m "slow or not slow" $(PYTEST_WORKERS) tests
 
 test-fast: env
 	.venv/bin/python -m pytest -q tests
 
 # Each workflow/envs/*.yaml's pins resolve for Linux x86-64 and the env's Python (uv against the
-# package index; ~20 s); a conflict fails naming the pins. Part of `make test`, so CI runs it.
+# package index; ~20 s); a conflict fails naming the pins. Checked inside `make test` too (tests/test_lint.py), so CI runs it.
 envs-check: env
 	.venv/bin/python scripts/envs_check.py
 
@@ -43,7 +45,7 @@ report: env  ## snakemake --report: one offline HTML file with the tables and pl
 	$(SNAKEMAKE) --profile profiles/local --configfile config/tiny.yaml --report results/report/report.html
 
 # Zero findings: ruff (pyflakes, pycodestyle, isort; pyproject.toml) over the Python, `snakemake --lint` over the
-# workflow on both presets. Part of `make test`.
+# workflow on both presets. Checked inside `make test` too (tests/test_lint.py).
 lint: env
 	.venv/bin/ruff check src tests scripts
 	$(SNAKEMAKE) --lint --configfile config/tiny.yaml

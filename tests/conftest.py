@@ -10,7 +10,7 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 # switch deployment off through the profile's own switch. tests/test_envs.py checks the shipped default.
 os.environ["SOLOPO_SDM"] = "none"
 
-# `make test` runs the suite with three pytest-xdist workers on the two cores (`-n 3`, Makefile). The scheduler below makes
+# `make test` runs the suite on both cores with pytest-xdist (`-n 2`). The scheduler below makes
 # each test file one work unit, so a module-scoped fixture (a SLURM cluster, a DeepSpeed run, a
 # trained model) is built once, and puts the files that share the session-scoped `reduced_tree` in
 # one unit, so the reduced pipeline runs once. (xdist's own `--dist loadgroup` cannot do this under
