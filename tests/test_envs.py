@@ -241,13 +241,15 @@ def test_no_module_finds_files_by_walking_up_to_the_repository():
     assert offenders == []
 
 
-def test_ci_runs_the_readme_test_command_which_includes_envs_check():
+def test_ci_runs_the_readme_test_command_whose_suite_includes_envs_check():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert re.search(r"^HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 make test$", ci, re.M)
     assert "make test" in readme
     make = (ROOT / "Makefile").read_text()
-    assert re.search(r"^test: .*\benvs-check\b", make, re.M), "make test runs envs-check first"
+    # make test runs the whole suite (the slow tests too), and the suite runs scripts/envs_check.py
+    assert re.search(r'^test: env.*\n\t.*pytest .*-m "slow or not slow" .*tests$', make, re.M)
+    assert "scripts/envs_check.py" in (ROOT / "tests" / "test_lint.py").read_text()
     assert re.search(r"^envs-check: .*\n\t.*scripts/envs_check.py", make, re.M)
 
 
