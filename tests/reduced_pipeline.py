@@ -24,12 +24,13 @@ eval:
 # A backbone that reads its context, as cheap as measured to be competent: REDUCED's 60 steps leave
 # the model at chance, so an e2e run on it cannot tell a working pipeline from a broken one.
 # Measured (2026-12-03, sampled accuracy short / long, chance 0.067): 1,500 steps of 16 conversations
-# 0.79 / 0.33 in 288 s; 1,200 of 12 0.49 / 0.24 in 140 s; still at chance: 1,500 of 8, 1,000 of 16,
-# 700-900 of 16 at 2-3x the learning rate (the copy circuit forms late and suddenly).
+# 0.79 / 0.33 in 288 s; 1,200 of 12 0.49 / 0.24 in 140 s; 1,200 of 8 0.42 / 0.18 (2/3 of the work of
+# 1,200 of 12); still at chance: 1,500 of 8, 1,000 of 16, 700-900 of 16 at 2-3x the learning rate
+# (the copy circuit forms late and suddenly).
 # One thread: the e2e runs it beside other jobs, and two OpenMP threads on a busy 2-core machine
 # spin-wait (measured 3.5 s/step against 0.8 s/step with one thread under the same load).
 COMPETENT_BACKBONE = """
-tiny_model: {steps: 1200, batch_size: 12, max_distractors: 4, threads: 1}
+tiny_model: {steps: 1200, batch_size: 8, max_distractors: 4, threads: 1}
 """
 
 

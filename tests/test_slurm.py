@@ -260,7 +260,7 @@ def test_profile_runs_on_a_real_slurm(slurm_cluster, tmp_path):
 
 # --------------------------------------------------------------------------- scancel mid-training
 # One train job on hand-made inputs (`--allowed-rules train`: the pipeline before it is covered
-# above): a random backbone of the tiny preset's shape and 64 long rows, 160 steps of ~0.1-0.5 s.
+# above): a random backbone of the tiny preset's shape and 64 long rows, 80 steps of ~0.1-0.5 s.
 # Periodic checkpoints every 20 steps only: a resume from a step past the last periodic one can
 # only come from the checkpoint the job wrote after the signal.
 CANCEL = """
@@ -268,7 +268,7 @@ train:
   methods: [orpo_short]
   lambdas: {}
   report_to: none
-  optim: {epochs: 10, batch_size: 4, micro_batch_size: 1, max_length: 512, save_steps: 20, keep_checkpoints: 2}
+  optim: {epochs: 5, batch_size: 4, micro_batch_size: 1, max_length: 512, save_steps: 20, keep_checkpoints: 2}
 """
 CANCEL_RUN = "orpo_short"
 SAVE_STEPS = 20
