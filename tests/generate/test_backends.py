@@ -72,3 +72,30 @@ def test_hf_sampling_is_seeded_and_greedy_is_deterministic(tiny_lm_dir):
     assert other != a
     g = GenerationConfig(max_new_tokens=8)
     assert b.generate(prompts, g) == b.generate(prompts, g)
+
+
+def test_long_padded_batches_on_a_cpu_are_generated_one_prompt_at_a_time():
+    """A padded batch's attention on a CPU materialises batch x heads x length^2 floats: RULER's 32K prompts
+    at batch 8 asked for 29 GB in the paper rehearsal. Such a batch is split into one call per prompt."""
+    from solopo.generate.hf import CPU_PADDED_ATTENTION_BYTES, padded_groups
+
+    assert padded_groups([31000, 32000, 30500], 2, "cpu") == [[0], [1], [2]]  # 3 x 2 x 32000^2 x 4 B = 24.6 GB
+    assert padded_groups([31000, 32000, 30500], 2, "cuda") == [[0, 1, 2]]  # CUDA's kernel takes the mask
+    assert padded_groups([900, 1024, 700] * 3, 4, "cpu") == [list(range(9))]  # the tiny preset: 151 MB
+    assert padded_groups([128000], 2, "cpu") == [[0]]
+    n = int((CPU_PADDED_ATTENTION_BYTES / (2 * 2 * 4)) ** 0.5)  # the largest length two prompts may share
+    assert padded_groups([n, n], 2, "cpu") == [[0, 1]] and padded_groups([n + 1, n], 2, "cpu") == [[0], [1]]
+
+
+def test_a_split_batch_gives_the_same_greedy_outputs(tiny_lm_dir, monkeypatch):
+    from solopo.generate import hf
+
+    backend = load_backend("hf", tiny_lm_dir, device="cpu")
+    prompts = [format_chat(backend.tokenizer, q) for q in ("Who leads Arda?", "Where does the leader of Arda live? " * 3)]
+    cfg = GenerationConfig(max_new_tokens=6, batch_size=2)
+    together = backend.generate(prompts, cfg)
+    calls = []
+    real = backend.model.generate
+    monkeypatch.setattr(backend.model, "generate", lambda **kw: calls.append(kw["input_ids"].shape[0]) or real(**kw))
+    monkeypatch.setattr(hf.padded_groups, "__defaults__", (0,))  # a budget of 0 bytes: every batch is split
+    assert backend.generate(prompts, cfg) == together and calls == [1, 1]

@@ -99,28 +99,48 @@ class HFBackend:
         tok.padding_side = "left"
         gen_cfg = hf_generation_config(cfg, tok)
         outputs: list[list[str]] = []
+        heads = getattr(self.model.config, "num_attention_heads", 1)
         for b, start in enumerate(range(0, len(prompts), cfg.batch_size)):
-            ids = encode_prompts(tok, prompts[start : start + cfg.batch_size])
-            check_window(ids, cfg.max_new_tokens, self.max_model_len)
-            enc = tok.pad({"input_ids": ids}, return_tensors="pt").to(self.device)
-            check_stop()
-            with TORCH_RNG_LOCK, torch.no_grad():
-                torch.manual_seed(cfg.seed * 1_000_003 + b)
-                # transformers fills every unset field from model.generation_config (the checkpoint's
-                # generation_config.json): swap in the library defaults while generating
-                saved, self.model.generation_config = self.model.generation_config, HFGenerationConfig()
-                try:
-                    out = self.model.generate(**enc, generation_config=gen_cfg, stopping_criteria=_stop_criteria())
-                finally:
-                    self.model.generation_config = saved
-            check_stop()  # generate ended early on Ctrl-C: never return a cut output
-            new = out[:, enc["input_ids"].shape[1]:]
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            for i in range(len(ids)):
+            batch_ids = encode_prompts(tok, prompts[start : start + cfg.batch_size])
+            check_window(batch_ids, cfg.max_new_tokens, self.max_model_len)
+            texts: list[str] = []
+            for g, group in enumerate(padded_groups([len(x) for x in batch_ids], heads, self.device.type)):
+                enc = tok.pad({"input_ids": [batch_ids[i] for i in group]}, return_tensors="pt").to(self.device)
+                check_stop()
+                with TORCH_RNG_LOCK, torch.no_grad():
+                    # a batch split on a CPU (padded_groups): each further call its own stream
+                    torch.manual_seed(cfg.seed * 1_000_003 + b if g == 0 else (cfg.seed * 1_000_003 + b) * 7_919 + g)
+                    # transformers fills every unset field from model.generation_config (the checkpoint's
+                    # generation_config.json): swap in the library defaults while generating
+                    saved, self.model.generation_config = self.model.generation_config, HFGenerationConfig()
+                    try:
+                        out = self.model.generate(**enc, generation_config=gen_cfg, stopping_criteria=_stop_criteria())
+                    finally:
+                        self.model.generation_config = saved
+                check_stop()  # generate ended early on Ctrl-C: never return a cut output
+                texts += tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+            for i in range(len(batch_ids)):
                 outputs.append(texts[i * cfg.n : (i + 1) * cfg.n])
             if progress is not None:
-                progress.update(len(ids))
+                progress.update(len(batch_ids))
         return outputs
+
+
+# A padded batch's attention mask keeps torch's CPU attention off its fused kernel: the math path holds
+# batch x heads x length^2 float32 weights per layer (RULER's 32K prompts at batch 8: 29 GB, the paper
+# rehearsal's first RULER job died so). CUDA's memory-efficient kernel takes the mask without them.
+CPU_PADDED_ATTENTION_BYTES = 2 * 1024**3
+
+
+def padded_groups(lengths: list[int], heads: int, device_type: str,
+                  budget: int = CPU_PADDED_ATTENTION_BYTES) -> list[list[int]]:
+    """The prompts of one batch (by index, in order) as generate calls: all together, or on a CPU where the
+    padded batch's attention weights (batch x heads x longest^2 x 4 bytes) exceed `budget`, one prompt per
+    call (no padding, no mask: the fused kernel). Greedy outputs do not depend on the split."""
+    padded = len(lengths) * heads * max(lengths, default=0) ** 2 * 4
+    if device_type == "cuda" or len(lengths) <= 1 or padded <= budget:
+        return [list(range(len(lengths)))]
+    return [[i] for i in range(len(lengths))]
 
 
 def _stop_criteria():
