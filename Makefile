@@ -8,7 +8,7 @@ export TRL_EXPERIMENTAL_SILENCE := 1
 export OMP_NUM_THREADS := 1
 SNAKEMAKE := .venv/bin/snakemake
 
-.PHONY: paper-rehearsal tiny test test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation vllm-check
+.PHONY: paper-rehearsal tiny test test-bench test-all dryrun-paper lint report env envs-check clean gpu-check toy-science toy-science-tune mutation vllm-check
 
 env:
 	@./scripts/bootstrap.sh
@@ -23,9 +23,13 @@ tiny: env  ## the whole pipeline on the tiny preset (offline, CPU)
 PYTEST_WORKERS ?= -n 2
 
 # The suite includes the tiny end-to-end run (marked slow) and what `make lint` and `make envs-check`
-# check (tests/test_lint.py), so those run beside the other tests, not before them.
+# check (tests/test_lint.py), so those run beside the other tests, not before them. The measurement
+# rehearsals (marked bench: the GPU check's CPU run, the efficiency plot; ~1.5 min) run in `make test-bench`.
 test: env  ## the test suite
-	.venv/bin/python -m pytest -q -m "slow or not slow" $(PYTEST_WORKERS) tests
+	.venv/bin/python -m pytest -q -m "not bench" $(PYTEST_WORKERS) tests
+
+test-bench: env
+	.venv/bin/python -m pytest -q -m bench $(PYTEST_WORKERS) tests
 
 test-fast: env
 	.venv/bin/python -m pytest -q tests

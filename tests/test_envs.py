@@ -248,7 +248,7 @@ def test_ci_runs_the_readme_test_command_whose_suite_includes_envs_check():
     assert "make test" in readme
     make = (ROOT / "Makefile").read_text()
     # make test runs the whole suite (the slow tests too), and the suite runs scripts/envs_check.py
-    assert re.search(r'^test: env.*\n\t.*pytest .*-m "slow or not slow" .*tests$', make, re.M)
+    assert re.search(r'^test: env.*\n\t.*pytest .*-m "not bench" .*tests$', make, re.M)
     assert "scripts/envs_check.py" in (ROOT / "tests" / "test_lint.py").read_text()
     assert re.search(r"^envs-check: .*\n\t.*scripts/envs_check.py", make, re.M)
 

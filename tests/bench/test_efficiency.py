@@ -72,6 +72,7 @@ def test_settings_reject_unknown_keys_and_short_lengths():
         eff.settings({"lengths": [128], "short_len": 256})
 
 
+@pytest.mark.bench
 def test_tiny_measurement_writes_json_manifest_and_plot(tmp_path):
     out, png = tmp_path / "bench" / "efficiency.json", tmp_path / "bench" / "efficiency.png"
     eff.run(TINY, out, png, tmp_path / "efficiency.log")

@@ -46,7 +46,7 @@ def rehearsal(tmp_path_factory):
     return out, proc
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_rehearsal_passes_and_writes_the_readme_fields(rehearsal):
     out, proc = rehearsal
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
