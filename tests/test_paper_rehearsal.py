@@ -114,7 +114,7 @@ backbones:
      context_window: 32768, long_context: {rope_scaling: {type: yarn, factor: 4.0,
      original_max_position_embeddings: 32768}, context_window: 131072}}
 eval:
-  ruler: {lengths: [4096]}
+  ruler: {lengths: [4096, 32768]}
   niah_plus: {lengths: [1000, 128000], single_depths: [50], multi_depth_pairs: [[0, 100]]}
 """
 
@@ -122,7 +122,7 @@ eval:
 @pytest.mark.slow
 def test_reduced_rehearsal_builds_the_papers_lengths_with_the_released_tokenizer(tmp_path):
     """The paper preset's data side on one backbone with Qwen2.5's released tokenizer: the backbone folder,
-    1K/8K training contexts, RULER at its shortest length, NIAH-Plus at 1K and its longest (128K) haystack,
+    1K/8K training contexts, RULER at its shortest and longest lengths, NIAH-Plus at 1K and its longest (128K) haystack,
     LongBench v1/v2 fixtures longer than their truncation (31,500 / 120,000 tokens). Sampling, training and
     evaluation at these lengths run in `make paper-rehearsal` (hours on 2 cores, docs/paper_rehearsal.md)."""
     import json
@@ -145,8 +145,10 @@ def test_reduced_rehearsal_builds_the_papers_lengths_with_the_released_tokenizer
     stats = json.loads((res / "contexts/qwen25_7b/long.jsonl.manifest.json").read_text())["stats"]
     assert 0.95 * 1024 <= stats["short_mean_tokens"] <= 1024 and 0.95 * 8192 <= stats["long_mean_tokens"] <= 8192
     counts = json.loads((res / "benchmarks/qwen25_7b/ruler/manifest.json").read_text())["token_counts"]
-    assert {k.rsplit("_", 1)[1] for k in counts} == {"4096"}
-    assert all(0.9 * 4096 <= c["max_prompt_plus_reserve"] <= 4096 and c["reserve"] == 1024 for c in counts.values())
+    assert {k.rsplit("_", 1)[1] for k in counts} == {"4096", "32768"} and len(counts) == 6
+    # every set's item fills its length (prompt + the 1,024-token reserve), at 4K and at RULER's longest, 32K
+    assert all(0.95 * c["target_length"] <= c["max_prompt_plus_reserve"] <= c["target_length"] and c["reserve"] == 1024
+               for c in counts.values()), counts
     niah = [json.loads(line) for f in sorted((res / "benchmarks/qwen25_7b/niah_plus").glob("*.jsonl"))
             for line in f.read_text().splitlines()]
     longest = [r for r in niah if r["context_length"] == 128000]

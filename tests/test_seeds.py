@@ -32,6 +32,7 @@ def _toy(seeds: list[int]) -> dict:
     cfg = load_config([ROOT / "config/tiny.yaml", ROOT / "config/toy_science.yaml"], ROOT / "config/config.yaml")
     cfg["train"].update({"methods": ["orpo_short", "solo_orpo"], "lambdas": {"solo_orpo": [1.0, 0.0]}, "seeds": seeds})
     cfg["report"]["baselines"] = ["base", "orpo_short"]
+    cfg["report"]["tune"].update(grid=[1.0e-4, 2.0e-4, 5.0e-4], probes=["sft_long", "orpo_long", "solo_orpo"])
     validate_config(cfg)
     return cfg
 
@@ -116,7 +117,7 @@ def test_adding_a_seed_plans_only_that_seeds_jobs(tmp_path):
         "pairs": {"results/pairs/tiny@s2/pairs.jsonl"},
         "datasets": {"results/datasets/tiny@s2/short.jsonl"},  # one job writes every training set
         "train": {f"results/train/{r}@s2/model" for r in runs},
-        "evaluate": {f"results/eval/{r}@s2_{b}.json" for r in runs for b in ("ruler", "longbench_v1")},
+        "evaluate": {f"results/eval/{r}@s2_{b}.json" for r in runs for b in more["eval"]["benchmarks"]},
         "report_seeds": {"results/report/seeds.md"},
     }, planned
     # `all` with three seeds: the paper tables read the first seed's evaluations only
@@ -133,7 +134,7 @@ def test_tuning_is_dag_jobs_on_dev_questions_only(tmp_path):
     jobs = plan(tmp_path, cfg, ("toy_science_tune",))
     rules = _rule_outputs(jobs)
     grid = cfg["report"]["tune"]["grid"]
-    runs = {f"tune_{m}@lr{lr:g}" for m in ("sft_long", "orpo_long") for lr in grid}
+    runs = {f"tune_{m}@lr{lr:g}" for m in ("sft_long", "orpo_long", "solo_orpo") for lr in grid}
     assert rules["tune_train"] == {f"results/tune/train/{r}/model" for r in runs}
     assert rules["tune_evaluate"] == {f"results/tune/eval/{r}_ruler.json" for r in runs}
     assert not {"evaluate", "train", "bench_data_tokenized", "report_seeds"} & set(rules)
@@ -141,7 +142,7 @@ def test_tuning_is_dag_jobs_on_dev_questions_only(tmp_path):
     for j in jobs.values():
         if j.rule == "tune_train":
             name = j.outputs[0].split("/")[3]
-            key = "sft_learning_rate" if "sft" in name else "learning_rate"
+            key = "sft_learning_rate" if "sft" in name else "solo_learning_rate" if "solo" in name else "learning_rate"
             assert j.params["run"]["train"]["optim"][key] == float(name.rpartition("@lr")[2])
             assert j.params["run"]["seed"] == 0 and any(i.startswith("results/datasets/tiny/") for i in j.inputs)
         if j.rule == "tune_evaluate":
@@ -157,7 +158,8 @@ def test_the_tuning_choice_is_the_best_dev_score_per_family(tmp_path):
     cfg = _toy([0])
     runs = tune_runs(cfg)
     scores = {"tune_sft_long@lr0.0001": 20.0, "tune_sft_long@lr0.0002": 22.0, "tune_sft_long@lr0.0005": 22.0,
-              "tune_orpo_long@lr0.0001": 30.0, "tune_orpo_long@lr0.0002": 10.0, "tune_orpo_long@lr0.0005": 29.0}
+              "tune_orpo_long@lr0.0001": 30.0, "tune_orpo_long@lr0.0002": 10.0, "tune_orpo_long@lr0.0005": 29.0,
+              "tune_solo_orpo@lr0.0001": 5.0, "tune_solo_orpo@lr0.0002": 6.0, "tune_solo_orpo@lr0.0005": 4.0}
     evals = []
     for name, score in scores.items():
         evals.append(tmp_path / f"{name}_ruler.json")
@@ -165,6 +167,7 @@ def test_the_tuning_choice_is_the_best_dev_score_per_family(tmp_path):
     res = choose([str(e) for e in evals], str(tmp_path / "chosen.json"), runs)
     assert res["chosen"]["sft_learning_rate"] == {"value": 2.0e-4, "probe": "sft_long", "dev_score": 22.0}  # tie: first
     assert res["chosen"]["learning_rate"]["value"] == 1.0e-4
+    assert res["chosen"]["solo_learning_rate"] == {"value": 2.0e-4, "probe": "solo_orpo", "dev_score": 6.0}
     assert json.loads((tmp_path / "chosen.json").read_text())["dev_scores"] == scores
 
 

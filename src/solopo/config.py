@@ -276,7 +276,8 @@ def validate_config(config: dict, root: str | os.PathLike = ".") -> None:
     runs = run_table(config)  # two lambda values with one run name
     rep = config.get("report") or {}
     for key, names in (("report.primary", [rep["primary"]] if "primary" in rep else []),
-                       ("report.baselines", rep.get("baselines") or [])):
+                       ("report.baselines", rep.get("baselines") or []),
+                       ("report.headroom_runs", rep.get("headroom_runs") or [])):
         for name in names:  # a misspelt run would silently drop out of the comparisons
             if name not in runs:
                 raise ConfigError(f"config error: {key}: {name!r} is not a run of this config; allowed: "

@@ -55,6 +55,7 @@ SEEDS_MD = "results/report/seeds.md"
 SEEDS_JSON = "results/report/seeds.md.json"
 SEEDS_PLOT = "results/report/seeds_{plot}.png"
 SEEDS_PLOTS = ("ruler_by_length", "lambda", "cost")  # solopo.report.science names them after the page
+SEEDS_RA_PLOT = "results/report/seeds_ra_mechanism.png"  # with SoLo-RA runs at λ > 0 (report.findings.ra_plot_runs)
 REPORT_TABLES = ("table3", "table4", "ablations", "lambda_sweep")  # solopo.report.tables.TABLE_NAMES
 
 # --------------------------------------------------------------------------- learning-rate tuning

@@ -1,7 +1,7 @@
 """Learning-rate tuning on a held-out dev split, as DAG jobs (rules in workflow/rules/science.smk).
 
 `report.tune` names probe methods (one per family: an SFT method tunes `train.optim.sft_learning_rate`,
-any other `train.optim.learning_rate`) and a grid of learning rates. Each (probe, rate) is trained by
+a SoLo method `train.optim.solo_learning_rate`, any other `train.optim.learning_rate`) and a grid of rates. Each (probe, rate) is trained by
 `pipeline.train` on the first seed's training set and evaluated by `pipeline.evaluate` on a RULER set
 built from dev questions that are neither training nor test questions (toy world, seed + 37); `choose`
 writes the best rate per family. The choice is copied into the preset by hand (the preset records
@@ -21,8 +21,12 @@ TUNE_ID_OFFSET = 2 * 10**6
 
 
 def rate_key(method: str) -> str:
-    """The train.optim key a probe method's learning rate is (pipeline.train_config's choice)."""
-    return "sft_learning_rate" if method.startswith("sft") else "learning_rate"
+    """The train.optim key of a training method's learning rate (the family a probe tunes): SFT methods
+    `sft_learning_rate`, SoLo methods (solo_*, solo_kl_*) `solo_learning_rate` (unset: `learning_rate`),
+    the other PO methods `learning_rate`. LongPO keeps its own (train.longpo)."""
+    if method.startswith("sft"):
+        return "sft_learning_rate"
+    return "solo_learning_rate" if method.startswith("solo_") else "learning_rate"
 
 
 def tune_runs(config: dict) -> dict[str, dict]:

@@ -25,7 +25,7 @@ def world(tmp_path_factory):
     recs = valley_records()
     tok = _tiny_tokenizer(recs)
     out = tmp_path_factory.mktemp("ruler_src")
-    sources = ruler.build_fixture(recs, out, {"fixture_more_paragraphs": 2}, seed=1)
+    sources = ruler.build_fixture(recs, out, {"fixture_more_paragraphs": 4}, seed=1)
     return recs, tok, sources
 
 
@@ -110,6 +110,17 @@ def test_search_raises_when_gold_does_not_fit(world):
     its = ruler.build_items({"musique": sources["musique"]}, tok,
                             dict(CFG, sets=["musique"], lengths=[300], context_mode="supporting"), seed=0)
     assert all(i["length_w_model_temp"] <= 300 and len(i["gold_doc_positions"]) == 2 for i in its)
+
+
+def test_an_item_the_source_cannot_fill_stops_with_one_line(world):
+    """A source whose every document together stays under 95 % of a length (a small fixture at a paper
+    length) would give items scored as that length while shorter: it stops, naming set, length and size."""
+    from solopo.artifacts import DataError
+
+    _, tok, sources = world
+    with pytest.raises(DataError, match=r"ruler squad at 20000 tokens: all \d+ documents of the source fill only \d+ "
+                                        r"tokens .*data\.toy\.dev_questions"):
+        ruler.build_items({"squad": sources["squad"]}, tok, dict(CFG, sets=["squad"], lengths=[20000]), seed=0)
 
 
 def test_ruler_native_prompt(world):

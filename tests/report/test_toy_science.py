@@ -110,9 +110,11 @@ def test_the_seeds_meta_names_every_run_and_seed():
     assert meta["solo_orpo_lam0.3@s2"] == {"run": "solo_orpo_lam0.3", "seed": 2, "method": "solo_orpo", "lambda": 0.3,
                                            "default": False}
     assert meta["orpo_long"]["seed"] == 0 and meta["base"]["seed"] is None and "base@s1" not in meta
-    assert len(meta) == 1 + 3 * 9  # base once; 9 trained runs x 3 seeds
+    assert len(meta) == 1 + 3 * 13  # base once; 13 trained runs x 3 seeds
+    assert meta["solo_orpo_sg_lam3.0"]["method"] == "solo_orpo_sg"
     settings = sci.page_settings(cfg)
-    assert settings["learning_rates"] == {"sft": 1.0e-4, "po": 5.0e-4} and settings["seeds"] == [0, 1, 2]
+    assert set(settings["learning_rates"]) == {"sft", "po", "solo"} and settings["seeds"] == [0, 1, 2]
+    assert settings["headroom_runs"] == ["sft_long", "orpo_long"]
     assert settings["primary"] == "solo_orpo" and "orpo_expand" in settings["baselines"]
 
 
@@ -171,7 +173,12 @@ def test_reduced_toy_science_page_is_made_by_the_dag(tmp_path):
     assert all(c["n_items"] > 0 and {"delta", "lo", "hi", "p", "resolved"} <= set(c) for c in res["comparisons"])
     md = (tmp_path / "results/report/seeds.md").read_text()
     assert md.startswith("# Toy science: does short-to-long alignment help on the toy world?")
-    assert md.splitlines()[2] == res["answer"] and "2 seeds" in res["answer"] and "| SoLo-ORPO (λ=0) |" in md
+    assert res["answer"] in md and "2 seeds" in res["answer"] and "| SoLo-ORPO (λ=0) |" in md
+    # the findings open the page: no SFT-long/ORPO-long here, so the headroom is not checked, and it says so
+    assert md.splitlines()[2].startswith("**Headroom: not checked**") and not res["headroom"]["checked"]
+    # the first seed's SoLo-RA run at λ > 0 gives the RA-mechanism plot and its logged gradients
+    assert "results/report/seeds_ra_mechanism.png" in [str(Path(p).relative_to(tmp_path)) for p in res["plots"]]
+    assert set(res["ra_gradients"]) == {"solo_orpo"} and res["ra_gradients"]["solo_orpo"]["grad_short"] > 0
     for p in res["plots"]:
         assert Path(p).name.startswith("seeds_") and (tmp_path / "results/report" / Path(p).name).read_bytes()[:8] == PNG
     # nothing left to do: the DAG is up to date

@@ -127,7 +127,7 @@ def test_the_registry_builders_make_the_tables_the_tests_check():
     assert {m: s.dataset for m, s in METHODS.items()} == {
         **{f"sft_{d}": f"sft_{d}" for d in ("short", "long", "expand")},
         **{f"{f}_{d}": d for f in ("dpo", "simpo", "orpo") for d in ("short", "long", "expand")},
-        **{f"solo_{f}{v}": "solo" for f in ("dpo", "simpo", "orpo") for v in ("", "_both")},
+        **{f"solo_{f}{v}": "solo" for f in ("dpo", "simpo", "orpo") for v in ("", "_both", "_sg")},
         **{f"solo_kl_{f}": "solo" for f in ("dpo", "simpo", "orpo")}, "longpo": "solo"}
     assert all(get_loss(s.loss) for s in METHODS.values())
 

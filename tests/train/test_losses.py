@@ -388,12 +388,13 @@ def test_list_losses():
 
 
 def test_methods_table_is_complete():
-    want = {f"sft_{d}": ("sft", f"sft_{d}") for d in ("short", "long", "expand")}
+    want = {f"sft_{d}": ("sft", f"sft_{d}", False) for d in ("short", "long", "expand")}
     for f in ("dpo", "simpo", "orpo"):
-        want |= {f"{f}_{d}": (f, d) for d in ("short", "long", "expand")}
-        want |= {f"solo_{f}": (f"solo_{f}", "solo"), f"solo_{f}_both": (f"solo_{f}_both", "solo"),
-                 f"solo_kl_{f}": (f"solo_kl_{f}", "solo")}
-    want["longpo"] = ("longpo", "solo")
+        want |= {f"{f}_{d}": (f, d, False) for d in ("short", "long", "expand")}
+        want |= {f"solo_{f}": (f"solo_{f}", "solo", False), f"solo_{f}_both": (f"solo_{f}_both", "solo", False),
+                 f"solo_kl_{f}": (f"solo_kl_{f}", "solo", False),
+                 f"solo_{f}_sg": (f"solo_{f}", "solo", True)}  # SoLo-RA with the short reward a fixed target
+    want["longpo"] = ("longpo", "solo", False)
     assert {k: tuple(v) for k, v in METHODS.items()} == want
     assert {m.loss for m in METHODS.values()} == set(LOSSES)
 

@@ -1,3 +1,4 @@
+from solopo.report.findings import ra_plot_runs
 from solopo.report.science import SEED_BENCHES, page_settings, seeds_meta
 from solopo.config import Run
 from solopo.tune import train_slice, tune_bench_slice, tune_runs
@@ -10,6 +11,7 @@ from solopo.tune import train_slice, tune_bench_slice, tune_runs
 SEEDS_META = seeds_meta(config)
 SEEDS_BENCHES = [b for b in SEED_BENCHES if b in config["eval"]["benchmarks"]]
 SEEDS_PAGE = [paths.SEEDS_MD, paths.SEEDS_JSON] + [paths.fill(paths.SEEDS_PLOT, plot=p) for p in paths.SEEDS_PLOTS]
+SEEDS_PAGE += [paths.SEEDS_RA_PLOT] if ra_plot_runs(SEEDS_META) else []  # the RA gradient per side over training
 
 
 SEEDS_EVALS = expand(paths.EVAL_JSON, run=list(SEEDS_META), bench=SEEDS_BENCHES)

@@ -112,6 +112,10 @@ def task_prompt(prompt: str, context: str, query: str) -> tuple[str, str]:
     raise ValueError(f"ruler prompt {prompt!r}: allowed values are {', '.join(PROMPTS)}")
 
 
+# An item whose source ran out of documents must still reach this share of its target length.
+MIN_FILL = 0.95
+
+
 class _Synth:
     """RULER's `generate_input_output` + per-sample length fitting for one source set."""
 
@@ -213,6 +217,14 @@ class _Synth:
         n = lo
         chosen = sorted(pool[:n], key=order_key.__getitem__)
         out = cache[n] if n in cache else build(n)
+        if n == len(self.docs) and out["n_full"] < MIN_FILL * target:
+            # Every document of the source is in and the item is still short: it would be scored as a
+            # `target`-token item while being a shorter one (a small source, e.g. a fixture).
+            raise DataError(
+                f"ruler {self.set_name} at {target} tokens: all {n} documents of the source fill only "
+                f"{out['n_full']} tokens (sample {index}, id {qa['id']}; at least {MIN_FILL:.0%} needed); "
+                "use a larger source (fixture: data.toy.dev_questions, eval.ruler.fixture_more_paragraphs) "
+                "or drop the length from eval.ruler.lengths")
         gold = set(qa["context"])
         return {
             "index": index,

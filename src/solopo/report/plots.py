@@ -100,11 +100,12 @@ def plot_lambda_sweep(results: dict, meta: dict | None, backbone: str, method: s
 FAMILIES = (("dpo", "DPO"), ("simpo", "SimPO"), ("orpo", "ORPO"), ("sft", "SFT / LongPO"))
 REGIME_STYLE = {"short": ("tab:orange", "--"), "long": ("tab:red", "--"), "expand": ("tab:purple", "--"),
                 "solo": ("tab:blue", "-"), "solo_both": ("tab:cyan", "-"), "solo_kl": ("tab:green", "-"),
+                "solo_sg": ("tab:olive", "-"),
                 "longpo": ("tab:brown", "-"), "base": ("black", ":")}
 
 
 def family_of(method: str) -> tuple[str, str] | None:
-    """(family, regime) of a method: dpo_long -> (dpo, long), solo_kl_orpo -> (orpo, solo_kl),
+    """(family, regime) of a method: dpo_long -> (dpo, long), solo_kl_orpo -> (orpo, solo_kl), solo_orpo_sg -> (orpo, solo_sg),
     sft_short -> (sft, short), longpo -> (sft, longpo) (the panel of the SFT baselines); base -> None."""
     if method == "base":
         return None
@@ -115,6 +116,8 @@ def family_of(method: str) -> tuple[str, str] | None:
             fam = method[len(prefix):]
             if fam.endswith("_both"):
                 return fam[:-5], "solo_both"
+            if fam.endswith("_sg"):
+                return fam[:-3], "solo_sg"
             return fam, regime
     fam, _, data = method.rpartition("_")
     return (fam, data) if fam and data in ("short", "long", "expand") else None

@@ -289,9 +289,14 @@ def plot_all(summ: dict, meta: dict, keys: list[str], out_dir: Path, stem: str =
 
 
 def write_report(records, out_md: str | Path, settings: dict, baselines: list[str], primary: str = "solo_orpo",
-                 resamples: int = 2000) -> dict:
+                 resamples: int = 2000, train_logs: dict[str, str] | None = None) -> dict:
     """Statistics + page + plots (named after the page: `<stem>_*.png`); also `<out_md>.json` with
-    every number. `records`: per-(run, seed) records (`dag_records`) or JSON files holding one each."""
+    every number. `records`: per-(run, seed) records (`dag_records`) or JSON files holding one each.
+    `train_logs`: {run: train_log.jsonl} of SoLo-RA runs (`findings.ra_plot_runs`): the RA-mechanism plot
+    and the logged gradients in the findings. The page opens with the findings (solopo.report.findings)."""
+    from solopo.report import findings
+    from solopo.report.plots import write_ra_mechanism
+
     runs = load_runs(records)
     meta = {run: {"method": recs[0]["method"], "lambda": recs[0].get("lambda"), "default": recs[0].get("default", True)}
             for run, recs in runs.items()}
@@ -299,15 +304,33 @@ def write_report(records, out_md: str | Path, settings: dict, baselines: list[st
     keys = score_keys(runs)
     summ = summary(runs)
     solo = [r for r in runs if runs[r][0]["method"].startswith("solo_")]
-    pairs = [(a, b) for a in solo for b in baselines if b in runs]
+    headroom_runs = settings.get("headroom_runs") or list(findings.HEADROOM_RUNS)
+    pairs = [(a, b) for a in solo for b in list(baselines) + list(findings.LONG_BASELINES) if b in runs]
     pairs += [(a, primary) for a in solo if a != primary and primary in runs]
-    comps = comparisons(runs, pairs, resamples)
-    answer = answer_paragraph(comps, meta, primary)
+    pairs += [(h, "base") for h in headroom_runs if h in runs] + findings.lambda_pairs(meta)
+    comps = comparisons(runs, list(dict.fromkeys(pairs)), resamples)
+    shown = [c for c in comps if (c["run"], c["baseline"]) in
+             {(a, b) for a in solo for b in baselines} | {(a, primary) for a in solo}]
+    label = lambda run: _label(run, meta)  # noqa: E731
+    longest = findings.longest_ruler_key(keys)
+    room = findings.headroom(comps, longest, headroom_runs)
+    versus = findings.versus_long_baselines(comps, longest, solo)
+    collapse = findings.lambda_collapse(comps, meta, "ruler" if "ruler" in keys else longest)
+    grads = findings.ra_gradients(train_logs or {})
+    answer = "\n\n".join(t for t in (
+        findings.headroom_text(room, label), answer_paragraph(shown, meta, primary), findings.versus_text(versus, label),
+        findings.collapse_text(collapse, grads, meta, label, "ruler" if "ruler" in keys else longest)) if t)
     out_md = Path(out_md)
     plots = plot_all(summ, meta, keys, out_md.parent, out_md.stem)
-    out_md.write_text(markdown(summ, comps, meta, keys, answer, settings, plots))
+    if train_logs:
+        ra_png = out_md.parent / f"{out_md.stem}_ra_mechanism.png"
+        write_ra_mechanism({label(r): p for r, p in train_logs.items()}, str(ra_png),
+                           "SoLo-RA: the RA gradient and the chosen log-prob per side over training (first seed)")
+        plots.append(str(ra_png))
+    out_md.write_text(markdown(summ, shown, meta, keys, answer, settings, plots))
     result = {"summary": summ, "comparisons": comps, "answer": answer, "keys": keys, "settings": settings,
-              "plots": plots}
+              "plots": plots, "headroom": room, "versus_long_baselines": versus, "lambda_collapse": collapse,
+              "ra_gradients": grads}
     Path(str(out_md) + ".json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
@@ -409,7 +432,9 @@ def page_settings(config: dict) -> dict:
     return {"title": rep.get("title", DEFAULT_TITLE), "baselines": list(rep.get("baselines", ["base"])),
             "primary": rep.get("primary", "solo_orpo"), "bootstrap_resamples": int(rep.get("bootstrap_resamples", 2000)),
             "lr_tuned_on_dev": bool(rep.get("lr_tuned_on_dev", False)), "seeds": train_seeds(config),
-            "learning_rates": {"sft": o.get("sft_learning_rate", o["learning_rate"]), "po": o["learning_rate"]}}
+            "headroom_runs": list(rep.get("headroom_runs", ["sft_long", "orpo_long"])),
+            "learning_rates": {"sft": o.get("sft_learning_rate", o["learning_rate"]), "po": o["learning_rate"],
+                               **({"solo": o["solo_learning_rate"]} if "solo_learning_rate" in o else {})}}
 
 
 def write_seeds_page(evals: list[str], models: dict[str, str], out_md: str, meta: dict, settings: dict,
@@ -428,9 +453,12 @@ def write_seeds_page(evals: list[str], models: dict[str, str], out_md: str, meta
         for r in recs:
             if r["train"] and r["train"].get("rows") is not None:
                 sizes.setdefault(r["seed"], {})[r["method"]] = r["train"]["rows"]
-        page = {k: settings[k] for k in ("title", "learning_rates", "lr_tuned_on_dev", "seeds")}
+        page = {k: settings[k] for k in ("title", "learning_rates", "lr_tuned_on_dev", "seeds", "headroom_runs")}
+        from solopo.report.findings import ra_plot_runs
+
+        logs = {meta[n]["run"]: str(Path(models[n]) / "train_log.jsonl") for n in ra_plot_runs(meta)}
         res = write_report(recs, out_md, {**page, "training_set_sizes": sizes}, settings["baselines"],
-                           settings["primary"], settings["bootstrap_resamples"])
+                           settings["primary"], settings["bootstrap_resamples"], logs)
         logging.getLogger("solopo").info("seeds page %s: %s", out_md, res["answer"])
         return res
 

@@ -55,7 +55,8 @@ ORDER3 = ["base", "sft_short", "sft_long", "dpo_short", "dpo_long", "solo_dpo", 
 ORDER4 = ["base", "sft_short", "sft_long", "orpo_short", "orpo_long", "solo_orpo", "dpo_short", "dpo_long",
           "solo_dpo", "simpo_short", "simpo_long", "solo_simpo"]
 ORDER_REST = ["longpo", "sft_expand", "dpo_expand", "simpo_expand", "orpo_expand", "solo_dpo_both",
-              "solo_simpo_both", "solo_orpo_both", "solo_kl_dpo", "solo_kl_simpo", "solo_kl_orpo"]
+              "solo_simpo_both", "solo_orpo_both", "solo_dpo_sg", "solo_simpo_sg", "solo_orpo_sg", "solo_kl_dpo",
+              "solo_kl_simpo", "solo_kl_orpo"]
 
 ALGO_LABEL = {"sft": "SFT", "dpo": "DPO", "simpo": "SimPO", "orpo": "ORPO"}
 
@@ -153,7 +154,8 @@ def _fmt_lam(v) -> str:
 
 
 def method_label(method: str, lam: float | None = None, default: bool = True) -> str:
-    """Paper-style name: SFT-short, DPO-long, Expand-Long-ORPO, SoLo-ORPO, SoLo-ORPO (both), SoLo-KL-ORPO."""
+    """Paper-style name: SFT-short, DPO-long, Expand-Long-ORPO, SoLo-ORPO, SoLo-ORPO (both), SoLo-ORPO (stop-grad),
+    SoLo-KL-ORPO."""
     if method == "base":
         return "Instruct"
     if method == "longpo":
@@ -162,6 +164,8 @@ def method_label(method: str, lam: float | None = None, default: bool = True) ->
         label = f"SoLo-KL-{ALGO_LABEL[method[8:]]}"
     elif method.startswith("solo_") and method.endswith("_both"):
         label = f"SoLo-{ALGO_LABEL[method[5:-5]]} (both)"
+    elif method.startswith("solo_") and method.endswith("_sg"):
+        label = f"SoLo-{ALGO_LABEL[method[5:-3]]} (stop-grad)"
     elif method.startswith("solo_"):
         label = f"SoLo-{ALGO_LABEL[method[5:]]}"
     else:

@@ -21,14 +21,15 @@ def longpo_settings(cfg: dict) -> dict:
 
 def loss_config(cfg: dict, method: str, lam: float | None):
     from solopo.slices import has_ra_term
-    from solopo.train.losses import LONGPO_DEFAULTS, LossConfig
+    from solopo.train.losses import LONGPO_DEFAULTS, LossConfig, get_method
 
     lc = cfg["train"]["loss"]
     # train.longpo is read (and in the params, solopo.slices.train) for the LongPO run only
     lp = longpo_settings(cfg) if method == "longpo" else LONGPO_DEFAULTS
     simpo = "simpo" in method
-    # read by the SoLo-RA runs only: the other runs' slices leave it out (solopo.slices.train)
-    stop_grad = lc.get("ra_stop_grad_short", False) if has_ra_term(method) else False
+    # read by the SoLo-RA runs only: the other runs' slices leave it out (solopo.slices.train); the
+    # solo_*_sg methods stop the gradient whatever the key says
+    stop_grad = has_ra_term(method) and (get_method(method).ra_stop_grad_short or lc.get("ra_stop_grad_short", False))
     return LossConfig(beta=lc["simpo_beta"] if simpo else lc["beta"], gamma=lc["gamma"], orpo_lambda=lc["orpo_lambda"],
                       alpha=lam if lam is not None else 0.0, longpo_beta=lp["beta"], longpo_lambda=lp["lambda"],
                       ra_stop_grad_short=stop_grad)
@@ -36,9 +37,10 @@ def loss_config(cfg: dict, method: str, lam: float | None):
 
 def train_config(cfg: dict, method: str):
     from solopo.train.setup import TrainConfig
+    from solopo.tune import rate_key
 
     o = cfg["train"]["optim"]
-    tc = TrainConfig(learning_rate=o["sft_learning_rate"] if method.startswith("sft") else o["learning_rate"],
+    tc = TrainConfig(learning_rate=o.get(rate_key(method), o["learning_rate"]),
                      epochs=o.get("epochs", 1), batch_size=o["batch_size"], micro_batch_size=o["micro_batch_size"],
                      warmup_ratio=o.get("warmup_ratio", 0.1), max_length=o["max_length"],
                      save_steps=o.get("save_steps", 0), dtype=o.get("dtype", "auto"),

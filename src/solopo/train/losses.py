@@ -412,10 +412,13 @@ def get_loss(name: str) -> LossSpec:
 
 
 class MethodSpec(NamedTuple):
-    """A training method of the pipeline: the loss it optimises and the dataset it trains on."""
+    """A training method of the pipeline: the loss it optimises, the dataset it trains on, and whether it
+    forces ``LossConfig.ra_stop_grad_short`` (the `solo_{dpo,simpo,orpo}_sg` runs: SoLo-RA with the short
+    reward a fixed target, beside the paper's reading in one config)."""
 
     loss: str
     dataset: str
+    ra_stop_grad_short: bool = False
 
 
 def _build_methods() -> dict[str, MethodSpec]:
@@ -424,6 +427,7 @@ def _build_methods() -> dict[str, MethodSpec]:
         methods |= {f"{fam}_{d}": MethodSpec(fam, d) for d in ("short", "long", "expand")}
         methods[f"solo_{fam}"] = MethodSpec(f"solo_{fam}", "solo")
         methods[f"solo_{fam}_both"] = MethodSpec(f"solo_{fam}_both", "solo")
+        methods[f"solo_{fam}_sg"] = MethodSpec(f"solo_{fam}", "solo", ra_stop_grad_short=True)
         methods[f"solo_kl_{fam}"] = MethodSpec(f"solo_kl_{fam}", "solo")
     methods["longpo"] = MethodSpec("longpo", "solo")
     return methods
