@@ -18,6 +18,10 @@ log = logging.getLogger("solopo")
 # Another draw of the toy world than training (seed + 11) and test (seed + 23) questions.
 TUNE_SEED_OFFSET = 37
 TUNE_ID_OFFSET = 2 * 10**6
+# The dev questions are the first `dev_questions` of a draw this many times larger whose text no test
+# question has: the toy world's question texts repeat (one template per hop count and person), so a
+# test set of 300 leaves ~0.2 of a draw usable.
+TUNE_DRAW_FACTOR = 8
 
 
 def rate_key(method: str) -> str:
@@ -59,7 +63,7 @@ def tune_questions(out: str, test_questions: str, cfg: dict, seed: int, n: int, 
     with job(log_path, "tune_questions") as t0:
         tm = cfg["tiny_model"]
         test = {r["question"] for r in read_jsonl(test_questions)}
-        pool = generate_records(4 * n, seed + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"], id_offset=TUNE_ID_OFFSET)
+        pool = generate_records(TUNE_DRAW_FACTOR * n, seed + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"], id_offset=TUNE_ID_OFFSET)
         rows = [r for r in pool if r["question"] not in test][:n]
         if len(rows) < n:
             raise ValueError(f"report.tune.dev_questions: {n} questions unlike every test question are not in a draw of "
