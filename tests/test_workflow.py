@@ -53,6 +53,13 @@ def test_lint_is_clean():
     assert _lint_clean(out), (out.stdout + out.stderr)[-3000:]
 
 
+def test_lint_is_clean_on_the_toy_science_preset():
+    """The toy-science preset adds the seeds page and the tuning rules (workflow/rules/science.smk)."""
+    out = _sm("--lint", "--snakefile", str(ROOT / "Snakefile"), "--configfile", str(ROOT / "config/tiny.yaml"),
+              str(ROOT / "config/toy_science.yaml"), timeout=120)
+    assert _lint_clean(out), (out.stdout + out.stderr)[-3000:]
+
+
 def test_lint_check_fails_on_a_workflow_that_does_not_parse(tmp_path):
     broken = tmp_path / "Snakefile"
     broken.write_text('rule a:\n    output: "a.txt"\n    shell: "touch {output}"\n\nrule broken(:\n')

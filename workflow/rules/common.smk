@@ -221,6 +221,13 @@ def eval_long_context(wildcards):
     return long_context_plan(BACKBONES[r.backbone], wildcards.bench, config["eval"][wildcards.bench])
 
 
+def run_tune_evaluate(input, output, params, wildcards, log):
+    """Rule tune_evaluate (science.smk): a tuning probe's model on the dev RULER set."""
+    cfg = scoped(params, "evaluate")
+    return stage("pipeline.evaluate", "ruler", input.model, input.data, output.json, wildcards.trun, cfg, cfg["seed"],
+                 log[0], dict(params.kw))
+
+
 def run_evaluate(input, output, params, wildcards, log):
     cfg = scoped(params, "evaluate")
     kw = {"trust_remote_code": cfg["backbone"]["trust_remote_code"], "long_context": dict(params.long_context)}

@@ -149,8 +149,7 @@ if TUNE and config["data"]["source"] == "toy":
         conda:
             ENVS["generate"]
         run:
-            if cmd := stage("pipeline.evaluate", "ruler", input.model, input.data, output.json, wildcards.trun,
-                            scoped(params, "evaluate"), params.cfg["seed"], log[0], dict(params.kw)):
+            if cmd := run_tune_evaluate(input, output, params, wildcards, log):
                 shell(cmd)  # in the rule's env / as its own process (solopo.stage)
 
     rule toy_science_tune:
