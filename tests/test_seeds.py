@@ -179,7 +179,8 @@ def test_tuning_questions_are_never_test_questions(tmp_path):
 
     cfg = _tiny()
     tm = cfg["tiny_model"]
-    pool = generate_records(TUNE_DRAW_FACTOR * 10, cfg["seed"] + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"], id_offset=TUNE_ID_OFFSET)
+    pool = generate_records(TUNE_DRAW_FACTOR * 10, cfg["seed"] + TUNE_SEED_OFFSET, hop_weights(tm), tm["entities"],
+                            id_offset=TUNE_ID_OFFSET)
     test = tmp_path / "test.jsonl"
     write_jsonl(test, pool[:5])  # the first five of the dev draw are test questions
     tune_questions(str(tmp_path / "q.jsonl"), str(test), cfg, cfg["seed"], 10, str(tmp_path / "q.log"))

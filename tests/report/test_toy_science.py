@@ -131,6 +131,7 @@ train:
   seeds: [0, 1]
   optim: {epochs: 1, batch_size: 4, micro_batch_size: 4}
 eval:
+  benchmarks: [ruler, longbench_v1]   # the preset scores RULER only; LongBench v1 checks the key order
   ruler: {lengths: [256, 512], num_samples: 2, batch_size: 8}
   longbench_v1: {fixture_items: 1, batch_size: 8}
 report: {baselines: [base, orpo_short], bootstrap_resamples: 200}
