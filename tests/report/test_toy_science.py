@@ -178,7 +178,7 @@ def test_reduced_toy_science_page_is_made_by_the_dag(tmp_path):
     # the findings open the page: no SFT-long/ORPO-long here, so the headroom is not checked, and it says so
     assert md.splitlines()[2].startswith("**Headroom: not checked**") and not res["headroom"]["checked"]
     # the first seed's SoLo-RA run at λ > 0 gives the RA-mechanism plot and its logged gradients
-    assert "results/report/seeds_ra_mechanism.png" in [str(Path(p).relative_to(tmp_path)) for p in res["plots"]]
+    assert "results/report/seeds_ra_mechanism.png" in res["plots"]
     assert set(res["ra_gradients"]) == {"solo_orpo"} and res["ra_gradients"]["solo_orpo"]["grad_short"] > 0
     for p in res["plots"]:
         assert Path(p).name.startswith("seeds_") and (tmp_path / "results/report" / Path(p).name).read_bytes()[:8] == PNG
