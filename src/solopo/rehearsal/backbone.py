@@ -37,19 +37,34 @@ def _json(path: Path, obj: dict) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def architecture_classes(architecture: str) -> tuple[type, type]:
+    """(config class, model class) of a released `architecture` name, imported from their own modules.
+
+    Not `transformers.Qwen2Config`: the local profile builds the two backbones as threads of one process,
+    and transformers' lazy top-level lookup failed there on a clean clone (AttributeError: module
+    'transformers' has no attribute 'Qwen2Config' while the other thread resolved Llama's classes)."""
+    if architecture == "Qwen2ForCausalLM":
+        from transformers.models.qwen2.configuration_qwen2 import Qwen2Config
+        from transformers.models.qwen2.modeling_qwen2 import Qwen2ForCausalLM
+        return Qwen2Config, Qwen2ForCausalLM
+    if architecture == "LlamaForCausalLM":
+        from transformers.models.llama.configuration_llama import LlamaConfig
+        from transformers.models.llama.modeling_llama import LlamaForCausalLM
+        return LlamaConfig, LlamaForCausalLM
+    raise ValueError(f"rehearsal backbone: no builder for architecture {architecture!r} "
+                     "(Qwen2ForCausalLM | LlamaForCausalLM)")
+
+
 def _write_weights(hub_id: str, cfg: dict, out: Path, seed: int) -> None:
     """Random-init the architecture from `cfg` with `seed` and save its safetensors (bf16 as released)."""
     import torch
-    import transformers
 
     from solopo.runtime import TORCH_RNG_LOCK
 
-    rel = RELEASED[hub_id]
-    config_cls = {"Qwen2ForCausalLM": transformers.Qwen2Config, "LlamaForCausalLM": transformers.LlamaConfig}
-    model_cls = getattr(transformers, rel["architecture"])
+    config_cls, model_cls = architecture_classes(RELEASED[hub_id]["architecture"])
     # a deep copy: transformers 5 writes rope_theta into the rope_scaling dict it is given
     kwargs = copy.deepcopy({k: v for k, v in cfg.items() if k not in ("architectures", "torch_dtype")})
-    config = config_cls[rel["architecture"]](**kwargs)
+    config = config_cls(**kwargs)
     # the lock: the local profile runs jobs as threads of one process, and two backbones initialised at
     # once would interleave their draws from torch's global generator (different weights per run)
     with TORCH_RNG_LOCK:
