@@ -193,13 +193,20 @@ def download(out_dir, cfg: dict) -> list[Path]:
     return [target]
 
 
+# words a fixture context is padded to at most, per length bucket: inside LongBench v2's bucket bounds
+# (short < 32K words, medium 32K-128K, long > 128K; the dataset card)
+FIXTURE_BUCKET_WORDS = {"short": 24_000, "medium": 64_000, "long": 10**9}
+
+
 def build_fixture(records: list[dict], out_dir, cfg: dict, seed: int) -> list[Path]:
     """Write `out_dir/data.json` in the released schema from MuSiQue-schema records.
 
     Choices = the gold answer plus 3 distinct wrong answers drawn (seeded) from other
     records' answers; the gold letter is random; `difficulty` alternates easy/hard and
-    `length` cycles short/medium/long, so every bucket is populated (labels, not real
-    word counts). Deterministic for a given `seed`.
+    `length` cycles short/medium/long, so every bucket is populated, and the context is padded to
+    `fixture_min_words` capped by its bucket (`FIXTURE_BUCKET_WORDS`: LongBench v2's short items have under
+    32K words, medium under 128K), so only the long items reach the 120,000-token truncation and the short
+    ones cost a fraction of its prefill. Deterministic for a given `seed`.
     """
     n = int(cfg.get("fixture_items", 4))
     if n < 3:
@@ -234,7 +241,8 @@ def build_fixture(records: list[dict], out_dir, cfg: dict, seed: int) -> list[Pa
         for L in LETTERS:
             item[f"choice_{L}"] = gold if L == letter else next(choices)
         item["answer"] = letter
-        paras = padded_paragraphs(rec, records, int(cfg.get("fixture_min_words", 0)), rng)
+        min_words = min(int(cfg.get("fixture_min_words", 0)), FIXTURE_BUCKET_WORDS[item["length"]])
+        paras = padded_paragraphs(rec, records, min_words, rng)
         item["context"] = "\n\n".join(f"{p['title']}\n{p['paragraph_text']}" for p in paras)
         items.append(item)
     target = Path(out_dir) / "data.json"

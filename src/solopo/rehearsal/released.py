@@ -119,8 +119,8 @@ ALIASES = {"qwen25_7b": "Qwen/Qwen2.5-7B-Instruct", "llama31_8b": "meta-llama/Ll
 # The rehearsal's shrunken sizes: every other config field stays as released. Head size 64 (128 / 2
 # heads), grouped-query attention kept (2 query heads per KV head): 64 is a head size every vLLM
 # attention backend has kernels for (FlashAttention 2 and 3, FlashInfer); 16 or 32 is not.
-SMALL = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
-         "num_key_value_heads": 1, "max_window_layers": 2}
+SMALL = {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "num_key_value_heads": 1, "max_window_layers": 1}
 
 
 def resolve(name: str) -> str:
