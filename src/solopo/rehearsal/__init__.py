@@ -5,7 +5,7 @@ random, so the paper preset runs end to end on a CPU with nothing from a model h
 Public functions:
   * `build_backbone(name, out_dir, seed, wheels=None, sizes=None) -> Path`: write the model folder
     (config.json, generation_config.json, model.safetensors, tokenizer files, rehearsal.json);
-    byte-identical for a seed. `sizes` overrides `released.SMALL` (hidden 128, 2 layers, 2 heads, 1 KV head).
+    byte-identical for a seed. `sizes` overrides `released.SMALL` (hidden 128, 1 layer, 2 heads, 1 KV head).
   * `rehearsal_model(name, out_dir, seed=0, log_path=None, sizes=None) -> dict`: the same for a Snakemake
     rule: built under a temporary name, renamed into place, with manifest.json; returns the manifest.
   * `write_tokenizer(name, out_dir) -> Path`: only the released tokenizer (tokenizer.json + tokenizer_config.json).
