@@ -226,3 +226,24 @@ def test_evaluate_records_skips(tiny_model, tmp_path, monkeypatch):
     assert result["n"]["gpqa"] == 2 * 3  # limit 2 per subtask, three subtasks
     assert result["settings"]["limit"] == 2
     assert all(p["task"].startswith("local_leaderboard_gpqa_") for p in preds)
+
+
+def test_auto_batch_size_is_one_on_a_cpu(tiny_model, tmp_path, monkeypatch):
+    """lm-eval's `auto` grows batches until out-of-memory, which a CPU never raises (the kernel kills the job):
+    the hf backend on a CPU gets batch size 1; vLLM and CUDA keep `auto`."""
+    seen = {}
+
+    def simple_evaluate(**kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    import lm_eval
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", simple_evaluate)
+    cfg = dict(TINY_CFG, tasks=["gpqa"], batch_size="auto", backend="hf", limit=1)
+    with pytest.raises(RuntimeError, match="stop here"):
+        lb.evaluate(str(tiny_model), cfg, tmp_path / "work", device="cpu")
+    assert seen["batch_size"] == 1 and seen["device"] == "cpu"
+    assert lb.lm_eval_batch_size("auto", "hf", "cuda:0") == "auto"
+    assert lb.lm_eval_batch_size("auto:4", "vllm", "cpu") == "auto:4"
+    assert lb.lm_eval_batch_size(8, "hf", "cpu") == 8

@@ -228,6 +228,18 @@ def _resolve_cfg(cfg: dict) -> dict:
     return c
 
 
+def lm_eval_batch_size(batch_size: int | str, backend: str, device: str) -> int | str:
+    """The batch size handed to lm-eval: `auto` with the hf backend off CUDA becomes 1.
+
+    lm-eval's `auto` runs batches of maximum-length inputs, ever larger, until one raises out-of-memory.
+    CUDA's allocator raises; a CPU's memory does not, the kernel kills the process: the paper rehearsal's
+    leaderboard job (HF backend on a CPU, Qwen's 32,768-token window) grew to 24 GB while "Detecting largest
+    batch size" and was killed. vLLM, and hf on CUDA, keep `auto`."""
+    if backend == "hf" and str(batch_size).startswith("auto") and not str(device).startswith("cuda"):
+        return 1
+    return batch_size
+
+
 def evaluate(model_path: str, cfg: dict, work_dir: Path, device: str = "cpu") -> tuple[dict, list[dict]]:
     """Run the leaderboard subset on a local model dir through lm-eval; return (result, predictions).
 
@@ -272,12 +284,13 @@ def evaluate(model_path: str, cfg: dict, work_dir: Path, device: str = "cpu") ->
     kwargs: dict[str, Any] = {}
     if c["backend"] == "hf":
         kwargs["device"] = device
+    batch_size = lm_eval_batch_size(c["batch_size"], c["backend"], device)
     out = lm_eval.simple_evaluate(
         model=c["backend"],
         model_args=model_args,
         tasks=list(names.values()),
         num_fewshot=c["num_fewshot"],
-        batch_size=c["batch_size"],
+        batch_size=batch_size,
         limit=c["limit"],
         log_samples=bool(c["log_samples"]),
         apply_chat_template=c["apply_chat_template"],
@@ -299,7 +312,8 @@ def evaluate(model_path: str, cfg: dict, work_dir: Path, device: str = "cpu") ->
         "num_fewshot": c["num_fewshot"],
         "gen_kwargs": c["gen_kwargs"],
         "limit": c["limit"],
-        "batch_size": c["batch_size"],
+        "batch_size": batch_size,
+        "batch_size_configured": c["batch_size"],
         "backend": c["backend"],
         "dtype": c["dtype"],
         "model_args": {k: v for k, v in model_args.items() if k != "pretrained"},

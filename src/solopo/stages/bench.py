@@ -40,11 +40,12 @@ def _lm_eval(model_dir: str, bcfg: dict) -> tuple[dict, list[dict]]:
     import tempfile
 
     from solopo.eval import leaderboard
-    from solopo.runtime import MODEL_LOAD_LOCK
+    from solopo.runtime import MODEL_LOAD_LOCK, pick_device
 
-    # lm-eval loads the model itself; hold the load lock for the whole (short, tiny-preset) run
+    # lm-eval loads the model itself; hold the load lock for the whole (short, tiny-preset) run. The hf
+    # backend runs where the rest of the pipeline would (a GPU when there is one), not always on the CPU.
     with tempfile.TemporaryDirectory(prefix="lm_eval_tasks_") as work, MODEL_LOAD_LOCK:
-        return leaderboard.evaluate(model_dir, bcfg, Path(work))
+        return leaderboard.evaluate(model_dir, bcfg, Path(work), device=pick_device("auto"))
 
 
 def backend_settings(backend_kwargs: dict, run: str, bench: str) -> dict:
