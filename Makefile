@@ -81,9 +81,12 @@ vllm-check: env
 # evaluation job per (run, seed); the page is results/report/seeds.md (docs/toy_science.md)
 # The paper preset rehearsed on this CPU (config/paper_rehearsal.yaml: the released tokenizers, configs and
 # chat templates with small random weights, the paper's lengths; docs/paper_rehearsal.md). Training runs on
-# 2 CPU ranks with the paper's ZeRO-3 + offload. Not part of `make test` (hours on 2 cores, see the doc).
+# 2 CPU ranks with the paper's ZeRO-3 + offload. Not part of `make test` (about an hour on 2 cores, see the doc).
+# Every job is its own process (SOLOPO_STAGE_SUBPROCESS=1), as on a cluster: its jobs take minutes, so the
+# seconds of importing torch do not matter, and two generation jobs then use both cores (as threads of one
+# process they take turns: the sampling RNG is one global stream, held for each generate call).
 paper-rehearsal: env
-	DS_ACCELERATOR=cpu SOLOPO_TRAIN_PROCESSES=2 $(SNAKEMAKE) all --profile profiles/local --configfile config/config.yaml config/paper_rehearsal.yaml
+	SOLOPO_STAGE_SUBPROCESS=1 DS_ACCELERATOR=cpu SOLOPO_TRAIN_PROCESSES=2 $(SNAKEMAKE) all --profile profiles/local --configfile config/config.yaml config/paper_rehearsal.yaml
 
 toy-science: env
 	$(SNAKEMAKE) toy_science --profile profiles/local --configfile config/tiny.yaml config/toy_science.yaml

@@ -124,7 +124,7 @@ def test_reduced_rehearsal_builds_the_papers_lengths_with_the_released_tokenizer
     """The paper preset's data side on one backbone with Qwen2.5's released tokenizer: the backbone folder,
     1K/8K training contexts, RULER at its shortest and longest lengths, NIAH-Plus at 1K and its longest (128K) haystack,
     LongBench v1/v2 fixtures longer than their truncation (31,500 / 120,000 tokens). Sampling, training and
-    evaluation at these lengths run in `make paper-rehearsal` (hours on 2 cores, docs/paper_rehearsal.md)."""
+    evaluation at these lengths run in `make paper-rehearsal` (about an hour on 2 cores, docs/paper_rehearsal.md)."""
     import json
     import subprocess
 
